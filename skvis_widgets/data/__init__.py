@@ -1,0 +1,24 @@
+"""Readers, normalization and `SkeletonDataset`."""
+
+from .arrays import as_batch, as_sequence
+from .dataset import SkeletonDataset
+from .msr import MSR_CLASS_NAMES, load_msr_action3d, read_msr_action3d
+from .normalize import BodyFrame, body_frame, normalize_sequence
+try:  # TEMP until ntu.py lands
+    from .ntu import main_body, read_ntu_skeleton
+except ImportError:
+    pass
+
+__all__ = [
+    "SkeletonDataset",
+    "as_sequence",
+    "as_batch",
+    "BodyFrame",
+    "body_frame",
+    "normalize_sequence",
+    "read_msr_action3d",
+    "load_msr_action3d",
+    "MSR_CLASS_NAMES",
+    "read_ntu_skeleton",
+    "main_body",
+]

@@ -1,0 +1,171 @@
+"""MSR Action3D: the text reader and the whole dataset (bundled or from a folder).
+
+W. Li, Z. Zhang, Z. Liu, "Action recognition based on a bag of 3D points",
+CVPR Workshops 2010. Non-commercial research use; cite it when you use it.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import SkvisError
+from ..skeleton import MSR_ACTION3D
+from .dataset import SkeletonDataset
+from .normalize import normalize_sequence
+
+__all__ = ["MSR_CLASS_NAMES", "read_msr_action3d", "load_msr_action3d", "BUNDLE_NAME"]
+
+MSR_CLASS_NAMES: tuple[str, ...] = (
+    "high arm wave",
+    "horizontal arm wave",
+    "hammer",
+    "hand catch",
+    "forward punch",
+    "high throw",
+    "draw X",
+    "draw tick",
+    "draw circle",
+    "hand clap",
+    "two hand wave",
+    "side boxing",
+    "bend",
+    "forward kick",
+    "side kick",
+    "jogging",
+    "tennis swing",
+    "tennis serve",
+    "golf swing",
+    "pickup and throw",
+)
+
+BUNDLE_NAME = "msr_action3d.npz"
+_NAME = re.compile(r"a(\d+)_s(\d+)_e(\d+)")
+
+
+def read_msr_action3d(path: str | Path) -> np.ndarray:
+    """Read one MSR Action3D ``aAA_sSS_eEE_skeleton3D.txt`` file.
+
+    Each frame is 20 lines of ``x y z confidence``; the confidence is dropped.
+
+    Returns
+    -------
+    ndarray, shape (T, 20, 3), float32
+        Camera coordinates in metres, joints in `MSR_ACTION3D` order.
+
+    Raises
+    ------
+    SkvisError
+        For an empty file, a line without four numbers (naming the line), a line
+        count that is not a whole number of 20-joint frames, or NaN/inf values.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SkvisError(f"{path}: cannot read ({exc})") from None
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        raise SkvisError(f"{path}: empty file; expected 20 lines of 'x y z confidence' per frame")
+    try:
+        values = np.array(" ".join(lines).split(), dtype=np.float64)
+    except ValueError:
+        values = None
+    if values is None or values.size != 4 * len(lines):
+        for k, ln in enumerate(text.splitlines(), 1):
+            if not ln.strip():
+                continue
+            parts = ln.split()
+            try:
+                [float(p) for p in parts]
+            except ValueError:
+                raise SkvisError(f"{path}, line {k}: {ln.strip()!r} is not numeric") from None
+            if len(parts) != 4:
+                raise SkvisError(
+                    f"{path}, line {k}: {len(parts)} values; expected 4 (x y z confidence)"
+                )
+    if len(lines) % MSR_ACTION3D.num_joints:
+        raise SkvisError(
+            f"{path}: {len(lines)} lines is not a whole number of frames of "
+            f"{MSR_ACTION3D.num_joints} joints (truncated file, or a wrong joint count?)"
+        )
+    xyz = values.reshape(-1, MSR_ACTION3D.num_joints, 4)[..., :3]
+    if not np.isfinite(xyz).all():
+        t, j = np.argwhere(~np.isfinite(xyz))[0][:2]
+        raise SkvisError(
+            f"{path}, line {t * MSR_ACTION3D.num_joints + j + 1}: NaN or infinite coordinate"
+        )
+    return xyz.astype(np.float32)
+
+
+def _parse_name(path: Path) -> tuple[int, int, int]:
+    m = _NAME.search(path.name)
+    if not m:
+        raise SkvisError(f"{path}: name does not match 'aAA_sSS_eEE_skeleton3D.txt'")
+    return int(m[1]), int(m[2]), int(m[3])
+
+
+def _read_folder(root: Path):
+    folder = root / "real_world_coordinates" if (root / "real_world_coordinates").is_dir() else root
+    files = sorted(folder.glob("a*_s*_e*_skeleton3D.txt"))
+    if not files:
+        raise SkvisError(f"{folder}: no MSR Action3D files (aAA_sSS_eEE_skeleton3D.txt)")
+    for f in files:
+        yield f.name.replace("_skeleton3D.txt", ""), *_parse_name(f), read_msr_action3d(f)
+
+
+def _read_bundle():
+    with resources.files("skvis_widgets.data").joinpath(BUNDLE_NAME).open("rb") as fh:
+        z = np.load(fh, allow_pickle=False)
+        positions, offsets = z["positions"], z["offsets"]
+        names, actions, subjects, takes = z["names"], z["actions"], z["subjects"], z["takes"]
+    for i, name in enumerate(names):
+        yield str(name), int(actions[i]), int(subjects[i]), int(takes[i]), positions[
+            offsets[i] : offsets[i + 1]
+        ]
+
+
+def load_msr_action3d(root: str | Path | None = None, *, normalize: bool = True) -> SkeletonDataset:
+    """The whole MSR Action3D dataset (20 actions, 10 subjects, up to 3 takes).
+
+    Parameters
+    ----------
+    root : path, optional
+        A folder of the original ``aAA_sSS_eEE_skeleton3D.txt`` files (or holding
+        ``real_world_coordinates/``). ``None`` reads the compact copy bundled with
+        the package (made by ``python -m skvis_widgets.data.bundle``).
+    normalize : bool
+        Body-centred normalization (default), as for training.
+
+    All-zero recordings (no skeleton, as ``a13_s09_e02``) are skipped with a
+    warning that names them.
+    """
+    records = _read_bundle() if root is None else _read_folder(Path(root))
+    seqs, labels, subjects, ids, frames = [], [], [], [], []
+    for name, action, subject, _take, xyz in records:
+        if not np.any(xyz):
+            warnings.warn(f"MSR Action3D: skipping {name}: all-zero recording", stacklevel=2)
+            continue
+        if normalize:
+            xyz, frame = normalize_sequence(xyz, MSR_ACTION3D, return_frame=True)
+        else:
+            frame = None
+        seqs.append(xyz)
+        labels.append(action - 1)
+        subjects.append(subject)
+        ids.append(name)
+        frames.append(frame)
+    return SkeletonDataset(
+        seqs,
+        np.array(labels),
+        np.array(subjects),
+        MSR_CLASS_NAMES,
+        MSR_ACTION3D,
+        "MSR Action3D",
+        frames,
+        tuple(ids),
+    )

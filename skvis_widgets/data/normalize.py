@@ -1,0 +1,103 @@
+"""Body-centred normalization, in the spirit of the NTU RGB+D paper's.
+
+A sequence is moved into a frame fixed by its *first* frame:
+
+- origin at the spine base of frame 0;
+- ``y`` up the spine: from the spine base to the spine shoulder of frame 0;
+- ``x`` across the body, from the left to the right side: the sum of the
+  left-to-right vectors of the hips and the shoulders of frame 0, made
+  orthogonal to ``y``;
+- ``z = x × y`` (a right-handed frame).
+
+One rigid transform for the whole sequence, so motion (a jump, a walk, a turn)
+is kept. The same transform is used for training, saliency and display; it is a
+rotation plus a translation, so it is exactly invertible and preserves bone
+lengths and joint angles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import SkvisError
+from ..skeleton import Topology
+from .arrays import as_sequence
+
+__all__ = ["BodyFrame", "body_frame", "normalize_sequence"]
+
+
+@dataclass(frozen=True)
+class BodyFrame:
+    """A rigid transform from camera to body coordinates.
+
+    ``body = (camera - origin) @ rotation.T``; rows of ``rotation`` are the body
+    axes ``x, y, z`` in camera coordinates.
+    """
+
+    origin: np.ndarray  # (3,)
+    rotation: np.ndarray  # (3, 3), orthonormal, det +1
+
+    def apply(self, seq: np.ndarray) -> np.ndarray:
+        """Camera coordinates ``(..., 3)`` -> body coordinates."""
+        return ((np.asarray(seq, np.float64) - self.origin) @ self.rotation.T).astype(np.float32)
+
+    def invert(self, seq: np.ndarray) -> np.ndarray:
+        """Body coordinates ``(..., 3)`` -> camera coordinates."""
+        return (np.asarray(seq, np.float64) @ self.rotation + self.origin).astype(np.float32)
+
+
+def _unit(v: np.ndarray) -> np.ndarray | None:
+    n = np.linalg.norm(v)
+    return v / n if n > 1e-9 else None
+
+
+def body_frame(seq: np.ndarray, topology: Topology) -> BodyFrame:
+    """The body frame of a sequence's first frame (see the module docstring).
+
+    Falls back to later frames when the first one is degenerate (all joints
+    coincident, as in a lost track), and raises `SkvisError` if no frame is usable.
+    """
+    seq = as_sequence(seq, topology).astype(np.float64)
+    ix = topology.index
+    for frame in seq:
+        y = _unit(frame[ix("spine_shoulder")] - frame[ix("spine_base")])
+        across = (frame[ix("hip_right")] - frame[ix("hip_left")]) + (
+            frame[ix("shoulder_right")] - frame[ix("shoulder_left")]
+        )
+        if y is None:
+            continue
+        x = _unit(across - (across @ y) * y)
+        if x is None:
+            continue
+        z = np.cross(x, y)
+        return BodyFrame(origin=frame[ix("spine_base")].copy(), rotation=np.stack([x, y, z]))
+    raise SkvisError(
+        f"sequence of shape {seq.shape}: no frame has a usable spine and hips/shoulders "
+        "(all joints coincide?); cannot normalize"
+    )
+
+
+def normalize_sequence(
+    seq: np.ndarray, topology: Topology, *, return_frame: bool = False
+) -> np.ndarray | tuple[np.ndarray, BodyFrame]:
+    """Move a ``(T, J, 3)`` sequence into its body-centred frame.
+
+    Parameters
+    ----------
+    seq : array, shape (T, J, 3)
+        Camera coordinates, metres.
+    topology : Topology
+        Names the spine, hip and shoulder joints.
+    return_frame : bool
+        Also return the `BodyFrame`, whose ``invert`` maps back to the camera.
+
+    Returns
+    -------
+    normalized : ndarray, shape (T, J, 3), float32
+    frame : BodyFrame, only if ``return_frame``
+    """
+    frame = body_frame(seq, topology)
+    out = frame.apply(as_sequence(seq, topology))
+    return (out, frame) if return_frame else out

@@ -1,0 +1,455 @@
+"""The paper's figure 1: a recurrent layer (LSTM or GRU), an FC layer, a softmax.
+
+`SkeletonLSTM` takes ``(B, T, J, 3)`` skeleton sequences (or ``(B, T, J*3)``),
+standardizes each input coordinate with statistics kept as buffers inside the
+model, runs the recurrent layer(s), and applies the FC layer to the hidden state
+of the last valid frame. The saliency engine and the optimizer read its parts
+through a small protocol: ``preprocess`` (an affine map per frame), ``rnn`` (an
+``nn.LSTM`` or ``nn.GRU``, ``batch_first``) and ``fc`` (an ``nn.Linear``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from .data.arrays import as_sequence
+from .errors import SkvisError
+
+__all__ = [
+    "SkeletonLSTM",
+    "TrainingHistory",
+    "train_model",
+    "accuracy",
+    "save_model",
+    "load_model",
+    "load_pretrained",
+    "PRETRAINED",
+]
+
+#: Pretrained models shipped with the package: name -> file in skvis_widgets/pretrained/.
+PRETRAINED = {"msr_action3d": "msr_action3d.pt"}
+_FORMAT = "skvis-widgets/model-v1"
+
+
+class SkeletonLSTM(nn.Module):
+    """LSTM (or GRU) action classifier on skeleton sequences.
+
+    Parameters
+    ----------
+    num_joints : int
+        ``J``; the input has ``J * 3`` features per frame.
+    num_classes : int
+        ``C``, the FC layer's outputs.
+    hidden_size : int
+        ``H``, units per recurrent layer.
+    cell : {"lstm", "gru"}
+    num_layers : int
+    dropout : float
+        Between recurrent layers and before the FC layer, in training only.
+
+    Attributes
+    ----------
+    metadata : dict
+        Free-form, JSON-serializable: dataset, topology, class names, accuracy, ...
+    """
+
+    def __init__(
+        self,
+        num_joints: int,
+        num_classes: int,
+        hidden_size: int = 128,
+        cell: str = "lstm",
+        num_layers: int = 1,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if cell not in ("lstm", "gru"):
+            raise SkvisError(f"cell must be 'lstm' or 'gru', got {cell!r}")
+        self.num_joints = int(num_joints)
+        self.num_classes = int(num_classes)
+        self.hidden_size = int(hidden_size)
+        self.cell = cell
+        self.num_layers = int(num_layers)
+        self.dropout_p = float(dropout)
+        f = self.num_joints * 3
+        self.register_buffer("feature_mean", torch.zeros(f))
+        self.register_buffer("feature_std", torch.ones(f))
+        rnn_cls = nn.LSTM if cell == "lstm" else nn.GRU
+        self.rnn = rnn_cls(
+            f,
+            hidden_size,
+            num_layers=num_layers,
+            batch_first=True,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
+        self.drop = nn.Dropout(dropout)
+        self.fc = nn.Linear(hidden_size, num_classes)
+        self.metadata: dict[str, Any] = {}
+
+    # -- configuration ------------------------------------------------------------------
+    @property
+    def config(self) -> dict[str, Any]:
+        return {
+            "num_joints": self.num_joints,
+            "num_classes": self.num_classes,
+            "hidden_size": self.hidden_size,
+            "cell": self.cell,
+            "num_layers": self.num_layers,
+            "dropout": self.dropout_p,
+        }
+
+    @property
+    def input_size(self) -> int:
+        return self.num_joints * 3
+
+    def set_standardization(self, mean: np.ndarray, std: np.ndarray) -> None:
+        """Per-feature input statistics, ``(J*3,)`` each; a tiny ``std`` counts as 1."""
+        std = np.where(np.asarray(std) > 1e-6, std, 1.0)
+        self.feature_mean.copy_(torch.as_tensor(np.asarray(mean), dtype=torch.float32))
+        self.feature_std.copy_(torch.as_tensor(std, dtype=torch.float32))
+
+    # -- the forward pass ------------------------------------------------------------------
+    def _check(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.is_tensor(x):
+            x = torch.as_tensor(np.asarray(x, dtype=np.float32))
+        if x.dim() == 4:
+            if x.shape[-2:] != (self.num_joints, 3):
+                raise SkvisError(
+                    f"input of shape {tuple(x.shape)}: expected (B, T, {self.num_joints}, 3) "
+                    f"for a model of {self.num_joints} joints"
+                )
+            x = x.reshape(x.shape[0], x.shape[1], -1)
+        elif x.dim() != 3 or x.shape[-1] != self.input_size:
+            raise SkvisError(
+                f"input of shape {tuple(x.shape)}: expected (B, T, {self.num_joints}, 3) or "
+                f"(B, T, {self.input_size}) for a model of {self.num_joints} joints"
+            )
+        if x.shape[1] == 0:
+            raise SkvisError(f"input of shape {tuple(x.shape)} has zero frames")
+        p = self.feature_mean
+        return x.to(device=p.device, dtype=p.dtype if not x.is_floating_point() else x.dtype)
+
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, T, J, 3)`` or ``(B, T, J*3)`` -> standardized features ``(B, T, J*3)``."""
+        x = self._check(x)
+        return (x - self.feature_mean.to(x.dtype)) / self.feature_std.to(x.dtype)
+
+    def _lengths(self, x: torch.Tensor, lengths: Any) -> torch.Tensor | None:
+        if lengths is None:
+            return None
+        lengths = torch.as_tensor(lengths, dtype=torch.int64).reshape(-1).cpu()
+        if len(lengths) != x.shape[0]:
+            raise SkvisError(f"{len(lengths)} lengths for a batch of {x.shape[0]}")
+        if (lengths < 1).any() or (lengths > x.shape[1]).any():
+            raise SkvisError(f"lengths must be in 1..{x.shape[1]}, got {lengths.tolist()}")
+        return lengths
+
+    def hidden_states(
+        self, x: torch.Tensor, lengths: Any = None, *, layer: int = -1
+    ) -> torch.Tensor:
+        """Hidden states ``(B, T, H)`` of one recurrent layer (default the last).
+
+        Differentiable. Frames past a sequence's length are zero.
+        """
+        layer = range(self.num_layers)[layer]
+        if layer == self.num_layers - 1:
+            return self._top(x, lengths)
+        out = self.preprocess(x)
+        lengths = self._lengths(out, lengths)
+        for k in range(layer + 1):
+            if k:
+                out = nn.functional.dropout(out, self.dropout_p, self.training)
+            out = _run_layer(self.rnn, k, out, lengths)
+        return out
+
+    def _top(self, x: torch.Tensor, lengths: Any) -> torch.Tensor:
+        feats = self.preprocess(x)
+        lengths = self._lengths(feats, lengths)
+        if lengths is None:
+            out, _ = self.rnn(feats)
+            return out
+        packed = pack_padded_sequence(feats, lengths, batch_first=True, enforce_sorted=False)
+        out, _ = self.rnn(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=feats.shape[1])
+        return out
+
+    def forward(self, x: torch.Tensor, lengths: Any = None) -> torch.Tensor:
+        """Class logits ``(B, C)`` from each sequence's last valid frame."""
+        h = self._top(x, lengths)
+        if lengths is None:
+            last = h[:, -1]
+        else:
+            idx = torch.as_tensor(lengths, dtype=torch.int64, device=h.device).reshape(-1) - 1
+            last = h[torch.arange(h.shape[0], device=h.device), idx]
+        return self.fc(self.drop(last))
+
+    def frame_logits(self, x: torch.Tensor, lengths: Any = None) -> torch.Tensor:
+        """The FC layer applied at every frame: ``(B, T, C)``."""
+        return self.fc(self.drop(self._top(x, lengths)))
+
+    @torch.no_grad()
+    def classify(self, sequence: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(C,)`` for one ``(T, J, 3)`` sequence."""
+        seq = as_sequence(sequence, name="sequence")
+        if seq.shape[1] != self.num_joints:
+            raise SkvisError(
+                f"sequence of shape {seq.shape}: this model expects {self.num_joints} joints"
+            )
+        was = self.training
+        self.eval()
+        try:
+            logits = self(torch.as_tensor(seq[None], device=self.feature_mean.device))
+        finally:
+            self.train(was)
+        return torch.softmax(logits[0].double(), -1).cpu().numpy()
+
+    @torch.no_grad()
+    def predict(self, sequences: list[np.ndarray], batch_size: int = 64) -> np.ndarray:
+        """Class probabilities ``(N, C)`` for a list of ``(T_i, J, 3)`` sequences."""
+        was = self.training
+        self.eval()
+        out = []
+        try:
+            for i in range(0, len(sequences), batch_size):
+                chunk = sequences[i : i + batch_size]
+                lengths = [len(s) for s in chunk]
+                batch = np.zeros((len(chunk), max(lengths), self.num_joints, 3), np.float32)
+                for k, s in enumerate(chunk):
+                    batch[k, : len(s)] = s
+                x = torch.as_tensor(batch, device=self.feature_mean.device)
+                out.append(torch.softmax(self(x, lengths).double(), -1).cpu().numpy())
+        finally:
+            self.train(was)
+        return np.concatenate(out) if out else np.zeros((0, self.num_classes))
+
+
+def _run_layer(rnn: nn.RNNBase, k: int, x: torch.Tensor, lengths) -> torch.Tensor:
+    """Layer ``k`` of ``rnn`` alone, with the module's own weights (gradients flow to them)."""
+    single = type(rnn)(x.shape[-1], rnn.hidden_size, batch_first=True).to(x.device, x.dtype)
+    params = {
+        f"{n}_l0": getattr(rnn, f"{n}_l{k}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+    }
+    out = torch.func.functional_call(single, params, (_pack(x, lengths),))[0]
+    return out if lengths is None else _unpack(out, x.shape[1])
+
+
+def _pack(x, lengths):
+    if lengths is None:
+        return x
+    return pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+
+
+def _unpack(out, total):
+    return pad_packed_sequence(out, batch_first=True, total_length=total)[0]
+
+
+# -- saving and loading ----------------------------------------------------------------------
+def save_model(model: SkeletonLSTM, path: str | Path) -> Path:
+    """Write the state dict and a JSON config (with ``model.metadata``) to one file.
+
+    The file holds only tensors and strings, so `load_model` reads it with
+    ``torch.load(..., weights_only=True)``: a checkpoint can never run code.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": _FORMAT,
+        "config": json.dumps({**model.config, "metadata": model.metadata}),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+    torch.save(payload, path)
+    return path
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> SkeletonLSTM:
+    """Read a model written by `save_model` (safely: ``weights_only=True``), in eval mode."""
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise SkvisError(f"{path}: no such model file") from None
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise SkvisError(f"{path}: not a skvis_widgets model file ({exc})") from None
+    if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
+        raise SkvisError(f"{path}: not a skvis_widgets model file (format {_FORMAT!r} expected)")
+    config = json.loads(payload["config"])
+    metadata = config.pop("metadata", {})
+    model = SkeletonLSTM(**config)
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as exc:
+        raise SkvisError(f"{path}: weights do not match the config ({exc})") from None
+    model.metadata = metadata
+    return model.eval()
+
+
+def load_pretrained(name: str = "msr_action3d") -> SkeletonLSTM:
+    """A model shipped with the package, in eval mode, with ``metadata`` filled in.
+
+    ``"msr_action3d"``: trained on the cross-subject training half of MSR Action3D
+    by ``python -m skvis_widgets.train msr_action3d``; ``metadata["test_accuracy"]``
+    is its measured accuracy on the test half.
+    """
+    if name not in PRETRAINED:
+        raise SkvisError(f"no pretrained model {name!r}; available: {list(PRETRAINED)}")
+    ref = resources.files("skvis_widgets.pretrained").joinpath(PRETRAINED[name])
+    with resources.as_file(ref) as p:
+        return load_model(p)
+
+
+# -- training -------------------------------------------------------------------------------
+@dataclass
+class TrainingHistory:
+    """Per-epoch training loss and accuracies (``val_accuracy`` only with a validation set)."""
+
+    loss: list[float] = field(default_factory=list)
+    train_accuracy: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _augment(
+    seqs: list[np.ndarray], rng: np.random.Generator, rotate_deg: float, scale: float, jitter: float, speed: float
+) -> list[np.ndarray]:
+    """Small rotations about the vertical (y), scaling, jitter and speed changes."""
+    out = []
+    for s in seqs:
+        a = np.deg2rad(rng.uniform(-rotate_deg, rotate_deg))
+        c, n = np.cos(a), np.sin(a)
+        rot = np.array([[c, 0, n], [0, 1, 0], [-n, 0, c]], np.float32)
+        s = (s @ rot.T) * rng.uniform(1 - scale, 1 + scale)
+        if speed and len(s) > 2:
+            t_new = max(2, int(round(len(s) / rng.uniform(1 - speed, 1 + speed))))
+            pos = np.linspace(0, len(s) - 1, t_new)
+            lo = np.floor(pos).astype(int)
+            hi = np.minimum(lo + 1, len(s) - 1)
+            w = (pos - lo)[:, None, None].astype(np.float32)
+            s = s[lo] * (1 - w) + s[hi] * w
+        s = s + rng.normal(0, jitter, s.shape).astype(np.float32)
+        out.append(s.astype(np.float32))
+    return out
+
+
+def _pad(seqs: list[np.ndarray], num_joints: int) -> tuple[torch.Tensor, torch.Tensor]:
+    lengths = torch.tensor([len(s) for s in seqs])
+    batch = np.zeros((len(seqs), int(lengths.max()), num_joints, 3), np.float32)
+    for k, s in enumerate(seqs):
+        batch[k, : len(s)] = s
+    return torch.from_numpy(batch), lengths
+
+
+def train_model(
+    model: SkeletonLSTM,
+    train: Any,
+    val: Any = None,
+    *,
+    epochs: int = 150,
+    batch_size: int = 32,
+    lr: float = 0.005,
+    lr_step: int | None = None,
+    weight_decay: float = 0.0,
+    frame_loss: float = 0.5,
+    rotate_deg: float = 15.0,
+    scale: float = 0.1,
+    jitter: float = 0.005,
+    speed: float = 0.15,
+    seed: int = 0,
+    progress: bool = True,
+    callback: Any = None,
+) -> TrainingHistory:
+    """Train a `SkeletonLSTM` on a `SkeletonDataset` (the paper's recipe, plus augmentation).
+
+    Adam with initial rate ``lr`` (the paper's 0.005), divided by 10 after
+    ``lr_step`` epochs (default two thirds of ``epochs``); gradients clipped to
+    norm 1. Each batch is augmented with small rotations about the vertical axis,
+    scaling, jitter and speed changes. The loss is the cross-entropy of the last
+    valid frame's logits plus ``frame_loss`` times the mean cross-entropy of every
+    frame's logits (which gives the recurrent layer a signal at every step).
+    Input standardization is computed from ``train`` and stored in the model.
+
+    Reproducible from ``seed``; the global random state is left as it was.
+    ``callback(epoch, history)`` runs after each epoch (for a live explorer);
+    returning True from it stops training.
+    """
+    from tqdm.auto import tqdm
+
+    if train.num_joints != model.num_joints:
+        raise SkvisError(
+            f"dataset has {train.num_joints} joints, the model expects {model.num_joints}"
+        )
+    if train.num_classes != model.num_classes:
+        raise SkvisError(
+            f"dataset has {train.num_classes} classes, the model has {model.num_classes} outputs"
+        )
+    frames = np.concatenate([s.reshape(len(s), -1) for s in train.sequences])
+    model.set_standardization(frames.mean(0), frames.std(0))
+    rng = np.random.default_rng(seed)
+    device = model.feature_mean.device
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.StepLR(opt, lr_step or max(1, (2 * epochs) // 3), 0.1)
+    history = TrainingHistory()
+    labels = torch.as_tensor(train.labels)
+    import time
+
+    start = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        bar = tqdm(range(epochs), desc="training", disable=not progress)
+        for epoch in bar:
+            model.train()
+            order = rng.permutation(len(train))
+            total, correct, count = 0.0, 0, 0
+            for i in range(0, len(order), batch_size):
+                idx = order[i : i + batch_size]
+                seqs = _augment([train.sequences[k] for k in idx], rng, rotate_deg, scale, jitter, speed)
+                x, lengths = _pad(seqs, model.num_joints)
+                y = labels[idx].to(device)
+                x = x.to(device)
+                frame = model.frame_logits(x, lengths)
+                last = frame[torch.arange(len(idx)), lengths.to(device) - 1]
+                loss = nn.functional.cross_entropy(last, y)
+                if frame_loss:
+                    mask = (torch.arange(x.shape[1])[None] < lengths[:, None]).to(device)
+                    ce = nn.functional.cross_entropy(
+                        frame.transpose(1, 2), y[:, None].expand(-1, x.shape[1]), reduction="none"
+                    )
+                    loss = loss + frame_loss * (ce * mask).sum() / mask.sum()
+                opt.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+                total += float(loss.detach()) * len(idx)
+                correct += int((last.argmax(-1) == y).sum())
+                count += len(idx)
+            sched.step()
+            history.loss.append(total / count)
+            history.train_accuracy.append(correct / count)
+            postfix = {"loss": f"{total / count:.3f}", "train": f"{correct / count:.2f}"}
+            if val is not None:
+                acc = accuracy(model, val)
+                history.val_accuracy.append(acc)
+                postfix["val"] = f"{acc:.3f}"
+            bar.set_postfix(postfix)
+            if callback is not None and callback(epoch, history):
+                break
+    model.eval()
+    history.seconds = time.perf_counter() - start
+    return history
+
+
+def accuracy(model: SkeletonLSTM, dataset: Any) -> float:
+    """Fraction of ``dataset`` that ``model`` labels correctly."""
+    if len(dataset) == 0:
+        raise SkvisError("accuracy of an empty dataset")
+    probs = model.predict(dataset.sequences)
+    return float((probs.argmax(-1) == dataset.labels).mean())
