@@ -4,10 +4,7 @@ from .arrays import as_batch, as_sequence
 from .dataset import SkeletonDataset
 from .msr import MSR_CLASS_NAMES, load_msr_action3d, read_msr_action3d
 from .normalize import BodyFrame, body_frame, normalize_sequence
-try:  # TEMP until ntu.py lands
-    from .ntu import main_body, read_ntu_skeleton
-except ImportError:
-    pass
+from .ntu import main_body, read_ntu_skeleton
 
 __all__ = [
     "SkeletonDataset",
