@@ -1,0 +1,105 @@
+"""`Timeline`: Play and a frame slider, linked, above a joints-by-time heatmap.
+
+The Play button drives the slider in the browser (``jslink``), so playback
+needs no round trip through the kernel; the slider, the heatmap's cursor and
+the `frame` trait are kept equal on the kernel side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import ipywidgets as W
+import numpy as np
+import traitlets as T
+
+from .heatmap import SEQUENTIAL_COLORS, JointHeatmap
+
+__all__ = ["Timeline"]
+
+
+class Timeline(W.VBox):
+    """Frame controls and the heatmap of the current per-joint values.
+
+    Parameters
+    ----------
+    joint_names : sequence of str
+    num_frames : int
+    interval : int
+        Milliseconds between frames when playing.
+    heatmap : bool
+        Show the joints-by-time heatmap (a bare player without it).
+
+    Attributes
+    ----------
+    frame : int
+        The current frame, ``0 <= frame < num_frames``.
+    num_frames : int
+    play, slider : ipywidgets.Play, ipywidgets.IntSlider
+    heatmap : JointHeatmap or None
+    """
+
+    frame = T.Int(0)
+    num_frames = T.Int(1)
+
+    def __init__(
+        self,
+        joint_names: Sequence[str],
+        num_frames: int = 1,
+        *,
+        interval: int = 60,
+        heatmap: bool = True,
+        colors: Sequence[str] = SEQUENTIAL_COLORS,
+        **kwargs,
+    ) -> None:
+        n = max(int(num_frames), 1)
+        self.play = W.Play(value=0, min=0, max=n - 1, step=1, interval=interval, description="Play")
+        self.slider = W.IntSlider(
+            value=0,
+            min=0,
+            max=n - 1,
+            description="frame",
+            continuous_update=True,
+            layout=W.Layout(width="100%"),
+        )
+        self._jslink = W.jslink((self.play, "value"), (self.slider, "value"))
+        self.heatmap = JointHeatmap(joint_names, colors=colors) if heatmap else None
+        children = [W.HBox([self.play, self.slider], layout=W.Layout(width="100%"))]
+        if self.heatmap is not None:
+            children.append(self.heatmap)
+        super().__init__(children=children, **kwargs)
+        self.num_frames = n
+        # Kernel-side links: frame <-> slider <-> heatmap cursor. The Play follows the
+        # slider in the browser only: a second, kernel-side link would echo stale values
+        # back while it plays.
+        T.link((self, "frame"), (self.slider, "value"))
+        if self.heatmap is not None:
+            T.link((self, "frame"), (self.heatmap, "frame"))
+
+    @T.validate("frame")
+    def _clamp_frame(self, proposal) -> int:
+        return int(min(max(int(proposal["value"]), 0), self.num_frames - 1))
+
+    @T.validate("num_frames")
+    def _valid_num_frames(self, proposal) -> int:
+        return max(int(proposal["value"]), 1)
+
+    @T.observe("num_frames")
+    def _on_num_frames(self, change) -> None:
+        top = change["new"] - 1
+        # Lower `value` before `max` so the sliders never hold an out-of-range value.
+        if self.frame > top:
+            self.frame = top
+        with self.slider.hold_sync(), self.play.hold_sync():
+            self.slider.max = top
+            self.play.max = top
+
+    def show(
+        self, values: np.ndarray | None, *, title: str = "", vmax: float | None = None
+    ) -> None:
+        """Show ``(T, J)`` per-joint values in the heatmap (``None``: nothing to show)."""
+        if self.heatmap is None:
+            return
+        if values is None:
+            values = np.zeros((self.num_frames, len(self.heatmap.joint_names)))
+        self.heatmap.show(values, title=title, vmax=vmax)
