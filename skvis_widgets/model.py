@@ -128,7 +128,7 @@ class SkeletonLSTM(nn.Module):
                     f"input of shape {tuple(x.shape)}: expected (B, T, {self.num_joints}, 3) "
                     f"for a model of {self.num_joints} joints"
                 )
-            x = x.reshape(x.shape[0], x.shape[1], -1)
+            x = x.reshape(x.shape[0], x.shape[1], self.input_size)
         elif x.dim() != 3 or x.shape[-1] != self.input_size:
             raise SkvisError(
                 f"input of shape {tuple(x.shape)}: expected (B, T, {self.num_joints}, 3) or "
@@ -136,8 +136,9 @@ class SkeletonLSTM(nn.Module):
             )
         if x.shape[1] == 0:
             raise SkvisError(f"input of shape {tuple(x.shape)} has zero frames")
-        p = self.feature_mean
-        return x.to(device=p.device, dtype=p.dtype if not x.is_floating_point() else x.dtype)
+        if not x.is_floating_point():
+            x = x.float()
+        return x.to(self.feature_mean.device)
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, T, J, 3)`` or ``(B, T, J*3)`` -> standardized features ``(B, T, J*3)``."""

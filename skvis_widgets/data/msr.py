@@ -142,14 +142,19 @@ def load_msr_action3d(root: str | Path | None = None, *, normalize: bool = True)
         Body-centred normalization (default), as for training.
 
     All-zero recordings (no skeleton, as ``a13_s09_e02``) are skipped with a
-    warning that names them.
+    warning that names them. All-zero *frames* inside a recording are the
+    sensor's lost track (20 recordings have them, mostly "bend" and "pickup and
+    throw", where the body leaves the view): they are dropped, since normalizing
+    them would put the whole body at the camera's origin, metres away.
     """
     records = _read_bundle() if root is None else _read_folder(Path(root))
     seqs, labels, subjects, ids, frames = [], [], [], [], []
     for name, action, subject, _take, xyz in records:
-        if not np.any(xyz):
+        tracked = np.any(xyz.reshape(len(xyz), -1), axis=1)
+        if not tracked.any():
             warnings.warn(f"MSR Action3D: skipping {name}: all-zero recording", stacklevel=2)
             continue
+        xyz = xyz[tracked]
         if normalize:
             xyz, frame = normalize_sequence(xyz, MSR_ACTION3D, return_frame=True)
         else:
