@@ -18,8 +18,19 @@ from ..errors import SkvisError
 
 __all__ = ["JointHeatmap", "SEQUENTIAL_COLORS"]
 
-#: Light (small values) to dark (large values), as the paper's sequential colormap.
-SEQUENTIAL_COLORS = ("#ffffcc", "#fd8d3c", "#800026")
+#: Light (small values) to dark (large values): the stops of
+#: ``skvis_widgets.saliency.COLORMAPS["YlOrRd"]``, so that the heatmap and the skeleton agree.
+SEQUENTIAL_COLORS = (
+    "#ffffcc",
+    "#ffeda0",
+    "#fed976",
+    "#feb24c",
+    "#fd8d3c",
+    "#fc4e2a",
+    "#e31a1c",
+    "#bd0026",
+    "#800026",
+)
 
 
 class JointHeatmap(W.VBox):
@@ -81,9 +92,7 @@ class JointHeatmap(W.VBox):
             stroke_width=2,
         )
         self._x_axis = bq.Axis(scale=self._col_scale, label="frame", tick_format="d", num_ticks=6)
-        self._y_axis = bq.Axis(
-            scale=self._row_scale, orientation="vertical", tick_style={"font-size": "9px"}
-        )
+        self._y_axis = bq.Axis(scale=self._row_scale, side="left", tick_style={"font-size": "9px"})
         self.figure = bq.Figure(
             marks=[self.mark, self.cursor],
             axes=[self._x_axis, self._y_axis],

@@ -1,0 +1,219 @@
+"""What the explorer shows, computed and cached; no widget code here.
+
+`Analysis` holds a model and a dataset and answers the explorer's questions:
+a sample's sequence (checked), its class probabilities, its per-unit
+sensitivity (computed once per sample and kept in a small LRU cache), the
+joint map for a class or a unit (a cheap re-weighting of the cached per-unit
+sensitivity, eq 5), the hidden units ranked for a class, and the accuracy.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+
+from ..errors import SkvisError
+
+__all__ = ["Analysis", "hidden_size", "fc_weight", "probabilities"]
+
+
+def fc_weight(model: Any) -> np.ndarray:
+    """The FC layer's weight ``(C, H)`` as a numpy array."""
+    fc = getattr(model, "fc", None)
+    weight = getattr(fc, "weight", None)
+    if weight is None:
+        raise SkvisError(
+            f"{type(model).__name__} has no `fc` layer with a weight; wrap your model with "
+            "skvis_widgets.saliency.as_recurrent_classifier(module, recurrent=..., head=...)"
+        )
+    return weight.detach().cpu().numpy()
+
+
+def hidden_size(model: Any) -> int | None:
+    """``H``, the recurrent layer's units (None when it cannot be told)."""
+    h = getattr(model, "hidden_size", None)
+    if isinstance(h, int):
+        return h
+    try:
+        return int(fc_weight(model).shape[1])
+    except SkvisError:
+        return None
+
+
+def probabilities(model: Any, sequences: list[np.ndarray]) -> np.ndarray:
+    """Class probabilities ``(N, C)`` for ``(T_i, J, 3)`` sequences, from any classifier.
+
+    Uses ``model.predict`` when it has one, else runs ``model`` on one sequence at a
+    time and applies a softmax to its logits.
+    """
+    if hasattr(model, "predict"):
+        return np.asarray(model.predict(list(sequences)), dtype=np.float64)
+    import torch
+
+    params = list(model.parameters()) if hasattr(model, "parameters") else []
+    device = params[0].device if params else "cpu"
+    was = getattr(model, "training", False)
+    if hasattr(model, "eval"):
+        model.eval()
+    out = []
+    try:
+        with torch.no_grad():
+            for s in sequences:
+                logits = model(torch.as_tensor(np.asarray(s, np.float32)[None], device=device))
+                out.append(torch.softmax(logits.reshape(-1).double(), -1).cpu().numpy())
+    finally:
+        if hasattr(model, "train"):
+            model.train(was)
+    return np.stack(out) if out else np.zeros((0, 0))
+
+
+class Analysis:
+    """Cached computations for one model and one dataset (thread-safe).
+
+    Parameters
+    ----------
+    model : SkeletonLSTM or a wrapped recurrent classifier
+    dataset : SkeletonDataset
+    mode : str
+        Sensitivity mode passed to `skvis_widgets.saliency.unit_sensitivity`.
+    cache_size : int
+        How many samples' per-unit sensitivities to keep.
+    """
+
+    def __init__(
+        self, model: Any, dataset: Any, *, mode: str = "instantaneous", cache_size: int = 4
+    ) -> None:
+        self.model = model
+        self.dataset = dataset
+        self.mode = mode
+        self.cache_size = int(cache_size)
+        self._lock = threading.RLock()
+        self.clear()
+
+    def clear(self) -> None:
+        """Forget everything computed (after the model's weights changed)."""
+        with self._lock:
+            self._probs: dict[int, np.ndarray] = {}
+            self._units: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+            self._all_probs: np.ndarray | None = None
+            self._weight: np.ndarray | None = None
+
+    # -- data -----------------------------------------------------------------------------
+    def sequence(self, i: int) -> np.ndarray:
+        """Sample ``i``'s ``(T, J, 3)`` sequence; raises `SkvisError` if it is not finite."""
+        n = len(self.dataset)
+        if not 0 <= i < n:
+            raise SkvisError(f"sample {i} is out of range; the dataset has {n} samples")
+        seq = np.asarray(self.dataset.sequences[i], dtype=np.float32)
+        if seq.ndim != 3 or seq.shape[-1] != 3 or len(seq) == 0:
+            raise SkvisError(f"sample {i}: sequence of shape {seq.shape}, expected (T, J, 3)")
+        bad = ~np.isfinite(seq)
+        if bad.any():
+            t, j, _ = np.argwhere(bad)[0]
+            raise SkvisError(
+                f"sample {i} ({self.dataset.ids[i]}): {int(bad.sum())} non-finite coordinates, "
+                f"the first at frame {t}, joint {j} ({self.dataset.topology.joint_names[j]})"
+            )
+        return seq
+
+    @property
+    def weight(self) -> np.ndarray:
+        """FC weight ``(C, H)`` (cached until `clear`)."""
+        with self._lock:
+            if self._weight is None:
+                self._weight = fc_weight(self.model)
+            return self._weight
+
+    # -- predictions ------------------------------------------------------------------------
+    def probs(self, i: int) -> np.ndarray:
+        """Class probabilities ``(C,)`` of sample ``i``."""
+        with self._lock:
+            if self._all_probs is not None:
+                return self._all_probs[i]
+            if i not in self._probs:
+                p = probabilities(self.model, [self.sequence(i)])[0]
+                if not np.all(np.isfinite(p)):
+                    raise SkvisError(f"sample {i}: the model's probabilities are not finite")
+                self._probs[i] = p
+            return self._probs[i]
+
+    def all_probs(self) -> np.ndarray:
+        """Class probabilities ``(N, C)`` of the whole dataset (computed once)."""
+        with self._lock:
+            if self._all_probs is None:
+                for i in range(len(self.dataset)):
+                    self.sequence(i)  # a clear error for a bad sample
+                self._all_probs = probabilities(self.model, list(self.dataset.sequences))
+            return self._all_probs
+
+    def accuracy(self, *, use_metadata: bool = True) -> tuple[float | None, str]:
+        """``(accuracy, source)``: the model's recorded test accuracy, else measured here."""
+        meta = getattr(self.model, "metadata", None) or {}
+        if use_metadata and isinstance(meta.get("test_accuracy"), (int, float)):
+            return float(meta["test_accuracy"]), "test, recorded"
+        probs = self.all_probs()
+        if len(probs) == 0:
+            return None, "no samples"
+        return float((probs.argmax(-1) == self.dataset.labels).mean()), "on this data"
+
+    # -- sensitivity ------------------------------------------------------------------------
+    def unit_sensitivity(self, i: int) -> np.ndarray:
+        """Per-unit joint sensitivity ``(H, T, J)`` of sample ``i`` (eqs 1-4, cached)."""
+        with self._lock:
+            hit = self._units.get(i)
+            if hit is not None:
+                self._units.move_to_end(i)
+                return hit[1]
+        from .. import saliency
+
+        seq = self.sequence(i)
+        full = np.asarray(
+            saliency.unit_sensitivity(self.model, seq, mode=self.mode, normalize=True),
+            dtype=np.float32,
+        )
+        if full.ndim != 4 or full.shape[1:] != seq.shape:
+            raise SkvisError(
+                f"unit_sensitivity returned shape {full.shape}; expected (H, {seq.shape[0]}, "
+                f"{seq.shape[1]}, 3)"
+            )
+        per_joint = np.ascontiguousarray(full.sum(-1))
+        if not np.all(np.isfinite(per_joint)):
+            raise SkvisError(f"sample {i}: the sensitivity is not finite (NaN in the model?)")
+        with self._lock:
+            self._units[i] = (full, per_joint)
+            while len(self._units) > self.cache_size:
+                self._units.popitem(last=False)
+        return per_joint
+
+    def is_cached(self, i: int) -> bool:
+        with self._lock:
+            return i in self._units
+
+    def joint_map(self, i: int, target: int, unit: int | None = None) -> np.ndarray:
+        """``(T, J)`` sensitivity of sample ``i`` to class ``target`` (eq 5) or to one unit (eq 4).
+
+        Re-weights the cached per-unit sensitivity: no gradient is computed here
+        once the sample is cached.
+        """
+        per_joint = self.unit_sensitivity(i)
+        h = per_joint.shape[0]
+        if unit is not None:
+            if not 0 <= unit < h:
+                raise SkvisError(f"unit {unit} is out of range; the model has {h} hidden units")
+            return per_joint[unit]
+        w = self.weight
+        if not 0 <= target < w.shape[0]:
+            raise SkvisError(f"class {target} is out of range; the model has {w.shape[0]} classes")
+        from .. import saliency
+
+        return saliency.class_map(per_joint, w, target)  # eq 5: a re-weighting, no gradient
+
+    def ranked_units(self, target: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(units, weights)``: hidden units by decreasing ``|W_c^u|``, with ``W_c^u``."""
+        from .. import saliency
+
+        ranking = saliency.rank_units(self.weight, target, by="weight")
+        return np.asarray(ranking.units), np.asarray(ranking.weights)

@@ -1,0 +1,403 @@
+"""The explorer's small control panels.
+
+Each panel is a widget with its own traits and no knowledge of models or
+saliency: the explorer links their traits to its own and feeds them what to show.
+"""
+
+from __future__ import annotations
+
+import html
+import traceback
+from collections.abc import Callable, Sequence
+
+import ipywidgets as W
+import numpy as np
+import traitlets as T
+
+__all__ = [
+    "ErrorArea",
+    "Header",
+    "SampleSelector",
+    "TargetSelector",
+    "ModePanel",
+    "MaximizationPanel",
+    "MODES",
+]
+
+#: The explorer's two modes: (label, value).
+MODES = (("Sensitivity", "sensitivity"), ("Activation maximization", "activation_maximization"))
+
+_SMALL = "font-size:12px;line-height:1.35"
+
+
+def _esc(text: object) -> str:
+    return html.escape(str(text))
+
+
+class ErrorArea(W.HTML):
+    """Where errors are shown instead of being raised into the notebook.
+
+    Attributes
+    ----------
+    message : str
+        The errors shown, one per line (``""`` when there is none).
+    """
+
+    message = T.Unicode("")
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._items: list[str] = []
+
+    def show(self, error: BaseException | str, *, context: str = "") -> None:
+        """Add an exception (type, message, last lines of its traceback) or a text."""
+        if isinstance(error, BaseException):
+            text = f"{type(error).__name__}: {error}"
+            tb = "".join(traceback.format_exception(type(error), error, error.__traceback__)[-3:])
+        else:
+            text, tb = str(error), ""
+        if context:
+            text = f"{context}: {text}"
+        details = (
+            f"<details><summary>details</summary><pre style='font-size:11px'>{_esc(tb)}</pre>"
+            "</details>"
+            if tb
+            else ""
+        )
+        self._items = (self._items + [f"<div><b>Error</b> {_esc(text)}{details}</div>"])[-3:]
+        lines = [m for m in self.message.split("\n") if m] + [text]
+        self.message = "\n".join(lines[-3:])
+        self.value = (
+            "<div style='border-left:4px solid #c0392b;background:#fdecea;padding:4px 8px;"
+            f"{_SMALL}'>{''.join(self._items)}</div>"
+        )
+
+    def clear(self) -> None:
+        self._items = []
+        if self.message or self.value:
+            self.message = ""
+            self.value = ""
+
+
+class Header(W.HTML):
+    """The paper's summary line: samples, classes, hidden units, skeleton, accuracy."""
+
+    def update(
+        self,
+        *,
+        name: str,
+        num_samples: int,
+        num_classes: int,
+        hidden_units: int | None,
+        skeleton: str,
+        accuracy: float | None,
+        accuracy_source: str,
+    ) -> None:
+        acc = "n/a" if accuracy is None else f"{100 * accuracy:.1f}%"
+        units = "?" if hidden_units is None else str(hidden_units)
+        items = [
+            ("data", name),
+            ("samples", num_samples),
+            ("classes", num_classes),
+            ("hidden units", units),
+            ("skeleton", skeleton),
+            (f"accuracy ({accuracy_source})", acc),
+        ]
+        cells = "".join(
+            f"<span style='margin-right:18px'><span style='color:#777'>{_esc(k)}</span> "
+            f"<b>{_esc(v)}</b></span>"
+            for k, v in items
+        )
+        self.value = (
+            "<div style='padding:4px 0;border-bottom:1px solid #ddd;font-size:13px'>"
+            f"<b style='font-size:15px;margin-right:18px'>SkeletonVis</b>{cells}</div>"
+        )
+
+
+class SampleSelector(W.VBox):
+    """Choose the input sequence by class, and see its true and predicted labels.
+
+    Attributes
+    ----------
+    sample : int
+        Index into the dataset.
+    """
+
+    sample = T.Int(0)
+
+    def __init__(
+        self,
+        class_names: Sequence[str],
+        labels: np.ndarray,
+        ids: Sequence[str],
+        **kwargs,
+    ) -> None:
+        self.class_names = tuple(class_names)
+        self.labels = np.asarray(labels)
+        self.ids = tuple(ids)
+        present = sorted(set(int(c) for c in self.labels))
+        self.class_filter = W.Dropdown(
+            options=[(f"{c}: {self.class_names[c]}", c) for c in present],
+            description="class",
+            layout=W.Layout(width="100%"),
+        )
+        self.sample_dropdown = W.Dropdown(description="sample", layout=W.Layout(width="100%"))
+        self.info = W.HTML("")
+        super().__init__(
+            children=[
+                W.HTML("<b>Input sequence</b>"),
+                self.class_filter,
+                self.sample_dropdown,
+                self.info,
+            ],
+            **kwargs,
+        )
+        self._quiet = False  # True while the panel updates its own dropdowns
+        self._fill_samples(present[0] if present else None)
+        self.class_filter.observe(self._on_class, "value")
+        self.sample_dropdown.observe(self._on_dropdown, "value")
+
+    def _fill_samples(self, c: int | None) -> None:
+        idx = [] if c is None else np.flatnonzero(self.labels == c)
+        opts = [(f"{self.ids[i]} (#{i})", int(i)) for i in idx]
+        quiet, self._quiet = self._quiet, True
+        try:
+            self.sample_dropdown.options = opts
+            values = [v for _, v in opts]
+            self.sample_dropdown.value = (
+                self.sample if self.sample in values else (values[0] if values else None)
+            )
+        finally:
+            self._quiet = quiet
+
+    def _on_class(self, change) -> None:
+        if self._quiet or change["new"] is None:
+            return
+        c = int(change["new"])
+        self._fill_samples(c)
+        if int(self.labels[self.sample]) != c:
+            self.sample = int(self.sample_dropdown.value)
+
+    def _on_dropdown(self, change) -> None:
+        if not self._quiet and change["new"] is not None:
+            self.sample = int(change["new"])
+
+    @T.observe("sample")
+    def _on_sample(self, change) -> None:
+        i = change["new"]
+        if not (0 <= i < len(self.labels)):
+            return
+        c = int(self.labels[i])
+        quiet, self._quiet = self._quiet, True
+        try:
+            if self.class_filter.value != c:
+                self.class_filter.value = c
+                self._fill_samples(c)
+            self.sample_dropdown.value = i
+        finally:
+            self._quiet = quiet
+
+    def show_prediction(self, probs: np.ndarray | None, *, top: int = 5) -> None:
+        """True label, predicted label and the ``top`` class probabilities (None: unknown)."""
+        i = self.sample
+        true = int(self.labels[i]) if 0 <= i < len(self.labels) else -1
+        true_name = self.class_names[true] if true >= 0 else "?"
+        if probs is None or not np.all(np.isfinite(probs)):
+            self.info.value = (
+                f"<div style='{_SMALL}'>true <b>{_esc(true_name)}</b>, predicted <b>?</b></div>"
+            )
+            return
+        p = np.asarray(probs, dtype=np.float64)
+        pred = int(np.argmax(p))
+        ok = "&#10003;" if pred == true else "&#10007;"
+        colour = "#2e7d32" if pred == true else "#c0392b"
+        rows = []
+        for c in np.argsort(-p)[:top]:
+            width = max(1, int(round(120 * p[c])))
+            bold = "font-weight:bold;" if c == true else ""
+            rows.append(
+                f"<div style='{bold}display:flex;align-items:center'>"
+                f"<span style='width:150px;overflow:hidden;white-space:nowrap'>{_esc(self.class_names[c])}</span>"
+                f"<span style='display:inline-block;height:9px;width:{width}px;background:#6a8caf'></span>"
+                f"<span style='margin-left:4px'>{100 * p[c]:.1f}%</span></div>"
+            )
+        self.info.value = (
+            f"<div style='{_SMALL}'>true <b>{_esc(true_name)}</b>, predicted "
+            f"<b style='color:{colour}'>{_esc(self.class_names[pred])} {ok}</b>"
+            f"<div style='margin-top:3px'>{''.join(rows)}</div></div>"
+        )
+
+
+class TargetSelector(W.VBox):
+    """The target: a class, or one hidden unit ranked by its weight for that class.
+
+    Attributes
+    ----------
+    target : int
+        Class index.
+    unit : int or None
+        A hidden unit, or None when the class itself is the target.
+    """
+
+    target = T.Int(0)
+    unit = T.Int(None, allow_none=True)
+
+    def __init__(self, class_names: Sequence[str], **kwargs) -> None:
+        self.class_names = tuple(class_names)
+        self.class_dropdown = W.Dropdown(
+            options=[(f"{c}: {n}", c) for c, n in enumerate(self.class_names)],
+            description="class",
+            layout=W.Layout(width="100%"),
+        )
+        self.unit_dropdown = W.Dropdown(
+            options=[("the class itself", None)], description="unit", layout=W.Layout(width="100%")
+        )
+        super().__init__(
+            children=[W.HTML("<b>Target</b>"), self.class_dropdown, self.unit_dropdown], **kwargs
+        )
+        T.link((self, "target"), (self.class_dropdown, "value"))
+        self._quiet = False  # True while the unit list is refilled
+        self.unit_dropdown.observe(self._on_unit_dropdown, "value")
+
+    def _on_unit_dropdown(self, change) -> None:
+        if not self._quiet:
+            self.unit = change["new"]
+
+    @T.observe("unit")
+    def _on_unit(self, change) -> None:
+        if self.unit_dropdown.value != change["new"]:
+            self.unit_dropdown.value = change["new"]
+
+    def set_ranking(self, units: Sequence[int], weights: Sequence[float]) -> None:
+        """List the hidden units in this order, each with its weight for the target class."""
+        opts: list[tuple[str, int | None]] = [("the class itself", None)]
+        opts += [
+            (f"unit {int(u)} (w = {float(w):+.3f})", int(u))
+            for u, w in zip(units, weights, strict=True)
+        ]
+        self._quiet = True
+        try:
+            self.unit_dropdown.options = opts
+            self.unit_dropdown.value = self.unit
+        finally:
+            self._quiet = False
+
+
+class MaximizationPanel(W.VBox):
+    """Activation maximization: iterations, constraints, Run/Cancel, progress, history scrubber.
+
+    Attributes
+    ----------
+    iterations : int
+        How many hill-climbing steps to run.
+    constraints : bool
+        Keep the skeleton anatomically valid (eq 14).
+    iteration : int
+        The step of the history shown (0 is the input).
+    num_steps : int
+        Length of the history shown (1 before any run).
+    running : bool
+    """
+
+    iterations = T.Int(12)
+    constraints = T.Bool(True)
+    iteration = T.Int(0)
+    num_steps = T.Int(1)
+    running = T.Bool(False)
+
+    def __init__(self, **kwargs) -> None:
+        self.iterations_slider = W.IntSlider(
+            value=self.iterations, min=1, max=100, description="iterations"
+        )
+        self.constraints_box = W.Checkbox(
+            value=self.constraints, description="anatomical constraints"
+        )
+        self.run_button = W.Button(description="Run", button_style="primary", icon="play")
+        self.cancel_button = W.Button(description="Cancel", icon="stop", disabled=True)
+        self.progress = W.IntProgress(value=0, min=0, max=self.iterations, description="progress")
+        self.iteration_slider = W.IntSlider(value=0, min=0, max=0, description="iteration")
+        self._jump = {
+            name: W.Button(description=name, layout=W.Layout(width="auto"))
+            for name in ("input", "1 step", "final")
+        }
+        self._jump["input"].on_click(lambda _: setattr(self, "iteration", 0))
+        self._jump["1 step"].on_click(
+            lambda _: setattr(self, "iteration", min(1, self.num_steps - 1))
+        )
+        self._jump["final"].on_click(lambda _: setattr(self, "iteration", self.num_steps - 1))
+        self.status = W.HTML("")
+        super().__init__(
+            children=[
+                self.iterations_slider,
+                self.constraints_box,
+                W.HBox([self.run_button, self.cancel_button]),
+                self.progress,
+                self.iteration_slider,
+                W.HBox(list(self._jump.values())),
+                self.status,
+            ],
+            **kwargs,
+        )
+        T.link((self, "iterations"), (self.iterations_slider, "value"))
+        T.link((self, "constraints"), (self.constraints_box, "value"))
+        T.link((self, "iteration"), (self.iteration_slider, "value"))
+
+    def on_run(self, callback: Callable[[], None]) -> None:
+        self.run_button.on_click(lambda _: callback())
+
+    def on_cancel(self, callback: Callable[[], None]) -> None:
+        self.cancel_button.on_click(lambda _: callback())
+
+    @T.validate("iteration")
+    def _clamp(self, proposal) -> int:
+        return int(min(max(int(proposal["value"]), 0), self.num_steps - 1))
+
+    @T.observe("num_steps")
+    def _on_steps(self, change) -> None:
+        top = max(change["new"], 1) - 1
+        if self.iteration > top:
+            self.iteration = top
+        self.iteration_slider.max = top
+
+    @T.observe("iterations")
+    def _on_iterations(self, change) -> None:
+        self.progress.max = max(change["new"], 1)
+
+    @T.observe("running")
+    def _on_running(self, change) -> None:
+        running = change["new"]
+        with self.run_button.hold_sync(), self.cancel_button.hold_sync():
+            self.run_button.disabled = running
+            self.cancel_button.disabled = not running
+        if running:
+            self.progress.value = 0
+            self.progress.bar_style = "info"
+
+    def report(self, text: str) -> None:
+        self.status.value = f"<div style='{_SMALL}'>{text}</div>"
+
+
+class ModePanel(W.VBox):
+    """Sensitivity or activation maximization; the maximization controls show in the latter.
+
+    Attributes
+    ----------
+    mode : {"sensitivity", "activation_maximization"}
+    maximization : MaximizationPanel
+    """
+
+    mode = T.Enum([m for _, m in MODES], default_value="sensitivity")
+
+    def __init__(self, maximization: MaximizationPanel | None = None, **kwargs) -> None:
+        self.toggle = W.ToggleButtons(options=list(MODES), value="sensitivity")
+        self.toggle.style.button_width = "auto"
+        self.maximization = maximization or MaximizationPanel()
+        self.maximization.layout.display = "none"
+        super().__init__(children=[W.HTML("<b>Mode</b>"), self.toggle, self.maximization], **kwargs)
+        T.link((self, "mode"), (self.toggle, "value"))
+
+    @T.observe("mode")
+    def _on_mode(self, change) -> None:
+        self.maximization.layout.display = (
+            None if change["new"] == "activation_maximization" else "none"
+        )
