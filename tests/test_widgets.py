@@ -1,0 +1,428 @@
+"""The explorer and its parts, driven through their traits (no browser)."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import types
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from skvis_widgets.data import SkeletonDataset, load_msr_action3d
+from skvis_widgets.model import SkeletonLSTM
+from skvis_widgets.skeleton import MSR_ACTION3D
+
+
+# -- the engines (fallbacks only while skvis_widgets.saliency / .optimize are missing) -------
+def _fallback_saliency() -> types.ModuleType:
+    mod = types.ModuleType("skvis_widgets.saliency")
+
+    def unit_sensitivity(model, sequence, *, mode="instantaneous", normalize=True, layer=-1):
+        x = torch.as_tensor(np.asarray(sequence, np.float32))[None].requires_grad_(True)
+        h = model.hidden_states(x)[0]  # (T, H)
+        out = []
+        for u in range(h.shape[1]):
+            (g,) = torch.autograd.grad(h[:, u].sum(), x, retain_graph=True)
+            out.append(g[0].abs().numpy())
+        return np.stack(out).astype(np.float32)
+
+    def joint_sensitivity(model, sequence, *, target=None, unit=None, **_):
+        s = unit_sensitivity(model, sequence).sum(-1)
+        if unit is not None:
+            return s[unit]
+        w = np.abs(model.fc.weight.detach().numpy()[target])
+        return np.tensordot(w, s, axes=(0, 0))
+
+    def sensitivity_colors(values, *, scale="sequence", vmax=None):
+        v = np.asarray(values, np.float64)
+        top = vmax if vmax is not None else max(float(v.max()), 1e-12)
+        a = np.clip(v / top, 0, 1)[..., None]
+        light, dark = np.array([1.0, 1.0, 0.8]), np.array([0.5, 0.0, 0.15])
+        return (light * (1 - a) + dark * a).astype(np.float32)
+
+    def rank_units(model, target, by="weight"):
+        return np.argsort(-np.abs(model.fc.weight.detach().numpy()[target]), kind="stable")
+
+    mod.unit_sensitivity = unit_sensitivity
+    mod.joint_sensitivity = joint_sensitivity
+    mod.sensitivity_colors = sensitivity_colors
+    mod.rank_units = rank_units
+    return mod
+
+
+def _fallback_optimize() -> types.ModuleType:
+    mod = types.ModuleType("skvis_widgets.optimize")
+
+    class Result(types.SimpleNamespace):
+        pass
+
+    def maximize_activation(
+        model,
+        sequence,
+        *,
+        target=None,
+        unit=None,
+        iterations=12,
+        step_size=0.01,
+        constraints=True,
+        gradient="full",
+        callback=None,
+        cancel=None,
+        progress=True,
+    ):
+        x = torch.as_tensor(np.asarray(sequence, np.float32)).clone()
+        history, scores, cancelled = [x.numpy().copy()], [], False
+
+        def score(z):
+            if unit is not None:
+                return model.hidden_states(z[None])[0, -1, unit]
+            return model(z[None])[0, target]
+
+        for k in range(iterations + 1):
+            z = x.clone().requires_grad_(True)
+            s = score(z)
+            scores.append(float(s))
+            if k == iterations:
+                break
+            if cancel is not None and cancel.is_set():
+                cancelled = True
+                break
+            (g,) = torch.autograd.grad(s, z)
+            x = x + step_size * g / (g.norm() + 1e-12)
+            history.append(x.numpy().copy())
+            if callback is not None:
+                callback(k + 1, Result(history=np.stack(history), scores=np.array(scores)))
+        history = np.stack(history)
+        return Result(
+            history=history,
+            scores=np.array(scores[: len(history)]),
+            residuals=np.zeros((len(history), len(sequence), 3)),
+            converged=not cancelled,
+            cancelled=cancelled,
+        )
+
+    mod.maximize_activation = maximize_activation
+    return mod
+
+
+@pytest.fixture(scope="module", autouse=True)
+def engines():
+    """The real saliency/optimize modules, or test-only fallbacks while they are written."""
+    import skvis_widgets
+
+    installed = []
+    for name, make in (("saliency", _fallback_saliency), ("optimize", _fallback_optimize)):
+        try:
+            __import__(f"skvis_widgets.{name}")
+        except ImportError:
+            sys.modules[f"skvis_widgets.{name}"] = make()
+            setattr(skvis_widgets, name, sys.modules[f"skvis_widgets.{name}"])
+            installed.append(name)
+    yield installed
+    for name in installed:
+        sys.modules.pop(f"skvis_widgets.{name}", None)
+        delattr(skvis_widgets, name)
+
+
+# -- fixtures ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def dataset():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        full = load_msr_action3d()
+    # A small, fast slice: 2 samples of each of the first 4 classes, cut to 40 frames.
+    idx = np.concatenate([full.indices_of_class(c)[:2] for c in range(4)])
+    small = full.subset(idx)
+    return SkeletonDataset.from_arrays(
+        [s[:40] for s in small.sequences],
+        small.labels,
+        MSR_ACTION3D,
+        full.class_names,
+        normalize=False,
+        name="MSR slice",
+        ids=small.ids,
+    )
+
+
+def _model(seed=0, hidden=16, classes=20):
+    torch.manual_seed(seed)
+    return SkeletonLSTM(20, classes, hidden).eval()
+
+
+@pytest.fixture
+def model():
+    return _model()
+
+
+@pytest.fixture
+def vis(model, dataset):
+    from skvis_widgets.widgets import SkeletonVis
+
+    return SkeletonVis(model, dataset, sample=0)
+
+
+def _links():
+    from ipywidgets.widgets.widget import _instances
+    from ipywidgets.widgets.widget_link import Link
+
+    return [w for w in _instances.values() if isinstance(w, Link)]
+
+
+def _luminance(rgb):
+    return np.asarray(rgb) @ np.array([0.299, 0.587, 0.114])
+
+
+# -- the parts -------------------------------------------------------------------------------------
+def test_exports():
+    import skvis_widgets.widgets as w
+
+    for name in ("SkeletonVis", "SkeletonScene", "Timeline", "AnimatedSkeleton"):
+        assert name in w.__all__ and hasattr(w, name)
+
+
+def test_scene_show_replaces_buffers(dataset):
+    from skvis_widgets.widgets import SkeletonScene
+
+    seq = dataset.sequences[0]
+    scene = SkeletonScene(MSR_ACTION3D, seq[0])
+    before = scene.positions
+    colors = np.random.default_rng(0).random((20, 3))
+    scene.show(seq[5], colors)
+    np.testing.assert_array_equal(scene.positions, seq[5])
+    np.testing.assert_allclose(scene.colors, colors, rtol=1e-6)
+    assert scene.positions is not before  # replaced, not mutated in place
+    assert scene.positions.dtype == np.float32
+    with pytest.raises(ValueError, match=r"\(20, 3\)"):
+        scene.show(seq[5][:10])
+    scene.show_overlay(seq[0], offset=(1.0, 0.0, 0.0))
+    np.testing.assert_array_equal(scene.overlay_positions, seq[0])
+    scene.show_overlay(None)
+    assert scene.overlay_positions is None
+
+
+def test_timeline_links_and_heatmap_events():
+    from skvis_widgets.widgets import Timeline
+
+    tl = Timeline(MSR_ACTION3D.joint_names, 30)
+    tl.show(np.random.default_rng(0).random((30, 20)))
+    tl.frame = 7
+    assert tl.slider.value == 7 and tl.heatmap.cursor.x[0] == 7.5
+    tl.slider.value = 9  # the browser moves the slider
+    assert tl.frame == 9
+    tl.frame = 99
+    assert tl.frame == 29
+    # Clicking a cell selects it (bqplot's click interaction) and jumps to its frame.
+    tl.heatmap.mark.selected = np.array([[4, 12]])
+    assert tl.frame == 12
+    tl.heatmap._on_hover(
+        None, {"event": "hover", "data": {"rowNum": 7, "columnNum": 3, "color": 0.5}}
+    )
+    assert tl.heatmap.hovered.startswith("elbow left, frame 3")
+    links = _links()
+    assert any(
+        lk.source == (tl.play, "value") and lk.target == (tl.slider, "value") for lk in links
+    )
+
+
+def test_animated_skeleton_plays_in_the_browser(dataset):
+    from skvis_widgets.widgets import AnimatedSkeleton
+
+    seq = dataset.sequences[0]
+    colors = np.random.default_rng(0).random((len(seq), 20, 3))
+    anim = AnimatedSkeleton(seq, MSR_ACTION3D, colors)
+    assert anim.scatter.x.shape == (len(seq), 20)
+    assert anim.scatter.color.shape == (len(seq), 20, 3)
+    assert anim.play.max == len(seq) - 1
+    links = _links()
+    targets = {lk.target for lk in links if lk.source == (anim.slider, "value")}
+    assert (anim.scatter, "sequence_index") in targets and (anim.mesh, "sequence_index") in targets
+
+
+# -- the explorer --------------------------------------------------------------------------------
+def test_frame_sets_the_position_buffer(vis, dataset):
+    seq = dataset.sequences[0]
+    for k in (0, 13, len(seq) - 1):
+        vis.frame = k
+        np.testing.assert_array_equal(vis.scene.positions, seq[k])
+        assert vis.timeline.slider.value == k
+    vis.timeline.slider.value = 3  # from the browser
+    assert vis.frame == 3
+    np.testing.assert_array_equal(vis.scene.positions, seq[3])
+
+
+def test_target_darkest_joint_is_most_sensitive(vis, dataset, model):
+    from skvis_widgets import saliency
+
+    vis.frame = 20
+    seq = dataset.sequences[0]
+    for c in (3, 1):
+        vis.target = c
+        expected = saliency.joint_sensitivity(model, seq, target=c)[20]
+        assert np.argmin(_luminance(vis.scene.colors)) == np.argmax(expected)
+        np.testing.assert_allclose(vis.timeline.heatmap.values[20], expected, rtol=1e-4, atol=1e-7)
+
+
+def test_unit_target_and_ranking(vis, dataset, model):
+    from skvis_widgets import saliency
+
+    w = model.fc.weight.detach().numpy()[vis.target]
+    ranked = [v for _, v in vis.targets.unit_dropdown.options][1:]
+    assert ranked[0] == int(np.argmax(np.abs(w)))
+    assert f"{w[ranked[0]]:+.3f}" in vis.targets.unit_dropdown.options[1][0]
+    vis.frame = 5
+    vis.unit = ranked[2]
+    expected = saliency.joint_sensitivity(model, dataset.sequences[0], unit=ranked[2])[5]
+    assert np.argmin(_luminance(vis.scene.colors)) == np.argmax(expected)
+    vis.unit = None
+    assert vis.targets.unit_dropdown.value is None
+
+
+def test_sample_change_and_select(vis, dataset):
+    vis.sample = 5
+    assert vis.samples.class_filter.value == dataset.labels[5]
+    np.testing.assert_array_equal(vis.scene.positions, dataset.sequences[5][vis.frame])
+    assert "predicted" in vis.samples.info.value
+    vis.samples.sample_dropdown.value = 4  # the user picks another sample
+    assert vis.sample == 4
+    vis.select(sample=2, target=3, unit=1, frame=8)
+    assert (vis.sample, vis.target, vis.unit, vis.frame) == (2, 3, 1, 8)
+    np.testing.assert_array_equal(vis.scene.positions, dataset.sequences[2][8])
+    assert vis.analysis.is_cached(2)
+
+
+def test_state_round_trip(vis, model, dataset):
+    from skvis_widgets.widgets import SkeletonVis
+
+    vis.select(sample=3, target=2, unit=4, frame=11, mode="activation_maximization")
+    state = vis.get_state()
+    for k, v in dict(sample=3, target=2, unit=4, frame=11, mode="activation_maximization").items():
+        assert state[k] == v
+    other = SkeletonVis(model, dataset)
+    other.set_state({k: state[k] for k in ("sample", "target", "unit", "mode", "frame")})
+    assert (other.sample, other.target, other.unit, other.mode, other.frame) == (
+        3,
+        2,
+        4,
+        "activation_maximization",
+        11,
+    )
+    np.testing.assert_array_equal(other.scene.positions, dataset.sequences[3][11])
+
+
+def test_activation_maximization_in_a_thread(vis, dataset):
+    seen = []
+    vis.maximization.progress.observe(lambda ch: seen.append(threading.current_thread()), "value")
+    vis.select(mode="activation_maximization", frame=6)
+    vis.iterations = 3
+    assert vis.maximization.layout.display is None
+    thread = vis.run_maximization()
+    assert thread is not None and thread is not threading.main_thread()
+    assert vis.wait(60) and vis.error.message == ""
+    assert seen and all(t is thread for t in seen)
+    history = np.asarray(vis.result.history)
+    assert len(history) == 4 and vis.iteration == 3
+    seq = dataset.sequences[0]
+    for k in (0, 1, 3):
+        vis.maximization.iteration_slider.value = k  # the iteration slider
+        np.testing.assert_allclose(vis.scene.positions, history[k][6])
+        np.testing.assert_array_equal(vis.scene.overlay_positions, seq[6])  # the original, beside
+        assert f"iteration {k}/3" in vis.maximization.status.value
+    vis.frame = 9
+    np.testing.assert_allclose(vis.scene.positions, history[3][9])
+    vis.mode = "sensitivity"
+    np.testing.assert_array_equal(vis.scene.positions, seq[9])
+    assert vis.scene.overlay_positions is None
+
+
+def test_cancel_stops_the_maximization(vis):
+    vis.mode = "activation_maximization"
+    vis.iterations = 200
+    thread = vis.run_maximization()
+    vis.cancel_maximization()
+    assert vis.wait(60) and not thread.is_alive()
+    assert vis.result.cancelled and len(vis.result.history) < 201
+    assert not vis.maximization.running and not vis.maximization.run_button.disabled
+
+
+def test_nan_sample_shows_an_error_and_keeps_working(model, dataset):
+    from skvis_widgets.widgets import SkeletonVis
+
+    ds = SkeletonDataset.from_arrays(
+        [s.copy() for s in dataset.sequences],
+        dataset.labels,
+        MSR_ACTION3D,
+        dataset.class_names,
+        normalize=False,
+    )
+    ds.sequences[1][4, 7, 0] = np.nan
+    vis = SkeletonVis(model, ds)
+    assert vis.error.message == ""
+    vis.sample = 1
+    assert "non-finite" in vis.error.message and "frame 4" in vis.error.message
+    assert "Error" in vis.error.value
+    vis.sample = 2
+    assert vis.error.message == ""
+    np.testing.assert_array_equal(vis.scene.positions, ds.sequences[2][vis.frame])
+
+
+def test_a_model_that_raises_is_shown_not_raised(dataset):
+    from skvis_widgets.widgets import SkeletonVis
+
+    class Broken(SkeletonLSTM):
+        def forward(self, x, lengths=None):
+            raise RuntimeError("broken forward")
+
+        def hidden_states(self, x, lengths=None, *, layer=-1):
+            raise RuntimeError("broken hidden states")
+
+    torch.manual_seed(0)
+    vis = SkeletonVis(Broken(20, 20, 8).eval(), dataset)
+    assert "broken" in vis.error.message
+    vis.frame = 3  # still responds
+    np.testing.assert_array_equal(vis.scene.positions, dataset.sequences[0][3])
+    vis.mode = "activation_maximization"
+    vis.run_maximization()
+    assert vis.wait(30)
+    assert "activation maximization" in vis.error.message and "broken" in vis.error.message
+
+
+def test_refresh_picks_up_new_weights(vis, model):
+    before = vis.samples.info.value
+    p_before = vis.analysis.probs(vis.sample).copy()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p))
+    assert np.allclose(vis.analysis.probs(vis.sample), p_before)  # cached until refresh
+    vis.refresh()
+    assert not np.allclose(vis.analysis.probs(vis.sample), p_before)
+    assert vis.samples.info.value != before
+    assert "on this data" in vis.header.value
+
+
+def test_users_own_model_and_arrays():
+    from skvis_widgets.adapters import as_recurrent_classifier
+    from skvis_widgets.widgets import SkeletonVis
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(60, 12)
+            self.out = nn.Linear(12, 3)
+
+        def forward(self, x):  # (B, T, J, 3)
+            h, _ = self.lstm(x.flatten(2).transpose(0, 1))
+            return self.out(h[-1])
+
+    torch.manual_seed(1)
+    rng = np.random.default_rng(0)
+    arrays = rng.normal(0, 0.3, (6, 25, 20, 3)).astype(np.float32)
+    ds = SkeletonDataset.from_arrays(arrays, [0, 1, 2, 0, 1, 2], "msr_action3d", ["a", "b", "c"])
+    vis = SkeletonVis(as_recurrent_classifier(Net(), recurrent="lstm", head="out"), ds)
+    assert vis.error.message == "", vis.error.message
+    assert "12" in vis.header.value and "on this data" in vis.header.value
+    vis.select(sample=4, target=2, frame=10)
+    np.testing.assert_array_equal(vis.scene.positions, ds.sequences[4][10])
