@@ -1,0 +1,1020 @@
+"""Joint sensitivity of hidden units and class labels: eqs 1-5 of Patil et al.
+
+For a hidden unit ``u`` of the recurrent layer, frame ``t``, joint ``j`` and axis
+``d`` the sensitivity is ``S = |dh_t^u / dx_{t,j,d}|`` (eqs 1-2), normalized over
+the sequence as ``S' = S * sigma_x[j,d] / sigma_h[u]`` (eq 3), summed over the
+axes for a joint (eq 4) and weighted by the FC layer's ``|W_c^u|`` for a class
+(eq 5). Layouts: a sequence is ``(T, J, 3)``, a batch ``(N, T, J, 3)`` with
+``lengths``; per unit ``(H, T, J, 3)`` (``(N, H, T, J, 3)`` for a batch); per
+joint ``(T, J)``.
+
+Two derivatives, both exact (no finite differences, no sampling):
+
+``mode="instantaneous"`` (the paper's)
+    ``dh_t / dx_t`` with the previous state ``(h_{t-1}, c_{t-1})`` held fixed: what
+    the pose at frame ``t`` does to the units at frame ``t``. For LSTM and GRU cells
+    this Jacobian has a closed form in the gate values, computed here for every
+    unit and frame at once. For a unit of layer ``k > 0`` of a stacked network it
+    is the product of the per-layer instantaneous Jacobians down the stack,
+    ``J_k(t) J_{k-1}(t) ... J_0(t) P(t)``, every layer's own previous state held
+    fixed, ``P(t)`` the Jacobian of the model's per-frame preprocessing.
+``mode="through_time"``
+    the usual gradient saliency: the derivative of the unit's response at the
+    sequence's last valid frame, ``h_{L-1}^u``, (or of the class logit) w.r.t. the
+    pose at every frame, through the recurrence; for all units at once by a
+    backward pass through time with ``H`` cotangents side by side.
+
+Every function takes a `SkeletonLSTM` or any model that follows its protocol
+(see `skvis_widgets.adapters`; wrap your own module with
+`as_recurrent_classifier`). They run the model in eval mode and restore its
+modes, never touch ``requires_grad`` or ``.grad``, work on the model's device
+and dtype, and return numpy arrays (float32, or float64 for a float64 model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from .adapters import check_recurrent, per_frame_jacobian, run_layers
+from .errors import SkvisError
+from .model import SkeletonLSTM
+from .skeleton import BODY_PARTS, Topology
+
+__all__ = [
+    "unit_sensitivity",
+    "joint_sensitivity",
+    "class_map",
+    "JointSensitivity",
+    "UnitRanking",
+    "rank_units",
+    "body_part_totals",
+    "sensitivity_colors",
+    "COLORMAPS",
+]
+
+Mode = Literal["instantaneous", "through_time"]
+_MODES = ("instantaneous", "through_time")
+
+#: Per-chunk working set, in tensor elements, when ``chunk_size`` is left to us.
+_WORK = 2**25
+
+#: A standard deviation below ``_CONST * eps * (1 + max|v|)`` counts as zero: the
+#: values are constant up to rounding (eq 3 then gives 0, not inf or NaN).
+_CONST = 16.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Input checking and model state
+# ---------------------------------------------------------------------------------------------
+def _check_model(model: Any) -> tuple[nn.RNNBase, nn.Linear]:
+    for name in ("preprocess", "rnn", "fc"):
+        if not hasattr(model, name):
+            raise SkvisError(
+                f"{type(model).__name__} has no {name!r}: expected a SkeletonLSTM or a model "
+                "wrapped with as_recurrent_classifier(module, recurrent=..., head=...)"
+            )
+    rnn = check_recurrent(model.rnn)
+    fc = model.fc
+    if not isinstance(fc, nn.Linear) or fc.in_features != rnn.hidden_size:
+        raise SkvisError(
+            f"model.fc must be an nn.Linear taking the {rnn.hidden_size} hidden units, got {fc!r}"
+        )
+    return rnn, fc
+
+
+@contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode inside; every submodule's own mode restored afterwards."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, was in flags:
+            m.training = was
+
+
+def _as_input(
+    model: Any, sequence: Any, lengths: Any, name: str = "sequence"
+) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """``(x (N, T, J, 3), lengths (N,), single)`` on the model's device and dtype."""
+    p = model.rnn.weight_ih_l0
+    if torch.is_tensor(sequence):
+        x = sequence.detach()
+    else:
+        try:
+            x = torch.as_tensor(np.asarray(sequence, dtype=np.float64))
+        except (TypeError, ValueError) as exc:
+            raise SkvisError(f"{name}: cannot convert to a float array ({exc})") from None
+    shape = tuple(x.shape)
+    single = x.dim() == 3
+    if single:
+        x = x[None]
+    if x.dim() != 4 or x.shape[-1] != 3:
+        raise SkvisError(f"{name}: expected shape (T, J, 3) or (N, T, J, 3), got {shape}")
+    j = getattr(model, "num_joints", None)
+    if j is not None and x.shape[2] != j:
+        raise SkvisError(f"{name}: has {x.shape[2]} joints (shape {shape}); the model expects {j}")
+    if x.shape[0] == 0:
+        raise SkvisError(f"{name}: empty batch (shape {shape})")
+    if x.shape[1] == 0:
+        raise SkvisError(f"{name}: has zero frames (shape {shape}); expected T >= 1")
+    x = x.to(device=p.device, dtype=p.dtype)
+    if not torch.isfinite(x).all():
+        bad = torch.nonzero(~torch.isfinite(x))[0].tolist()
+        where = f"frame {bad[1]}, joint {bad[2]}" + (f" of sample {bad[0]}" if not single else "")
+        raise SkvisError(f"{name}: contains NaN or infinite values (first at {where})")
+    n, t = x.shape[:2]
+    if lengths is None:
+        lens = torch.full((n,), t, dtype=torch.int64)
+    else:
+        if single:
+            raise SkvisError(f"{name}: lengths are for a batch (N, T, J, 3), got shape {shape}")
+        lens = torch.as_tensor(np.asarray(lengths), dtype=torch.int64).reshape(-1)
+        if len(lens) != n:
+            raise SkvisError(f"{len(lens)} lengths for a batch of {n} (shape {shape})")
+        if (lens < 1).any() or (lens > t).any():
+            raise SkvisError(f"lengths must be in 1..{t} for shape {shape}, got {lens.tolist()}")
+    return x, lens.to(p.device), single
+
+
+def _layer_index(rnn: nn.RNNBase, layer: int) -> int:
+    try:
+        return range(rnn.num_layers)[layer]
+    except (IndexError, TypeError):
+        raise SkvisError(f"layer {layer!r} out of range for {rnn.num_layers} layer(s)") from None
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in _MODES:
+        raise SkvisError(f"mode must be one of {_MODES}, got {mode!r}")
+
+
+def _check_index(value: Any, size: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise SkvisError(f"{what} must be an int, got {value!r}")
+    if not 0 <= value < size:
+        raise SkvisError(f"{what} {value} out of range 0..{size - 1}")
+    return int(value)
+
+
+def _targets(target: Any, n: int, num_classes: int) -> torch.Tensor:
+    """One class per sample: an int, or a sequence / tensor of N ints."""
+    if torch.is_tensor(target):
+        target = target.detach().cpu().numpy()
+    arr = np.asarray(target)
+    if arr.ndim == 0:
+        arr = np.full(n, arr)
+    if arr.shape != (n,) or not np.issubdtype(arr.dtype, np.integer):
+        raise SkvisError(f"target must be an int or {n} ints, got {target!r}")
+    for c in arr:
+        _check_index(int(c), num_classes, "target")
+    return torch.as_tensor(arr, dtype=torch.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# The engine
+# ---------------------------------------------------------------------------------------------
+def _input_jacobian(model: Any, x: torch.Tensor) -> torch.Tensor:
+    """Per-frame d(preprocess)/dx: ``(F,)`` diagonal, ``(N, T, F)`` diagonal, or ``(N, T, F', F)``."""
+    fn = getattr(model, "preprocess_jacobian", None)
+    if callable(fn):
+        return fn(x)
+    if isinstance(model, SkeletonLSTM) and type(model).preprocess is SkeletonLSTM.preprocess:
+        return 1.0 / model.feature_std.to(x.dtype)  # (x - mean) / std, per feature
+    return per_frame_jacobian(model.preprocess, x)
+
+
+def _chain_input(m: torch.Tensor, pj: torch.Tensor) -> torch.Tensor:
+    """``(N, K, T, F')`` gradients w.r.t. the recurrent input -> w.r.t. the raw coordinates."""
+    if pj.dim() == 1:
+        return m * pj
+    if pj.dim() == 3:
+        return m * pj[:, None]
+    # (einsum picks slow batched layouts here; explicit matmuls are several times faster)
+    return (m.transpose(1, 2) @ pj).transpose(1, 2)
+
+
+def _gate_product(coef: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``out[n, k, t, f] = sum_g coef[n, t, g, k] * w[(n,) g, k, f]``: ``(N, K, T, F)``."""
+    return coef.permute(0, 3, 1, 2) @ w.transpose(-3, -2)
+
+
+def _weights(rnn: nn.RNNBase, k: int) -> tuple[torch.Tensor, ...]:
+    w_ih = getattr(rnn, f"weight_ih_l{k}").detach()
+    w_hh = getattr(rnn, f"weight_hh_l{k}").detach()
+    if rnn.bias:
+        b_ih = getattr(rnn, f"bias_ih_l{k}").detach()
+        b_hh = getattr(rnn, f"bias_hh_l{k}").detach()
+    else:
+        b_ih = b_hh = torch.zeros(w_ih.shape[0], dtype=w_ih.dtype, device=w_ih.device)
+    return w_ih, w_hh, b_ih, b_hh
+
+
+def _affine_scan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``c_t = a_t * c_{t-1} + b_t`` along dim 1 from ``c_{-1} = 0``, in log2(T) steps.
+
+    A Hillis-Steele scan of the affine maps ``c -> a c + b``: products of the
+    forget gates only (no division), so as stable as the sequential loop.
+    """
+    a, b = a.clone(), b.clone()
+    d, t = 1, a.shape[1]
+    while d < t:
+        b_new = b.clone()
+        b_new[:, d:] += a[:, d:] * b[:, :-d]
+        a_new = a.clone()
+        a_new[:, d:] *= a[:, :-d]
+        a, b = a_new, b_new
+        d *= 2
+    return b
+
+
+def _shift(v: torch.Tensor) -> torch.Tensor:
+    """The previous frame's value along dim 1, zero before the first."""
+    return torch.cat([torch.zeros_like(v[:, :1]), v[:, :-1]], 1)
+
+
+def _local(kind: str, x_in: torch.Tensor, h: torch.Tensor, w: tuple[torch.Tensor, ...]) -> dict:
+    """The gates at every frame and the local derivatives the engine needs, ``(N, T, ...)``.
+
+    ``coef[n, t, g, u]`` is ``dh_t^u / da_g^u`` (``a_g`` gate ``g``'s pre-activation from
+    the input, in PyTorch's gate order) with the previous state held fixed, so the
+    instantaneous Jacobian of layer ``k`` is ``sum_g diag(coef[:, :, g]) W_ih[g]``.
+
+    LSTM (gates i, f, g, o; ``c = f c' + i g``, ``h = o tanh(c)``)::
+
+        coef_i = o (1 - tanh^2 c) g i (1 - i)       coef_g = o (1 - tanh^2 c) i (1 - g^2)
+        coef_f = o (1 - tanh^2 c) c' f (1 - f)      coef_o = tanh(c) o (1 - o)
+
+    GRU (gates r, z, n; ``n = tanh(W_in x + b_in + r (W_hn h' + b_hn))``,
+    ``h = (1 - z) n + z h'``)::
+
+        coef_r = (1 - z)(1 - n^2)(W_hn h' + b_hn) r (1 - r)
+        coef_z = (h' - n) z (1 - z)                 coef_n = (1 - z)(1 - n^2)
+    """
+    w_ih, w_hh, b_ih, b_hh = w
+    h_prev = _shift(h)
+    ax = x_in @ w_ih.T + b_ih
+    ah = h_prev @ w_hh.T + b_hh
+    if kind == "lstm":
+        ai, af, ag, ao = (ax + ah).chunk(4, -1)
+        i, f, o = torch.sigmoid(ai), torch.sigmoid(af), torch.sigmoid(ao)
+        g = torch.tanh(ag)
+        c = _affine_scan(f, i * g)
+        tc = torch.tanh(c)
+        ko = o * (1 - tc * tc)  # dh/dc
+        cc = torch.stack([g * i * (1 - i), _shift(c) * f * (1 - f), i * (1 - g * g)], 2)
+        bo = tc * o * (1 - o)  # dh/da_o
+        coef = torch.cat([cc * ko[:, :, None], bo[:, :, None]], 2)
+        return {"kind": kind, "coef": coef, "cc": cc, "bo": bo, "ko": ko, "f": f}
+    xr, xz, xn = ax.chunk(3, -1)
+    hr, hz, hn = ah.chunk(3, -1)
+    r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+    n = torch.tanh(xn + r * hn)
+    dn = (1 - z) * (1 - n * n)  # dh/da_n
+    cr = dn * hn * r * (1 - r)
+    cz = (h_prev - n) * z * (1 - z)
+    coef = torch.stack([cr, cz, dn], 2)
+    chh = torch.stack([cr, cz, dn * r], 2)  # dh/d(W_hh h' + b_hh), per gate
+    return {"kind": kind, "coef": coef, "chh": chh, "z": z}
+
+
+def _instantaneous(
+    caches: list[dict],
+    weights: list[tuple[torch.Tensor, ...]],
+    rows: torch.Tensor | None,
+    pj: torch.Tensor,
+    row_scale: torch.Tensor | None,
+    col_scale: torch.Tensor | None,
+    valid: torch.Tensor,
+) -> torch.Tensor:
+    """Signed, scaled ``dh_t^u / dx_t`` for the top layer's ``rows``: ``(N, K, T, F)``."""
+    top = caches[-1]
+    coef = top["coef"]  # (N, T, G, H)
+    g = coef.shape[2]
+    w = weights[-1][0].reshape(g, coef.shape[3], -1)  # (G, H, In)
+    if rows is not None:
+        coef, w = coef[..., rows], w[:, rows]
+    # Positive per-row and per-column scales commute with |.|: fold them into the small
+    # factors instead of passing over the (N, K, T, F) result again.
+    coef = coef * valid[:, :, None, None].to(coef.dtype)
+    if row_scale is not None:
+        coef = coef * row_scale[:, None, None, :]
+    if len(caches) == 1 and pj.dim() == 1:
+        cols = pj if col_scale is None else pj * col_scale  # (F,) or (N, F)
+        if cols.dim() == 1:
+            return _gate_product(coef, w * cols)
+        return _gate_product(coef, w[None] * cols[:, None, None, :])
+    m = _gate_product(coef, w)
+    for cache, wl in zip(caches[-2::-1], weights[-2::-1], strict=True):
+        c = cache["coef"]
+        jac = _gate_product(c, wl[0].reshape(c.shape[2], c.shape[3], -1))  # (N, H, T, In)
+        m = (m.transpose(1, 2) @ jac.transpose(1, 2)).transpose(1, 2)
+    m = _chain_input(m, pj)
+    return m if col_scale is None else m * col_scale[:, None, None, :]
+
+
+def _bptt(
+    cache: dict,
+    w: tuple[torch.Tensor, ...],
+    t_end: int,
+    inj: torch.Tensor | None,
+    seed: torch.Tensor | None,
+    seed_mask: torch.Tensor | None,
+) -> torch.Tensor:
+    """Backward through one layer for K cotangents side by side.
+
+    ``inj`` ``(N, K, T, H)`` is dL/dh_t arriving from above at every frame; ``seed``
+    ``(N, K, H)`` arrives at the frames where ``seed_mask`` ``(N, T)`` is 1. Returns
+    dL/d(layer input) ``(N, K, T, In)``.
+    """
+    w_ih, w_hh = w[0], w[1]
+    n, t_all = cache["coef"].shape[:2]
+    hdim = cache["coef"].shape[3]
+    k = (inj if inj is not None else seed).shape[1]
+    out = w_ih.new_zeros(n, k, t_all, w_ih.shape[1])
+    dh = w_ih.new_zeros(n, k, hdim)
+    if cache["kind"] == "lstm":
+        w_both = torch.cat([w_ih, w_hh], 1)  # one matmul per step for both paths
+        cc, bo, ko, f = cache["cc"], cache["bo"], cache["ko"], cache["f"]
+        dc = torch.zeros_like(dh)
+        for t in range(t_end - 1, -1, -1):
+            if seed is not None:
+                dh = dh + seed_mask[:, t, None, None] * seed
+            if inj is not None:
+                dh = dh + inj[:, :, t]
+            dct = dc + dh * ko[:, None, t]
+            da = torch.cat([dct[:, :, None] * cc[:, None, t], (dh * bo[:, None, t])[:, :, None]], 2)
+            both = da.reshape(n, k, -1) @ w_both
+            out[:, :, t] = both[..., : w_ih.shape[1]]
+            dh = both[..., w_ih.shape[1] :]
+            dc = dct * f[:, None, t]
+        return out
+    coef, chh, z = cache["coef"], cache["chh"], cache["z"]
+    for t in range(t_end - 1, -1, -1):
+        if seed is not None:
+            dh = dh + seed_mask[:, t, None, None] * seed
+        if inj is not None:
+            dh = dh + inj[:, :, t]
+        out[:, :, t] = (dh[:, :, None] * coef[:, None, t]).reshape(n, k, -1) @ w_ih
+        dh = (dh[:, :, None] * chh[:, None, t]).reshape(n, k, -1) @ w_hh + dh * z[:, None, t]
+    return out
+
+
+def _masked_std(v: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Population std over the valid frames of ``v`` ``(N, T, K)``, and whether it is ~0."""
+    m = valid[..., None].to(v.dtype)
+    cnt = m.sum(1)
+    mean = (v * m).sum(1) / cnt
+    std = ((((v - mean[:, None]) * m) ** 2).sum(1) / cnt).sqrt()
+    ref = (v.abs() * m).amax(1)
+    const = std <= _CONST * torch.finfo(v.dtype).eps * (1 + ref)
+    return std, const
+
+
+def _sensitivity_chunk(
+    model: Any,
+    x: torch.Tensor,
+    lengths: torch.Tensor,
+    *,
+    mode: str,
+    layer: int,
+    rows: torch.Tensor | None,
+    cot: torch.Tensor | None,
+    normalize: bool,
+) -> torch.Tensor:
+    """``|d response / dx|`` (eq 3-normalized if asked): ``(N, K, T, J*3)``, 0 past lengths.
+
+    The responses are the units ``rows`` of ``layer`` (all when None), or for
+    ``mode="through_time"`` the combinations ``cot`` ``(N, K, H)`` of them (a class
+    logit minus its bias is ``W_c . h``).
+    """
+    rnn = model.rnn
+    n, t = x.shape[:2]
+    feats = model.preprocess(x)
+    pj = _input_jacobian(model, x)
+    outs = run_layers(rnn, feats, layer)
+    h = outs[layer]
+    valid = torch.arange(t, device=x.device) < lengths[:, None]
+    if cot is not None:
+        resp = h @ cot.transpose(1, 2)
+    elif rows is not None:
+        resp = h[..., rows]
+    else:
+        resp = h
+    row_scale = col_scale = None
+    if normalize:
+        std_h, const_h = _masked_std(resp, valid)
+        row_scale = torch.where(const_h, torch.zeros_like(std_h), 1 / std_h)
+        std_x, const_x = _masked_std(x.reshape(n, t, -1), valid)
+        col_scale = torch.where(const_x, torch.zeros_like(std_x), std_x)
+    kind = "lstm" if isinstance(rnn, nn.LSTM) else "gru"
+    weights = [_weights(rnn, k) for k in range(layer + 1)]
+    ins = [feats, *outs[:-1]]
+    caches = [_local(kind, ins[k], outs[k], weights[k]) for k in range(layer + 1)]
+    if mode == "instantaneous":
+        return _instantaneous(caches, weights, rows, pj, row_scale, col_scale, valid).abs_()
+    hdim = h.shape[-1]
+    if cot is None:
+        eye = torch.eye(hdim, dtype=h.dtype, device=h.device)
+        cot = (eye if rows is None else eye[rows])[None].expand(n, -1, -1)
+    if row_scale is not None:
+        cot = cot * row_scale[..., None]
+    seed_mask = (torch.arange(t, device=x.device) == (lengths - 1)[:, None]).to(h.dtype)
+    t_end = int(lengths.max())
+    grad, inj = None, None
+    for k in range(layer, -1, -1):
+        grad = _bptt(caches[k], weights[k], t_end, inj, cot if k == layer else None, seed_mask)
+        inj = grad
+    grad = _chain_input(grad, pj)
+    if col_scale is not None:
+        grad = grad * col_scale[:, None, None, :]
+    return grad.abs_()
+
+
+def _compute(
+    model: Any,
+    sequence: Any,
+    lengths: Any,
+    *,
+    mode: str,
+    layer: int,
+    normalize: bool,
+    chunk_size: int | None,
+    units: int | None = None,
+    target: Any = None,
+    reduce: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tensor],
+    name: str = "sequence",
+) -> tuple[np.ndarray, bool]:
+    """Run the engine chunk by chunk; ``reduce(sens (n,K,T,F), targets, slice)`` per chunk."""
+    _check_mode(mode)
+    rnn, fc = _check_model(model)
+    layer = _layer_index(rnn, layer)
+    x, lens, single = _as_input(model, sequence, lengths, name)
+    n, t = x.shape[:2]
+    hdim = rnn.hidden_size
+    rows = cot_w = None
+    targets = torch.zeros(n, dtype=torch.int64)
+    if units is not None:
+        rows = torch.tensor([_check_index(units, hdim, "unit")], device=x.device)
+    if target is not None:
+        if layer != rnn.num_layers - 1:
+            raise SkvisError(
+                f"target {target!r} weighs the last layer's units by the FC layer; "
+                f"layer={layer} is not the last of {rnn.num_layers}"
+            )
+        targets = _targets(target, n, fc.out_features)
+        if mode == "through_time":
+            cot_w = fc.weight.detach()[targets.to(x.device)][:, None, :]  # (N, 1, H)
+    k = 1 if (rows is not None or cot_w is not None) else hdim
+    if chunk_size is None:
+        width = max(x[0, 0].numel(), hdim, getattr(rnn, "input_size", 0))
+        per_sample = k * t * width * (2 if rnn.num_layers > 1 else 1) + 8 * t * hdim
+        chunk_size = max(1, _WORK // per_sample)
+    elif not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+        raise SkvisError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    out: np.ndarray | None = None
+    chunk_size = int(chunk_size)
+    with _eval_mode(model), torch.no_grad():
+        for start in range(0, n, chunk_size):
+            sl = slice(start, min(n, start + chunk_size))
+            sens = _sensitivity_chunk(
+                model,
+                x[sl],
+                lens[sl],
+                mode=mode,
+                layer=layer,
+                rows=rows,
+                cot=None if cot_w is None else cot_w[sl],
+                normalize=normalize,
+            )
+            part = reduce(sens, targets[sl], sl).cpu().numpy()
+            if chunk_size >= n:  # one chunk: no copy
+                return part, single
+            if out is None:
+                out = np.empty((n, *part.shape[1:]), dtype=part.dtype)
+            out[sl] = part
+    assert out is not None
+    return out, single
+
+
+def _class_weights(model: Any, targets: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return model.fc.weight.detach()[targets.to(like.device)].abs().to(like.dtype)  # (n, H)
+
+
+# ---------------------------------------------------------------------------------------------
+# Public API
+# ---------------------------------------------------------------------------------------------
+def unit_sensitivity(
+    model: Any,
+    sequence: Any,
+    *,
+    mode: Mode = "instantaneous",
+    normalize: bool = True,
+    layer: int = -1,
+    lengths: Any = None,
+    chunk_size: int | None = None,
+) -> np.ndarray:
+    """Sensitivity of every hidden unit to every input coordinate (eqs 1-3).
+
+    Parameters
+    ----------
+    model : SkeletonLSTM or RecurrentClassifier
+        Any model following the protocol of `skvis_widgets.adapters`.
+    sequence : array or Tensor, shape (T, J, 3) or (N, T, J, 3)
+        Joint positions (metres). Not modified.
+    mode : {"instantaneous", "through_time"}
+        ``"instantaneous"``: ``|dh_t^u / dx_{t,j,d}|`` with the previous state held
+        fixed (the paper's eq 1-2). ``"through_time"``: ``|dh_{L-1}^u / dx_{t,j,d}|``,
+        the response at the last valid frame through the recurrence.
+    normalize : bool
+        Eq 3: multiply by ``sigma_x[j, d] / sigma_h[u]``, the population standard
+        deviations over the sequence's valid frames of the raw coordinate and of the
+        unit's response ``h_t^u``. A constant coordinate or unit (std below
+        ``16 * eps * (1 + max|v|)``) gives 0, never inf or NaN; so does a one-frame
+        sequence.
+    layer : int
+        Which recurrent layer's units (default the last). For ``layer > 0`` the
+        instantaneous Jacobian is the product of the per-layer ones down the stack.
+    lengths : array of N ints, optional
+        Valid frames of each sequence of a batch; frames past them are 0.
+    chunk_size : int, optional
+        Sequences per chunk; the default keeps the working set near 2**25 elements
+        (128 MiB in float32) whatever the batch. The result itself is
+        ``N * H * T * J * 3`` values.
+
+    Returns
+    -------
+    ndarray, shape (H, T, J, 3), or (N, H, T, J, 3) for a batch
+        float32 (float64 for a float64 model), non-negative.
+
+    Examples
+    --------
+    >>> model = SkeletonLSTM(20, 20, 16)
+    >>> unit_sensitivity(model, np.random.rand(30, 20, 3)).shape
+    (16, 30, 20, 3)
+    """
+
+    def reduce(s: torch.Tensor, _t: torch.Tensor, _sl: slice) -> torch.Tensor:
+        return s.reshape(*s.shape[:3], -1, 3)
+
+    out, single = _compute(
+        model,
+        sequence,
+        lengths,
+        mode=mode,
+        layer=layer,
+        normalize=normalize,
+        chunk_size=chunk_size,
+        reduce=reduce,
+    )
+    return out[0] if single else out
+
+
+def _coordinate_maps(
+    model: Any,
+    sequence: Any,
+    *,
+    target: Any,
+    unit: int | None,
+    mode: str,
+    normalize: bool,
+    layer: int,
+    lengths: Any,
+    chunk_size: int | None,
+    name: str = "sequence",
+) -> tuple[np.ndarray, bool]:
+    """Per-coordinate maps ``(N, T, J*3)``: eq 3 for a unit, eq 5 before the sum over d."""
+    if (target is None) == (unit is None):
+        raise SkvisError(
+            f"give exactly one of target= (a class) and unit= (a hidden unit); "
+            f"got target={target!r}, unit={unit!r}"
+        )
+    instantaneous_class = target is not None and mode == "instantaneous"
+
+    def reduce(s: torch.Tensor, targets: torch.Tensor, _sl: slice) -> torch.Tensor:
+        if instantaneous_class:  # eq 5: sum_u |W_c^u| S'^u
+            w = _class_weights(model, targets, s)[:, None, :]  # (n, 1, H)
+            return (w @ s.reshape(*s.shape[:2], -1)).reshape(s.shape[0], *s.shape[2:])
+        return s[:, 0]
+
+    return _compute(
+        model,
+        sequence,
+        lengths,
+        mode=mode,
+        layer=layer,
+        normalize=normalize,
+        chunk_size=chunk_size,
+        units=unit,
+        target=target,
+        reduce=reduce,
+        name=name,
+    )
+
+
+def joint_sensitivity(
+    model: Any,
+    sequence: Any,
+    *,
+    target: Any = None,
+    unit: int | None = None,
+    mode: Mode = "instantaneous",
+    normalize: bool = True,
+    layer: int = -1,
+    lengths: Any = None,
+    chunk_size: int | None = None,
+) -> np.ndarray:
+    """Sensitivity of one hidden unit (eq 4) or one class (eq 5) to each joint over time.
+
+    Parameters
+    ----------
+    model, sequence, mode, normalize, lengths, chunk_size
+        As in `unit_sensitivity`.
+    target : int or sequence of N ints
+        A class ``c``. Instantaneous: eq 5, ``sum_u |W_c^u| sum_d S'^u_{t,j,d}``
+        with ``W`` the FC layer's weight. Through time: ``sum_d |d o_c / dx_{t,j,d}|``
+        for the class logit ``o_c`` of the last valid frame (gradient saliency; with
+        ``normalize=True`` scaled by ``sigma_x / sigma(o_c)``, the std of the logit
+        ``fc(h_t)_c`` over the frames).
+    unit : int
+        A hidden unit of ``layer``: eq 4, ``sum_d S'^u_{t,j,d}``.
+    layer : int
+        With ``unit`` only; a ``target`` always refers to the last layer.
+
+    Exactly one of ``target`` and ``unit`` is given.
+
+    Returns
+    -------
+    ndarray, shape (T, J), or (N, T, J) for a batch
+    """
+    maps, single = _coordinate_maps(
+        model,
+        sequence,
+        target=target,
+        unit=unit,
+        mode=mode,
+        normalize=normalize,
+        layer=layer,
+        lengths=lengths,
+        chunk_size=chunk_size,
+    )
+    out = maps.reshape(*maps.shape[:2], -1, 3).sum(-1)
+    return out[0] if single else out
+
+
+def _fc_weight(model_or_fc_weight: Any) -> np.ndarray:
+    w = model_or_fc_weight
+    if hasattr(w, "fc"):
+        w = w.fc.weight
+    elif isinstance(w, nn.Linear):
+        w = w.weight
+    if torch.is_tensor(w):
+        w = w.detach().cpu().numpy()
+    w = np.asarray(w)
+    if w.ndim != 2:
+        raise SkvisError(f"FC weight must be (C, H), got shape {w.shape}")
+    return w
+
+
+def class_map(unit_sens: Any, model_or_fc_weight: Any, target: int) -> np.ndarray:
+    """Eq 5 from unit sensitivities already computed: ``sum_u |W_c^u| S'^u_{t,j}``.
+
+    The explorer computes `unit_sensitivity` once per sample and re-weights it
+    for each class it shows (a matrix-vector product; milliseconds for
+    NTU-sized sequences).
+
+    Parameters
+    ----------
+    unit_sens : ndarray, shape (H, T, J, 3), (H, T, J), (N, H, T, J, 3) or (N, H, T, J)
+        From `unit_sensitivity` (any mode; either summed over the axes or not).
+    model_or_fc_weight : model, nn.Linear or array (C, H)
+        Where ``W`` comes from.
+    target : int
+        The class ``c``.
+
+    Returns
+    -------
+    ndarray, shape (T, J), or (N, T, J) for a batch; the dtype of ``unit_sens``.
+    """
+    w = _fc_weight(model_or_fc_weight)
+    s = np.asarray(unit_sens)
+    if s.ndim == 5 or (s.ndim == 4 and s.shape[-1] != 3):
+        batch = True
+    elif s.ndim in (3, 4):
+        batch = False
+        s = s[None]
+    else:
+        raise SkvisError(
+            f"unit_sens: expected (H, T, J, 3), (H, T, J) or a batch of them, got {s.shape}"
+        )
+    if s.shape[1] != w.shape[1]:
+        raise SkvisError(
+            f"unit_sens of shape {np.shape(unit_sens)} has {s.shape[1]} units; "
+            f"the FC layer has {w.shape[1]}"
+        )
+    c = _check_index(target, w.shape[0], "target")
+    weights = np.abs(w[c]).astype(s.dtype, copy=False)
+    flat = s.reshape(s.shape[0], s.shape[1], -1)
+    out = np.stack([np.tensordot(weights, f, axes=(0, 0)) for f in flat])
+    out = out.reshape(s.shape[0], *s.shape[2:])
+    if s.ndim == 5:
+        out = out.sum(-1)
+    return out if batch else out[0]
+
+
+class JointSensitivity:
+    """Eq 5 (or eq 3 for one unit) per input coordinate, in Captum's shape and vocabulary.
+
+    Parameters
+    ----------
+    forward_func : SkeletonLSTM or RecurrentClassifier
+        The model (Captum calls it ``forward_func``).
+
+    Examples
+    --------
+    >>> attr = JointSensitivity(model).attribute(x, target=5)  # x (N, T, J, 3)
+    >>> attr.shape == x.shape
+    True
+
+    ``mode="through_time", normalize=False`` equals
+    ``captum.attr.Saliency(model).attribute(x, target=c, abs=True)``.
+    """
+
+    multiplies_by_inputs = False
+
+    def __init__(self, forward_func: Any) -> None:
+        _check_model(forward_func)
+        self.forward_func = forward_func
+
+    def has_convergence_delta(self) -> bool:
+        return False
+
+    def attribute(
+        self,
+        inputs: torch.Tensor | tuple[torch.Tensor],
+        target: Any = None,
+        additional_forward_args: Any = None,
+        *,
+        unit: int | None = None,
+        mode: Mode = "instantaneous",
+        normalize: bool = True,
+        layer: int = -1,
+        chunk_size: int | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor]:
+        """Attributions of the same shape, dtype and device as ``inputs``.
+
+        Parameters
+        ----------
+        inputs : Tensor, shape (N, T, J, 3), or a 1-tuple of it
+        target : int or sequence of N ints
+            A class: instantaneous, ``A_{t,j,d} = sum_u |W_c^u| S'^u_{t,j,d}`` (eq 5
+            before the sum over d); through time, ``|d o_c / dx_{t,j,d}|`` (normalized
+            as in `joint_sensitivity`).
+        additional_forward_args : lengths, or a 1-tuple ``(lengths,)``
+            What ``forward_func(inputs, lengths)`` takes besides the inputs.
+        unit : int
+            Instead of ``target``: one hidden unit of ``layer``, ``S'^u_{t,j,d}``.
+        mode, normalize, layer, chunk_size
+            As in `joint_sensitivity`.
+        """
+        as_tuple = isinstance(inputs, tuple)
+        if as_tuple:
+            if len(inputs) != 1:
+                raise SkvisError(f"JointSensitivity takes one input tensor, got {len(inputs)}")
+            (x,) = inputs
+        else:
+            x = inputs
+        if not torch.is_tensor(x) or x.dim() != 4:
+            shape = tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
+            raise SkvisError(f"inputs: expected a tensor of shape (N, T, J, 3), got {shape}")
+        lengths = additional_forward_args
+        if isinstance(lengths, tuple):
+            if len(lengths) != 1:
+                raise SkvisError("additional_forward_args: expected (lengths,)")
+            (lengths,) = lengths
+        if torch.is_tensor(lengths):
+            lengths = lengths.detach().cpu().numpy()
+        maps, _ = _coordinate_maps(
+            self.forward_func,
+            x,
+            target=target,
+            unit=unit,
+            mode=mode,
+            normalize=normalize,
+            layer=layer,
+            lengths=lengths,
+            chunk_size=chunk_size,
+            name="inputs",
+        )
+        out = torch.as_tensor(maps).reshape(x.shape).to(device=x.device, dtype=x.dtype)
+        return (out,) if as_tuple else out
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers for the explorer
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class UnitRanking:
+    """Hidden units of the last layer ranked for one class, most important first.
+
+    Attributes
+    ----------
+    units : ndarray (H,) int64
+        Unit indices, best first.
+    scores : ndarray (H,)
+        The ranking score of ``units[k]``.
+    weights : ndarray (H,)
+        The signed FC weight ``W_c^u`` of ``units[k]`` (positive: excitatory).
+    by : str
+    target : int
+    """
+
+    units: np.ndarray
+    scores: np.ndarray
+    weights: np.ndarray
+    by: str
+    target: int
+
+
+def rank_units(
+    model_or_fc_weight: Any,
+    target: int,
+    *,
+    by: Literal["weight", "sensitivity"] = "weight",
+    unit_sens: Any = None,
+) -> UnitRanking:
+    """Rank the last layer's units for class ``target``.
+
+    Parameters
+    ----------
+    model_or_fc_weight : model, nn.Linear or array (C, H)
+    target : int
+    by : {"weight", "sensitivity"}
+        ``"weight"``: ``|W_c^u|``. ``"sensitivity"``: ``|W_c^u| * mean(S'^u)``, the
+        unit's mean share of the eq-5 class map, from ``unit_sens``.
+    unit_sens : ndarray, shape (H, ...) or (N, H, ...)
+        From `unit_sensitivity` (a batch counts its zero padding in the mean).
+
+    Returns
+    -------
+    UnitRanking
+        Ties keep the lower unit index first.
+    """
+    w = _fc_weight(model_or_fc_weight)
+    c = _check_index(target, w.shape[0], "target")
+    row = w[c].astype(np.float64)
+    if by == "weight":
+        if unit_sens is not None:
+            raise SkvisError("unit_sens is only used with by='sensitivity'")
+        scores = np.abs(row)
+    elif by == "sensitivity":
+        if unit_sens is None:
+            raise SkvisError("by='sensitivity' needs unit_sens (from unit_sensitivity)")
+        s = np.asarray(unit_sens)
+        if s.ndim in (3, 4) and s.shape[0] == w.shape[1] and not (s.ndim == 4 and s.shape[-1] != 3):
+            mean = s.reshape(s.shape[0], -1).mean(1)
+        elif s.ndim in (4, 5) and s.shape[1] == w.shape[1]:
+            mean = np.moveaxis(s, 1, 0).reshape(s.shape[1], -1).mean(1)
+        else:
+            raise SkvisError(
+                f"unit_sens of shape {s.shape}: expected (H, T, J[, 3]) or (N, H, T, J[, 3]) "
+                f"with H = {w.shape[1]}"
+            )
+        scores = np.abs(row) * mean.astype(np.float64)
+    else:
+        raise SkvisError(f"by must be 'weight' or 'sensitivity', got {by!r}")
+    order = np.argsort(-scores, kind="stable")
+    return UnitRanking(order.astype(np.int64), scores[order], row[order], by, c)
+
+
+def body_part_totals(joint_map: Any, topology: Topology) -> dict[str, np.ndarray]:
+    """Sum a joint map over the joints of each body part.
+
+    Parameters
+    ----------
+    joint_map : ndarray, shape (T, J) (any leading dims, joints last)
+        E.g. `joint_sensitivity` or `class_map`.
+    topology : Topology
+        Gives the joints of each part (`BODY_PARTS`).
+
+    Returns
+    -------
+    dict
+        Part name -> ``(T,)`` totals (the leading dims), for every part of
+        `BODY_PARTS`, in its order; a part without joints in ``topology`` is zeros.
+    """
+    m = np.asarray(joint_map)
+    if m.ndim < 1 or m.shape[-1] != topology.num_joints:
+        raise SkvisError(
+            f"joint_map of shape {m.shape}: expected (T, {topology.num_joints}) for topology "
+            f"{topology.name!r}"
+        )
+    out = {}
+    for part in BODY_PARTS:
+        idx = list(topology.part_indices(part))
+        out[part] = m[..., idx].sum(-1) if idx else np.zeros(m.shape[:-1], dtype=m.dtype)
+    return out
+
+
+#: Sequential colour ramps as RGB stops in [0, 1], evenly spaced from 0 to 1; light is low.
+COLORMAPS: Mapping[str, np.ndarray] = {
+    # ColorBrewer YlOrRd (9 classes): light yellow -> dark red.
+    "YlOrRd": np.array(
+        [
+            [255, 255, 204],
+            [255, 237, 160],
+            [254, 217, 118],
+            [254, 178, 76],
+            [253, 141, 60],
+            [252, 78, 42],
+            [227, 26, 28],
+            [189, 0, 38],
+            [128, 0, 38],
+        ],
+        dtype=np.float64,
+    )
+    / 255.0,
+    # ColorBrewer Greys (9 classes): white -> black.
+    "Greys": np.array(
+        [
+            [255, 255, 255],
+            [240, 240, 240],
+            [217, 217, 217],
+            [189, 189, 189],
+            [150, 150, 150],
+            [115, 115, 115],
+            [82, 82, 82],
+            [37, 37, 37],
+            [0, 0, 0],
+        ],
+        dtype=np.float64,
+    )
+    / 255.0,
+}
+
+
+def sensitivity_colors(
+    values: Any,
+    *,
+    scale: Literal["sequence", "global"] = "sequence",
+    vmax: float | None = None,
+    cmap: str | Any = "YlOrRd",
+) -> np.ndarray:
+    """Colours for sensitivities: darker for larger, as the paper draws them.
+
+    Parameters
+    ----------
+    values : ndarray, any shape, non-negative
+        E.g. a ``(T, J)`` joint map.
+    scale : {"sequence", "global"}
+        ``"sequence"``: divide by ``values.max()`` (the darkest colour is the
+        sequence's largest value; all zeros stay the lightest). ``"global"``: divide
+        by ``vmax`` (required), so colours compare across sequences; values above it
+        saturate.
+    vmax : float, optional
+        Positive; with ``scale="global"`` only.
+    cmap : str or array (K, 3)
+        A name of `COLORMAPS` or RGB stops in [0, 1], evenly spaced, light first.
+
+    Returns
+    -------
+    ndarray, shape values.shape + (3,), float32 RGB in [0, 1]
+        Linear interpolation between the stops (``np.interp`` per channel).
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(v).all():
+        raise SkvisError(f"values of shape {v.shape} contain NaN or infinite entries")
+    if v.size and v.min() < 0:
+        raise SkvisError(f"sensitivities are non-negative; got a minimum of {v.min():g}")
+    if isinstance(cmap, str):
+        if cmap not in COLORMAPS:
+            raise SkvisError(f"unknown colormap {cmap!r}; available: {list(COLORMAPS)}")
+        stops = COLORMAPS[cmap]
+    else:
+        stops = np.asarray(cmap, dtype=np.float64)
+        if stops.ndim != 2 or stops.shape[1] != 3 or len(stops) < 2:
+            raise SkvisError(f"cmap stops: expected (K >= 2, 3), got {stops.shape}")
+        if stops.min() < 0 or stops.max() > 1:
+            raise SkvisError("cmap stops must be RGB values in [0, 1]")
+    if scale == "sequence":
+        if vmax is not None:
+            raise SkvisError("vmax goes with scale='global'; scale='sequence' uses the max")
+        top = v.max() if v.size else 0.0
+    elif scale == "global":
+        if vmax is None or not np.isfinite(vmax) or vmax <= 0:
+            raise SkvisError(f"scale='global' needs a positive vmax, got {vmax!r}")
+        top = float(vmax)
+    else:
+        raise SkvisError(f"scale must be 'sequence' or 'global', got {scale!r}")
+    u = np.clip(v / top, 0.0, 1.0) if top > 0 else np.zeros_like(v)
+    pos = np.linspace(0.0, 1.0, len(stops))
+    rgb = np.stack([np.interp(u, pos, stops[:, ch]) for ch in range(3)], -1)
+    return rgb.astype(np.float32)
