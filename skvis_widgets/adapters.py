@@ -175,7 +175,7 @@ class RecurrentClassifier(nn.Module):
         self.module = module
         self._rnn_path = self._locate(recurrent, "recurrent", "extra_rnn")
         self._head_path = self._locate(head, "head", "extra_head")
-        check_recurrent(self.rnn, where=f"recurrent ({self._rnn_path or 'given module'})")
+        check_recurrent(self.rnn, where=f"recurrent {self._rnn_path or type(self.rnn).__name__!r}")
         if not isinstance(self.fc, nn.Linear):
             raise SkvisError(f"head must be an nn.Linear, got {type(self.fc).__name__}")
         if self.fc.in_features != self.rnn.hidden_size:
@@ -200,7 +200,9 @@ class RecurrentClassifier(nn.Module):
             num_joints = self.rnn.input_size // 3
         self.num_joints = None if num_joints is None else int(num_joints)
 
-    def _locate(self, sub: str | nn.Module, what: str, extra: str) -> str:
+    def _locate(self, sub: str | nn.Module, what: str, extra: str) -> str | None:
+        """The dotted path of ``sub`` in the module ("" for the module itself), or None
+        for a submodule from outside it, then registered on the adapter as ``extra``."""
         if isinstance(sub, str):
             try:
                 self.module.get_submodule(sub)
@@ -215,19 +217,18 @@ class RecurrentClassifier(nn.Module):
         path = _find(self.module, sub)
         if path is None:
             setattr(self, extra, sub)
-            return ""
         return path
 
     # -- the protocol -------------------------------------------------------------------------
     @property
     def rnn(self) -> nn.RNNBase:
-        if not self._rnn_path:
+        if self._rnn_path is None:
             return self.extra_rnn
         return self.module.get_submodule(self._rnn_path)
 
     @property
     def fc(self) -> nn.Linear:
-        if not self._head_path:
+        if self._head_path is None:
             return self.extra_head
         return self.module.get_submodule(self._head_path)
 
@@ -286,7 +287,9 @@ class RecurrentClassifier(nn.Module):
             except SkvisError:
                 raise
             except (RuntimeError, ValueError, IndexError) as exc:
-                raise SkvisError(f"preprocess failed on input of shape {shape}: {exc}") from None
+                raise SkvisError(
+                    f"preprocess failed on input of shape {shape} (wrong joint count?): {exc}"
+                ) from None
         f = self.rnn.input_size
         if (
             not torch.is_tensor(out)
@@ -336,8 +339,7 @@ class RecurrentClassifier(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"recurrent={self._rnn_path or '<given>'!r}, head={self._head_path or '<given>'!r}, "
-            f"num_joints={self.num_joints}"
+            f"recurrent={self._rnn_path!r}, head={self._head_path!r}, num_joints={self.num_joints}"
         )
 
 

@@ -42,7 +42,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .adapters import check_recurrent, per_frame_jacobian, run_layers
+from .adapters import (
+    RecurrentClassifier,
+    as_recurrent_classifier,
+    check_recurrent,
+    per_frame_jacobian,
+    run_layers,
+)
 from .errors import SkvisError
 from .model import SkeletonLSTM
 from .skeleton import BODY_PARTS, Topology
@@ -57,6 +63,8 @@ __all__ = [
     "body_part_totals",
     "sensitivity_colors",
     "COLORMAPS",
+    "as_recurrent_classifier",
+    "RecurrentClassifier",
 ]
 
 Mode = Literal["instantaneous", "through_time"]

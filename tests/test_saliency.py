@@ -1,0 +1,499 @@
+"""The sensitivity engine (eqs 1-5) against independent references.
+
+References, all in float64 on small models:
+
+- instantaneous: a one-step replay of the model's own ``nn.LSTM``/``nn.GRU`` (its
+  first ``k + 1`` layers) from the detached states it reached at ``t - 1``, fed a
+  length-1 input, differentiated by ``torch.autograd.functional.jacobian``;
+- through time: ``torch.autograd.grad`` of ``model.hidden_states`` / ``model(x)``,
+  and Captum's ``Saliency``;
+- both: central finite differences.
+
+Tolerances are absolute on values of order 0.01-1: 1e-12 against autograd (the
+same arithmetic in another order), 1e-8 against finite differences (step 1e-6).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from skvis_widgets import MSR_ACTION3D, SkvisError
+from skvis_widgets.model import SkeletonLSTM
+from skvis_widgets.saliency import (
+    COLORMAPS,
+    JointSensitivity,
+    body_part_totals,
+    class_map,
+    joint_sensitivity,
+    rank_units,
+    sensitivity_colors,
+    unit_sensitivity,
+)
+
+J, H, C, T = 4, 5, 3, 7
+EXACT = 1e-12
+FD = 1e-8
+CONFIGS = [("lstm", 1), ("lstm", 2), ("gru", 1), ("gru", 2)]
+
+
+def make_model(cell: str = "lstm", layers: int = 1, *, seed: int = 0, hidden: int = H):
+    """A small float64 SkeletonLSTM with non-trivial standardization."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = SkeletonLSTM(J, C, hidden, cell=cell, num_layers=layers)
+        for p in model.parameters():  # larger weights: gates away from 0.5, nonlinear regime
+            nn.init.uniform_(p, -0.8, 0.8)
+    rng = np.random.default_rng(seed)
+    model.set_standardization(rng.normal(0, 0.2, J * 3), rng.uniform(0.5, 1.5, J * 3))
+    return model.double().eval()
+
+
+def make_seq(t: int = T, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0, 0.5, (t, J, 3))
+
+
+def truncated_rnn(model: SkeletonLSTM, layers: int) -> nn.RNNBase:
+    """The first ``layers`` layers of the model's recurrent module, as a module of its own."""
+    rnn = model.rnn
+    out = type(rnn)(rnn.input_size, rnn.hidden_size, num_layers=layers, batch_first=True)
+    out.load_state_dict(
+        {k: v for k, v in rnn.state_dict().items() if int(k.rsplit("_l", 1)[1]) < layers}
+    )
+    return out.double()
+
+
+def replay_jacobian(model: SkeletonLSTM, x: torch.Tensor, layer: int) -> np.ndarray:
+    """``(H, T, J, 3)`` signed dh_t/dx_t: one-step replays from the detached states at t-1."""
+    rnn = truncated_rnn(model, layer + 1)
+    feats = model.preprocess(x[None]).detach()
+    out = []
+    for t in range(x.shape[0]):
+        state = None if t == 0 else rnn(feats[:, :t])[1]
+        if state is not None:
+            state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+
+        def step(xt, state=state):
+            return rnn(model.preprocess(xt[None, None]), state)[0][0, 0]
+
+        out.append(torch.autograd.functional.jacobian(step, x[t]))  # (H, J, 3)
+    return torch.stack(out, 1).numpy()
+
+
+def autograd_through_time(model, x: torch.Tensor, lengths, layer: int) -> np.ndarray:
+    """``(N, H, T, J, 3)`` signed dh_{L-1}/dx, one backward pass per sample and unit."""
+    x = x.clone().requires_grad_(True)
+    hs = model.hidden_states(x, lengths, layer=layer)
+    out = np.zeros((x.shape[0], hs.shape[-1], *x.shape[1:]))
+    for n, length in enumerate(lengths):
+        for u in range(hs.shape[-1]):
+            (g,) = torch.autograd.grad(hs[n, length - 1, u], x, retain_graph=True)
+            out[n, u] = g[n].numpy()
+    return out
+
+
+# -- exactness ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("cell,layers", CONFIGS)
+def test_instantaneous_equals_one_step_replay(cell, layers):
+    model = make_model(cell, layers)
+    x = torch.as_tensor(make_seq())
+    for layer in range(layers):
+        ref = np.abs(replay_jacobian(model, x, layer))
+        got = unit_sensitivity(model, x, normalize=False, layer=layer)
+        assert got.shape == (H, T, J, 3) and got.dtype == np.float64
+        np.testing.assert_allclose(got, ref, rtol=0, atol=EXACT)
+        assert ref.max() > 0.05  # a test that can fail
+
+
+@pytest.mark.parametrize("cell,layers", CONFIGS)
+def test_through_time_equals_autograd_on_a_ragged_batch(cell, layers):
+    model = make_model(cell, layers)
+    x = torch.as_tensor(np.stack([make_seq(seed=s) for s in range(3)]))
+    lengths = [T, 3, 5]
+    for layer in range(layers):
+        ref = np.abs(autograd_through_time(model, x, lengths, layer))
+        got = unit_sensitivity(
+            model, x, mode="through_time", normalize=False, layer=layer, lengths=lengths
+        )
+        assert got.shape == (3, H, T, J, 3)
+        np.testing.assert_allclose(got, ref, rtol=0, atol=EXACT)
+        assert not got[1, :, 3:].any() and not got[2, :, 5:].any()
+
+
+@pytest.mark.parametrize("cell,layers", [("lstm", 2), ("gru", 1)])
+def test_both_modes_against_central_finite_differences(cell, layers):
+    model = make_model(cell, layers)
+    x = torch.as_tensor(make_seq(t=5))
+    layer = layers - 1
+    eps = 1e-6
+    rnn = truncated_rnn(model, layer + 1)
+    fd_inst = np.zeros((H, 5, J, 3))
+    fd_tt = np.zeros((H, 5, J, 3))
+    with torch.no_grad():
+        feats = model.preprocess(x[None])
+        for t in range(5):
+            state = None if t == 0 else rnn(feats[:, :t])[1]
+            for j in range(J):
+                for d in range(3):
+                    plus, minus = x.clone(), x.clone()
+                    plus[t, j, d] += eps
+                    minus[t, j, d] -= eps
+                    step = [
+                        rnn(model.preprocess(z[t][None, None]), state)[0][0, 0]
+                        for z in (plus, minus)
+                    ]
+                    fd_inst[:, t, j, d] = ((step[0] - step[1]) / (2 * eps)).numpy()
+                    last = [model.hidden_states(z[None], layer=layer)[0, -1] for z in (plus, minus)]
+                    fd_tt[:, t, j, d] = ((last[0] - last[1]) / (2 * eps)).numpy()
+    got_inst = unit_sensitivity(model, x, normalize=False, layer=layer)
+    got_tt = unit_sensitivity(model, x, mode="through_time", normalize=False, layer=layer)
+    np.testing.assert_allclose(got_inst, np.abs(fd_inst), rtol=0, atol=FD)
+    np.testing.assert_allclose(got_tt, np.abs(fd_tt), rtol=0, atol=FD)
+
+
+@pytest.mark.parametrize("cell,layers", [("lstm", 2), ("gru", 1)])
+def test_class_through_time_equals_captum_saliency_and_autograd(cell, layers):
+    from captum.attr import Saliency
+
+    model = make_model(cell, layers)
+    x = torch.as_tensor(np.stack([make_seq(seed=s) for s in range(3)]))
+    lengths = torch.tensor([T, 4, 6])
+    targets = [2, 0, 1]
+    ref = Saliency(model).attribute(
+        x.clone().requires_grad_(True), target=targets, abs=True, additional_forward_args=(lengths,)
+    )
+    got = JointSensitivity(model).attribute(
+        x, target=targets, additional_forward_args=(lengths,), mode="through_time", normalize=False
+    )
+    assert got.shape == x.shape and got.dtype == x.dtype
+    torch.testing.assert_close(got, ref, rtol=0, atol=EXACT)
+    # and plain autograd, through joint_sensitivity's sum over the axes
+    xg = x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(model(xg, lengths)[torch.arange(3), targets].sum(), xg)
+    js = joint_sensitivity(
+        model, x, target=targets, mode="through_time", normalize=False, lengths=lengths
+    )
+    np.testing.assert_allclose(js, g.abs().sum(-1).numpy(), rtol=0, atol=EXACT)
+
+
+def test_float32_default_model_matches_captum():
+    from captum.attr import Saliency
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = SkeletonLSTM(20, 20, 128).eval()
+    x = torch.as_tensor(
+        np.random.default_rng(0).normal(0, 0.3, (2, 30, 20, 3)), dtype=torch.float32
+    )
+    ref = Saliency(model).attribute(x.clone().requires_grad_(True), target=5, abs=True)
+    got = JointSensitivity(model).attribute(x, target=5, mode="through_time", normalize=False)
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-7)
+    u = unit_sensitivity(model, x[0])
+    assert u.dtype == np.float32 and u.shape == (128, 30, 20, 3) and np.isfinite(u).all()
+
+
+# -- eqs 3, 4, 5 -------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["instantaneous", "through_time"])
+def test_normalization_is_eq3(mode):
+    model = make_model("lstm", 2)
+    x = make_seq()
+    raw = unit_sensitivity(model, x, mode=mode, normalize=False)
+    got = unit_sensitivity(model, x, mode=mode, normalize=True)
+    with torch.no_grad():
+        h = model.hidden_states(torch.as_tensor(x)[None])[0].numpy()  # (T, H)
+    sigma_x = x.std(0)  # (J, 3), population std over the frames
+    sigma_h = h.std(0)  # (H,)
+    expected = raw * sigma_x[None, None] / sigma_h[:, None, None, None]
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=0)
+
+
+def test_constant_coordinate_and_constant_unit_give_zero_not_nan():
+    model = make_model("lstm", 1)
+    with torch.no_grad():  # unit 2: all weights and the cell-input bias zero -> g = c = h = 0
+        for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+            p = getattr(model.rnn, name)
+            p.view(4, H, -1)[:, 2] = 0
+        model.rnn.weight_hh_l0[:, 2] = 0
+    x = make_seq()
+    x[:, 1, 2] = 0.37  # joint 1, z: never moves
+    for mode in ("instantaneous", "through_time"):
+        s = unit_sensitivity(model, x, mode=mode)
+        assert np.isfinite(s).all()
+        assert not s[:, :, 1, 2].any()
+        assert not s[2].any()
+        assert s[[0, 1, 3, 4]].max() > 0.01
+        raw = unit_sensitivity(model, x, mode=mode, normalize=False)
+        assert raw[[0, 1, 3, 4], :, 1, 2].max() > 0  # the zeros come from eq 3, not the gradient
+    one_frame = unit_sensitivity(model, x[:1])
+    assert one_frame.shape == (H, 1, J, 3) and not one_frame.any()
+
+
+@pytest.mark.parametrize("mode", ["instantaneous", "through_time"])
+def test_unit_map_is_eq4_and_class_map_is_eq5(mode):
+    model = make_model("gru", 2)
+    x = make_seq()
+    units = unit_sensitivity(model, x, mode=mode)
+    for u in (0, 3):
+        np.testing.assert_allclose(
+            joint_sensitivity(model, x, unit=u, mode=mode), units[u].sum(-1), rtol=1e-13
+        )
+    low = unit_sensitivity(model, x, mode=mode, layer=0)
+    np.testing.assert_allclose(
+        joint_sensitivity(model, x, unit=1, mode=mode, layer=0), low[1].sum(-1), rtol=1e-13
+    )
+    w = np.abs(model.fc.weight.detach().numpy())
+    for c in range(C):
+        eq5 = np.einsum("u,utj->tj", w[c], units.sum(-1))
+        np.testing.assert_allclose(class_map(units, model, c), eq5, rtol=1e-13)
+        np.testing.assert_allclose(class_map(units.sum(-1), w, c), eq5, rtol=1e-13)
+        if mode == "instantaneous":
+            np.testing.assert_allclose(joint_sensitivity(model, x, target=c), eq5, rtol=1e-13)
+            coords = JointSensitivity(model).attribute(torch.as_tensor(x)[None], target=c)[0]
+            np.testing.assert_allclose(
+                coords.numpy(), np.einsum("u,utjd->tjd", w[c], units), rtol=1e-13
+            )
+
+
+def test_class_map_on_a_batch_and_its_errors():
+    model = make_model("lstm", 1)
+    xs = np.stack([make_seq(seed=s) for s in range(2)])
+    units = unit_sensitivity(model, xs, lengths=[T, 4])
+    maps = class_map(units, model, 1)
+    assert maps.shape == (2, T, J)
+    np.testing.assert_allclose(maps[1], class_map(units[1], model, 1), rtol=1e-13)
+    with pytest.raises(SkvisError, match="units"):
+        class_map(units[:, :3], model, 1)
+    with pytest.raises(SkvisError, match="target 7 out of range"):
+        class_map(units, model, 7)
+    with pytest.raises(SkvisError, match=r"\(C, H\)"):
+        class_map(units, np.ones(H), 0)
+
+
+# -- batches, chunks, state --------------------------------------------------------------------
+@pytest.mark.parametrize("cell,layers", [("lstm", 2), ("gru", 1)])
+@pytest.mark.parametrize("mode", ["instantaneous", "through_time"])
+def test_batch_with_lengths_equals_one_sequence_at_a_time(cell, layers, mode):
+    model = make_model(cell, layers)
+    xs = np.stack([make_seq(seed=s) for s in range(4)])
+    xs[2, 5:] = 1e3  # padding content must not matter
+    lengths = np.array([T, 5, 5, 2])
+    batch = unit_sensitivity(model, xs, mode=mode, lengths=lengths)
+    assert batch.shape == (4, H, T, J, 3)
+    for n, length in enumerate(lengths):
+        alone = unit_sensitivity(model, xs[n, :length], mode=mode)
+        np.testing.assert_allclose(batch[n, :, :length], alone, rtol=1e-10, atol=1e-14)
+        assert not batch[n, :, length:].any()
+    chunked = unit_sensitivity(model, xs, mode=mode, lengths=lengths, chunk_size=1)
+    np.testing.assert_allclose(chunked, batch, rtol=1e-12, atol=1e-15)
+    jmap = joint_sensitivity(model, xs, target=1, mode=mode, lengths=lengths, chunk_size=3)
+    for n, length in enumerate(lengths):
+        np.testing.assert_allclose(
+            jmap[n, :length],
+            joint_sensitivity(model, xs[n, :length], target=1, mode=mode),
+            rtol=1e-10,
+            atol=1e-14,
+        )
+
+
+def test_model_state_is_restored_and_train_mode_gives_eval_result():
+    model = make_model("lstm", 2)
+    model.drop.p = 0.5
+    model.rnn.dropout = 0.5
+    x = make_seq()
+    ref = unit_sensitivity(model, x)
+    model.train()
+    model.fc.weight.requires_grad_(False)
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    xt = torch.as_tensor(x).requires_grad_(True)
+    for mode in ("instantaneous", "through_time"):
+        out = unit_sensitivity(model, xt, mode=mode)
+        joint_sensitivity(model, xt, target=0, mode=mode)
+        if mode == "instantaneous":
+            np.testing.assert_array_equal(out, ref)
+    JointSensitivity(model).attribute(xt[None], target=1)
+    assert model.training and all(m.training for m in model.modules())
+    assert {n: p.requires_grad for n, p in model.named_parameters()} == flags
+    assert all(p.grad is None for p in model.parameters()) and xt.grad is None
+    model.fc.weight.requires_grad_(True)
+
+
+def test_backends_flags_untouched():
+    before = (torch.backends.cudnn.enabled, torch.backends.cudnn.deterministic)
+    unit_sensitivity(make_model("gru", 1), make_seq(), mode="through_time")
+    assert (torch.backends.cudnn.enabled, torch.backends.cudnn.deterministic) == before
+
+
+def test_bad_input_raises_skvis_error_naming_the_shape():
+    model = make_model("lstm", 2)
+    x = make_seq()
+    with pytest.raises(SkvisError, match="exactly one of target"):
+        joint_sensitivity(model, x)
+    with pytest.raises(SkvisError, match="exactly one of target"):
+        joint_sensitivity(model, x, target=0, unit=1)
+    with pytest.raises(SkvisError, match=r"5 joints \(shape \(7, 5, 3\)\); the model expects 4"):
+        unit_sensitivity(model, np.zeros((T, 5, 3)))
+    with pytest.raises(SkvisError, match=r"expected shape \(T, J, 3\)"):
+        unit_sensitivity(model, np.zeros((T, J * 3)))
+    bad = x.copy()
+    bad[3, 2, 1] = np.nan
+    with pytest.raises(SkvisError, match="NaN or infinite values \\(first at frame 3, joint 2\\)"):
+        unit_sensitivity(model, bad)
+    with pytest.raises(SkvisError, match="zero frames"):
+        unit_sensitivity(model, np.zeros((0, J, 3)))
+    with pytest.raises(SkvisError, match="unit 5 out of range 0..4"):
+        joint_sensitivity(model, x, unit=5)
+    with pytest.raises(SkvisError, match="target 3 out of range 0..2"):
+        joint_sensitivity(model, x, target=3)
+    with pytest.raises(SkvisError, match="target"):
+        joint_sensitivity(model, x, target=1.5)
+    with pytest.raises(SkvisError, match="mode must be one of"):
+        unit_sensitivity(model, x, mode="integrated")
+    with pytest.raises(SkvisError, match="layer 2 out of range"):
+        unit_sensitivity(model, x, layer=2)
+    with pytest.raises(SkvisError, match="not the last"):
+        joint_sensitivity(model, x, target=0, layer=0)
+    xs = np.stack([x, x])
+    with pytest.raises(SkvisError, match=r"lengths must be in 1..7"):
+        unit_sensitivity(model, xs, lengths=[7, 0])
+    with pytest.raises(SkvisError, match="3 lengths for a batch of 2"):
+        unit_sensitivity(model, xs, lengths=[7, 1, 1])
+    with pytest.raises(SkvisError, match="lengths are for a batch"):
+        unit_sensitivity(model, x, lengths=[7])
+    with pytest.raises(SkvisError, match="chunk_size"):
+        unit_sensitivity(model, xs, chunk_size=0)
+    with pytest.raises(SkvisError, match="as_recurrent_classifier"):
+        unit_sensitivity(nn.Linear(3, 3), x)
+
+
+def test_import_does_not_pull_in_widget_libraries():
+    code = (
+        "import sys, skvis_widgets.saliency, skvis_widgets.adapters\n"
+        "bad = [m for m in ('ipywidgets', 'pythreejs', 'ipyvolume', 'bqplot', 'matplotlib', "
+        "'captum') if m in sys.modules]\n"
+        "print(bad); sys.exit(1 if bad else 0)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+# -- helpers for the explorer ------------------------------------------------------------------
+def test_rank_units_by_weight_and_by_sensitivity():
+    model = make_model("lstm", 1)
+    w = model.fc.weight.detach().numpy()
+    r = rank_units(model, 2)
+    np.testing.assert_array_equal(r.units, np.argsort(-np.abs(w[2]), kind="stable"))
+    np.testing.assert_array_equal(r.weights, w[2][r.units])
+    assert r.by == "weight" and r.target == 2 and np.all(np.diff(r.scores) <= 0)
+    units = unit_sensitivity(model, make_seq())
+    s = rank_units(w, 2, by="sensitivity", unit_sens=units)
+    expected = np.abs(w[2]) * units.reshape(H, -1).mean(1)
+    np.testing.assert_array_equal(s.units, np.argsort(-expected, kind="stable"))
+    np.testing.assert_allclose(s.scores, expected[s.units])
+    batch = rank_units(w, 2, by="sensitivity", unit_sens=units[None].sum(-1))
+    np.testing.assert_array_equal(batch.units, s.units)
+    with pytest.raises(SkvisError, match="needs unit_sens"):
+        rank_units(model, 2, by="sensitivity")
+    with pytest.raises(SkvisError, match="by must be"):
+        rank_units(model, 2, by="gradient")
+    with pytest.raises(SkvisError, match="target 3 out of range"):
+        rank_units(model, 3)
+
+
+def test_body_part_totals_partition_the_msr_skeleton():
+    rng = np.random.default_rng(0)
+    jmap = rng.random((6, MSR_ACTION3D.num_joints))
+    parts = body_part_totals(jmap, MSR_ACTION3D)
+    assert list(parts) == ["head", "torso", "left_arm", "right_arm", "left_leg", "right_leg"]
+    assert all(v.shape == (6,) for v in parts.values())
+    np.testing.assert_allclose(sum(parts.values()), jmap.sum(1))  # every joint in one part
+    knee = MSR_ACTION3D.index("knee_left")
+    one = np.zeros((1, MSR_ACTION3D.num_joints))
+    one[0, knee] = 2.0
+    assert {k: float(v[0]) for k, v in body_part_totals(one, MSR_ACTION3D).items()}["left_leg"] == 2
+    with pytest.raises(SkvisError, match=r"expected \(T, 20\)"):
+        body_part_totals(np.zeros((6, 25)), MSR_ACTION3D)
+
+
+def _luminance(rgb: np.ndarray) -> np.ndarray:
+    return rgb @ np.array([0.2126, 0.7152, 0.0722])
+
+
+def test_sensitivity_colors_ramp_and_scaling():
+    values = np.array([[0.0, 1.0, 2.0, 4.0]])
+    rgb = sensitivity_colors(values)
+    assert rgb.shape == (1, 4, 3) and rgb.dtype == np.float32
+    assert rgb.min() >= 0 and rgb.max() <= 1
+    assert np.all(np.diff(_luminance(rgb[0])) < 0)  # darker for larger
+    np.testing.assert_allclose(rgb[0, 0], COLORMAPS["YlOrRd"][0], atol=1e-7)  # 0 -> lightest
+    np.testing.assert_allclose(rgb[0, -1], COLORMAPS["YlOrRd"][-1], atol=1e-7)  # max -> darkest
+    # per sequence: invariant to a common scale; global: compares across sequences
+    np.testing.assert_array_equal(sensitivity_colors(values * 10), rgb)
+    glob = sensitivity_colors(values, scale="global", vmax=8.0)
+    np.testing.assert_allclose(glob[0, -1], sensitivity_colors(np.array([0.5, 1.0]))[0], atol=1e-6)
+    np.testing.assert_array_equal(
+        sensitivity_colors(values * 100, scale="global", vmax=8.0)[0, 1:],
+        np.repeat(rgb[:1, -1], 3, 0),
+    )  # saturates above vmax
+    assert np.all(sensitivity_colors(np.zeros((3, 2))) == rgb[0, 0])
+    grey = sensitivity_colors(values, cmap="Greys")
+    np.testing.assert_allclose(grey[0, :, 0], grey[0, :, 1])
+    custom = sensitivity_colors(values, cmap=[[1, 1, 1], [0, 0, 0]])
+    np.testing.assert_allclose(custom[0, :, 0], [1, 0.75, 0.5, 0], atol=1e-7)
+    for kwargs, match in [
+        ({"scale": "global"}, "positive vmax"),
+        ({"vmax": 1.0}, "vmax goes with scale='global'"),
+        ({"cmap": "jet"}, "unknown colormap"),
+        ({"scale": "frame"}, "scale must be"),
+    ]:
+        with pytest.raises(SkvisError, match=match):
+            sensitivity_colors(values, **kwargs)
+    with pytest.raises(SkvisError, match="non-negative"):
+        sensitivity_colors(-values)
+    with pytest.raises(SkvisError, match="NaN"):
+        sensitivity_colors(np.array([np.nan]))
+
+
+# -- the shipped model on the bundled data -----------------------------------------------------
+def test_pretrained_model_on_the_msr_test_split():
+    from captum.attr import Saliency
+
+    from skvis_widgets.data import load_msr_action3d
+    from skvis_widgets.model import load_pretrained
+
+    model = load_pretrained("msr_action3d")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the skipped all-zero recording
+        _, test = load_msr_action3d().split_cross_subject()
+    idx = [int(test.indices_of_class(c)[0]) for c in (5, 13)]  # high throw, forward kick
+    batch, lengths = test.padded(idx)
+    units = unit_sensitivity(model, batch, lengths=lengths)
+    assert units.shape == (2, model.hidden_size, batch.shape[1], 20, 3)
+    assert np.isfinite(units).all()
+    for k, i in enumerate(idx):
+        length = int(lengths[k])
+        alone = unit_sensitivity(model, test.sequences[i])
+        np.testing.assert_allclose(units[k, :, :length], alone, rtol=1e-5, atol=1e-7)
+        jmap = class_map(alone, model, int(test.labels[i]))
+        np.testing.assert_allclose(
+            joint_sensitivity(model, test.sequences[i], target=int(test.labels[i])),
+            jmap,
+            rtol=1e-5,
+        )
+        assert jmap.max() > 0
+    x = torch.as_tensor(batch)
+    ref = Saliency(model).attribute(
+        x.clone().requires_grad_(True),
+        target=[5, 13],
+        abs=True,
+        additional_forward_args=(torch.as_tensor(lengths),),
+    )
+    got = JointSensitivity(model).attribute(
+        x, target=[5, 13], additional_forward_args=lengths, mode="through_time", normalize=False
+    )
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-6)
