@@ -43,6 +43,20 @@ def _as_colors(colors, num_joints: int) -> np.ndarray:
     return np.ascontiguousarray(np.clip(np.nan_to_num(arr, nan=0.5), 0.0, 1.0))
 
 
+def _disc_texture(size: int = 64, ring: float = 0.18, shade: float = 0.35) -> p3.DataTexture:
+    """A round point sprite: a white disc (the vertex colour shows as is) with a dark rim.
+
+    The rim is the joint's colour times ``shade``, so that the light end of the
+    colormap stays visible on a light background.
+    """
+    r = np.hypot(*np.meshgrid(np.linspace(-1, 1, size), np.linspace(-1, 1, size)))
+    rgba = np.zeros((size, size, 4), np.uint8)
+    inside = r <= 1.0
+    rgba[inside, :3] = np.where(r[inside, None] > 1.0 - ring, int(255 * shade), 255)
+    rgba[inside, 3] = 255
+    return p3.DataTexture(data=rgba, format="RGBAFormat", type="UnsignedByteType")
+
+
 def _bone_index(topology: Topology) -> np.ndarray:
     dtype = np.uint16 if topology.num_joints < 65535 else np.uint32
     return np.asarray(topology.bones, dtype=dtype).reshape(-1)
@@ -83,6 +97,8 @@ class _Skeleton:
                 vertexColors="VertexColors",
                 size=point_size,
                 sizeAttenuation=True,
+                map=_disc_texture(),
+                alphaTest=0.5,
                 transparent=translucent,
                 opacity=opacity,
             )
@@ -143,7 +159,7 @@ class SkeletonScene(W.VBox):
         *,
         width: int = 480,
         height: int = 420,
-        point_size: float = 0.07,
+        point_size: float = 0.15,
         display_transform: np.ndarray | None = None,
         background: str = "#ffffff",
         **kwargs,
@@ -170,7 +186,7 @@ class SkeletonScene(W.VBox):
             self.body.matrixAutoUpdate = False
             self.body.matrix = _matrix16(display_transform)
         self.grid = p3.GridHelper(
-            size=4, divisions=16, colorCenterLine="#b0b0b0", colorGrid="#d8d8d8"
+            size=3, divisions=12, colorCenterLine="#b0b0b0", colorGrid="#d8d8d8"
         )
         self.camera = p3.PerspectiveCamera(position=[0.0, 0.3, -3.0], fov=40, aspect=width / height)
         self.scene3d = p3.Scene(
@@ -250,7 +266,7 @@ class SkeletonScene(W.VBox):
             lo, hi = pts.min(0), pts.max(0)
         center = (lo + hi) / 2
         radius = max(float(np.linalg.norm(hi - lo)) / 2, 0.3)
-        dist = 1.15 * radius / np.sin(np.deg2rad(self.camera.fov) / 2)
+        dist = 0.9 * radius / np.sin(np.deg2rad(self.camera.fov) / 2)
         # The body-centred frame has the body facing -z: look at it from the front, a little
         # from its right and from above.
         direction = np.array([-0.35, 0.25, -1.0])
