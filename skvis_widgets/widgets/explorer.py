@@ -134,6 +134,7 @@ class SkeletonVis(W.VBox):
         self._cancel: threading.Event | None = None
         self._lock = threading.RLock()
         self._batch = False
+        self._generation = 0
         # What is displayed for the current state: (T, J, 3) positions per step of the
         # history, (T, J, 3) colours, (T, J) heatmap values.
         self._sequence = np.zeros((1, topo.num_joints, 3), np.float32)
@@ -257,10 +258,19 @@ class SkeletonVis(W.VBox):
             if frame is not None:
                 self.frame = frame
 
+    def set_state(self, sync_data) -> None:
+        """Apply a state (e.g. from `get_state`); the sample first, since the frame's range
+        depends on it."""
+        data = dict(sync_data)
+        if "sample" in data:
+            super().set_state({"sample": data.pop("sample")})
+        super().set_state(data)
+
     def refresh(self) -> None:
         """Pick up new weights (e.g. during training): clear caches, recompute, redraw."""
         self.cancel_maximization()
         with self._lock:
+            self._generation += 1  # a maximization still running used the old weights
             self.analysis.clear()
             self.result = None
             self._result_key = None
@@ -280,37 +290,34 @@ class SkeletonVis(W.VBox):
         return self._thread is not None and self._thread.is_alive()
 
     # -- observers ---------------------------------------------------------------------------
+    # `_batch` is only set with `_lock` held, so it is read under the lock too: a thread
+    # finishing a maximization never makes the notebook's thread skip an update.
     @T.observe("sample")
     def _on_sample(self, change) -> None:
-        if not self._batch:
-            with self._lock:
+        with self._lock:
+            if not self._batch:
                 self._update_all()
 
     @T.observe("target", "unit")
     def _on_target(self, change) -> None:
-        if self._batch:
-            return
         with self._lock:
+            if self._batch:
+                return
             if change["name"] == "target":
                 self._update_ranking()
             self._update_values()
 
-    @T.observe("mode", "constraints", "iterations")
+    @T.observe("mode", "constraints", "iterations", "iteration")
     def _on_mode(self, change) -> None:
-        if not self._batch:
-            with self._lock:
-                self._update_values()
-
-    @T.observe("iteration")
-    def _on_iteration(self, change) -> None:
-        if not self._batch:
-            with self._lock:
+        with self._lock:
+            if not self._batch:
                 self._update_values()
 
     @T.observe("frame")
     def _on_frame(self, change) -> None:
-        if not self._batch:
-            self._draw_frame()
+        with self._lock:
+            if not self._batch:
+                self._draw_frame()
 
     # -- updates ----------------------------------------------------------------------------
     @_shows_errors
@@ -455,6 +462,7 @@ class SkeletonVis(W.VBox):
 
     @_shows_errors
     def _draw_frame(self) -> None:
+        """Draw the current frame of what is displayed (call with `_lock` held)."""
         positions = self._positions
         k = min(self.frame, len(positions) - 1)
         colors = None if self._frame_colors is None else self._frame_colors[k]
@@ -476,6 +484,7 @@ class SkeletonVis(W.VBox):
 
         key = self._current_key()
         sample, target, unit, iterations, constraints = key
+        generation = self._generation
         try:
             seq = self.analysis.sequence(sample)
         except SkvisError as exc:
@@ -511,6 +520,8 @@ class SkeletonVis(W.VBox):
                 if not np.all(np.isfinite(history)):
                     raise SkvisError("activation maximization diverged (non-finite poses)")
                 with self._lock:
+                    if generation != self._generation:
+                        return  # the weights changed meanwhile (refresh)
                     self.result = result
                     self._result_key = key
                     self.maximization.progress.bar_style = (
