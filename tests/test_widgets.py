@@ -252,6 +252,32 @@ def test_frame_sets_the_position_buffer(vis, dataset):
     vis.timeline.slider.value = 3  # from the browser
     assert vis.frame == 3
     np.testing.assert_array_equal(vis.scene.positions, seq[3])
+    vis.timeline.heatmap.mark.selected = np.array([[2, 15]])  # a click on the heatmap
+    assert vis.frame == 15
+    np.testing.assert_array_equal(vis.scene.positions, seq[15])
+
+
+def test_sensitivity_is_computed_once_per_sample(vis, monkeypatch):
+    from skvis_widgets import saliency
+
+    calls = []
+    original = saliency.unit_sensitivity
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(saliency, "unit_sensitivity", counting)
+    for c in (1, 2, 3):
+        vis.target = c
+    vis.unit = 5
+    vis.frame = 9
+    assert calls == []  # classes and units only re-weight the cached sensitivity
+    vis.sample = 3
+    vis.target = 0
+    assert calls == [1]
+    vis.sample = 0  # still cached
+    assert calls == [1]
 
 
 def test_target_darkest_joint_is_most_sensitive(vis, dataset, model):
