@@ -212,7 +212,12 @@ def _chain_input(m: torch.Tensor, pj: torch.Tensor) -> torch.Tensor:
 
 def _gate_product(coef: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """``out[n, k, t, f] = sum_g coef[n, t, g, k] * w[(n,) g, k, f]``: ``(N, K, T, F)``."""
-    return coef.permute(0, 3, 1, 2) @ w.transpose(-3, -2)
+    n, t, g, k = coef.shape
+    f = w.shape[-1]
+    # contiguous (N*K, T, G) @ (N*K, G, F): one bmm, no per-matrix strided copies
+    lhs = coef.permute(0, 3, 1, 2).reshape(n * k, t, g)
+    rhs = w.transpose(-3, -2).expand(n, k, g, f).reshape(n * k, g, f)
+    return torch.bmm(lhs, rhs).view(n, k, t, f)
 
 
 def _weights(rnn: nn.RNNBase, k: int) -> tuple[torch.Tensor, ...]:
@@ -235,11 +240,10 @@ def _affine_scan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     a, b = a.clone(), b.clone()
     d, t = 1, a.shape[1]
     while d < t:
-        b_new = b.clone()
-        b_new[:, d:] += a[:, d:] * b[:, :-d]
-        a_new = a.clone()
-        a_new[:, d:] *= a[:, :-d]
-        a, b = a_new, b_new
+        # the right-hand sides are new tensors made of the old values: no aliasing
+        b[:, d:] += a[:, d:] * b[:, :-d]
+        if 2 * d < t:
+            a[:, d:] = a[:, d:] * a[:, :-d]
         d *= 2
     return b
 
@@ -269,10 +273,9 @@ def _local(kind: str, x_in: torch.Tensor, h: torch.Tensor, w: tuple[torch.Tensor
     """
     w_ih, w_hh, b_ih, b_hh = w
     h_prev = _shift(h)
-    ax = x_in @ w_ih.T + b_ih
-    ah = h_prev @ w_hh.T + b_hh
     if kind == "lstm":
-        ai, af, ag, ao = (ax + ah).chunk(4, -1)
+        both = torch.cat([x_in, h_prev], -1) @ torch.cat([w_ih, w_hh], 1).T
+        ai, af, ag, ao = (both + (b_ih + b_hh)).chunk(4, -1)
         i, f, o = torch.sigmoid(ai), torch.sigmoid(af), torch.sigmoid(ao)
         g = torch.tanh(ag)
         c = _affine_scan(f, i * g)
@@ -282,6 +285,8 @@ def _local(kind: str, x_in: torch.Tensor, h: torch.Tensor, w: tuple[torch.Tensor
         bo = tc * o * (1 - o)  # dh/da_o
         coef = torch.cat([cc * ko[:, :, None], bo[:, :, None]], 2)
         return {"kind": kind, "coef": coef, "cc": cc, "bo": bo, "ko": ko, "f": f}
+    ax = x_in @ w_ih.T + b_ih
+    ah = h_prev @ w_hh.T + b_hh
     xr, xz, xn = ax.chunk(3, -1)
     hr, hz, hn = ah.chunk(3, -1)
     r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
@@ -340,10 +345,17 @@ def _bptt(
     """Backward through one layer for K cotangents side by side.
 
     ``inj`` ``(N, K, T, H)`` is dL/dh_t arriving from above at every frame; ``seed``
-    ``(N, K, H)`` arrives at the frames where ``seed_mask`` ``(N, T)`` is 1. Returns
-    dL/d(layer input) ``(N, K, T, In)``.
+    ``(N, K, H)`` (rows of max-magnitude 1) arrives at the frames where ``seed_mask``
+    ``(N, T)`` is 1. Returns dL/d(layer input) ``(N, K, T, In)``.
+
+    Derivatives through time decay geometrically; once they reach subnormal floats,
+    every CPU operation on them slows down ~100x. So the carried state and the
+    local derivatives are flushed to zero below `_flush_below` (5e-16 in float32,
+    1e-123 in float64, relative to the seed), a cut far below what float32 can
+    show next to the seed, instead of changing the process-wide FTZ flag.
     """
     w_ih, w_hh = w[0], w[1]
+    tiny = _flush_below(w_ih.dtype)
     n, t_all = cache["coef"].shape[:2]
     hdim = cache["coef"].shape[3]
     k = (inj if inj is not None else seed).shape[1]
@@ -351,7 +363,7 @@ def _bptt(
     dh = w_ih.new_zeros(n, k, hdim)
     if cache["kind"] == "lstm":
         w_both = torch.cat([w_ih, w_hh], 1)  # one matmul per step for both paths
-        cc, bo, ko, f = cache["cc"], cache["bo"], cache["ko"], cache["f"]
+        cc, bo, ko, f = (_flush(cache[name].clone(), tiny) for name in ("cc", "bo", "ko", "f"))
         dc = torch.zeros_like(dh)
         for t in range(t_end - 1, -1, -1):
             if seed is not None:
@@ -362,10 +374,10 @@ def _bptt(
             da = torch.cat([dct[:, :, None] * cc[:, None, t], (dh * bo[:, None, t])[:, :, None]], 2)
             both = da.reshape(n, k, -1) @ w_both
             out[:, :, t] = both[..., : w_ih.shape[1]]
-            dh = both[..., w_ih.shape[1] :]
-            dc = dct * f[:, None, t]
+            dh = _flush(both[..., w_ih.shape[1] :], tiny)
+            dc = _flush(dct * f[:, None, t], tiny)
         return out
-    coef, chh, z = cache["coef"], cache["chh"], cache["z"]
+    coef, chh, z = (_flush(cache[name].clone(), tiny) for name in ("coef", "chh", "z"))
     for t in range(t_end - 1, -1, -1):
         if seed is not None:
             dh = dh + seed_mask[:, t, None, None] * seed
@@ -373,7 +385,17 @@ def _bptt(
             dh = dh + inj[:, :, t]
         out[:, :, t] = (dh[:, :, None] * coef[:, None, t]).reshape(n, k, -1) @ w_ih
         dh = (dh[:, :, None] * chh[:, None, t]).reshape(n, k, -1) @ w_hh + dh * z[:, None, t]
+        dh = _flush(dh, tiny)
     return out
+
+
+def _flush_below(dtype: torch.dtype) -> float:
+    return float(torch.finfo(dtype).tiny) ** 0.4
+
+
+def _flush(v: torch.Tensor, tiny: float) -> torch.Tensor:
+    """Zero the entries below ``tiny`` in magnitude (in place; ``v`` is a fresh tensor)."""
+    return v.masked_fill_(v.abs() < tiny, 0)
 
 
 def _masked_std(v: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -433,8 +455,10 @@ def _sensitivity_chunk(
     if cot is None:
         eye = torch.eye(hdim, dtype=h.dtype, device=h.device)
         cot = (eye if rows is None else eye[rows])[None].expand(n, -1, -1)
-    if row_scale is not None:
-        cot = cot * row_scale[..., None]
+    # Seeds of unit size (the flush threshold is relative to them); scales applied after.
+    seed_size = cot.abs().amax(-1)  # (N, K)
+    cot = cot / torch.where(seed_size > 0, seed_size, 1)[..., None]
+    out_scale = seed_size if row_scale is None else seed_size * row_scale
     seed_mask = (torch.arange(t, device=x.device) == (lengths - 1)[:, None]).to(h.dtype)
     t_end = int(lengths.max())
     grad, inj = None, None
@@ -442,9 +466,8 @@ def _sensitivity_chunk(
         grad = _bptt(caches[k], weights[k], t_end, inj, cot if k == layer else None, seed_mask)
         inj = grad
     grad = _chain_input(grad, pj)
-    if col_scale is not None:
-        grad = grad * col_scale[:, None, None, :]
-    return grad.abs_()
+    cols = 1 if col_scale is None else col_scale[:, None, None, :]
+    return grad.mul_(out_scale[:, :, None, None] * cols).abs_()
 
 
 def _compute(
@@ -731,7 +754,9 @@ def class_map(unit_sens: Any, model_or_fc_weight: Any, target: int) -> np.ndarra
     c = _check_index(target, w.shape[0], "target")
     weights = np.abs(w[c]).astype(s.dtype, copy=False)
     flat = s.reshape(s.shape[0], s.shape[1], -1)
-    out = np.stack([np.tensordot(weights, f, axes=(0, 0)) for f in flat])
+    # numpy's own einsum loop: a BLAS gemv is no faster here and, with its threads
+    # competing for busy cores, can be 50x slower
+    out = np.einsum("h,nhk->nk", weights, flat)
     out = out.reshape(s.shape[0], *s.shape[2:])
     if s.ndim == 5:
         out = out.sum(-1)

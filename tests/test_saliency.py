@@ -497,3 +497,17 @@ def test_pretrained_model_on_the_msr_test_split():
         x, target=[5, 13], additional_forward_args=lengths, mode="through_time", normalize=False
     )
     torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-6)
+
+
+def test_affine_scan_equals_the_sequential_recurrence():
+    from skvis_widgets.saliency import _affine_scan
+
+    rng = np.random.default_rng(0)
+    for t in (1, 2, 37, 64):
+        a = torch.as_tensor(rng.uniform(0, 1, (2, t, 3)))
+        b = torch.as_tensor(rng.normal(0, 1, (2, t, 3)))
+        c, ref = torch.zeros(2, 3, dtype=torch.float64), []
+        for s in range(t):
+            c = a[:, s] * c + b[:, s]
+            ref.append(c)
+        torch.testing.assert_close(_affine_scan(a, b), torch.stack(ref, 1), rtol=1e-13, atol=1e-14)
