@@ -118,9 +118,11 @@ def _as_input(
         x = sequence.detach()
     else:
         try:
-            x = torch.as_tensor(np.asarray(sequence, dtype=np.float64))
+            arr = np.asarray(sequence, dtype=np.float64 if p.dtype == torch.float64 else np.float32)
         except (TypeError, ValueError) as exc:
             raise SkvisError(f"{name}: cannot convert to a float array ({exc})") from None
+        # shares the caller's memory when it can; nothing below writes to x
+        x = torch.from_numpy(arr if arr.flags.writeable else arr.copy())
     shape = tuple(x.shape)
     single = x.dim() == 3
     if single:

@@ -511,3 +511,18 @@ def test_affine_scan_equals_the_sequential_recurrence():
             c = a[:, s] * c + b[:, s]
             ref.append(c)
         torch.testing.assert_close(_affine_scan(a, b), torch.stack(ref, 1), rtol=1e-13, atol=1e-14)
+
+
+def test_long_float32_backward_stays_off_subnormals_and_matches_float64():
+    model64 = make_model("lstm", 1, hidden=16)
+    model32 = make_model("lstm", 1, hidden=16).float()
+    x = make_seq(t=400)
+    u64 = unit_sensitivity(model64, x, mode="through_time", normalize=False)
+    u32 = unit_sensitivity(model32, x, mode="through_time", normalize=False)
+    assert u32.dtype == np.float32
+    assert not ((u32 > 0) & (u32 < np.finfo(np.float32).tiny)).any()
+    assert (u64[:, :50] < 1e-20).any()  # the far past has decayed: the flush was exercised
+    np.testing.assert_allclose(u32, u64, rtol=0, atol=1e-6 * u64.max())
+    sequence = np.ascontiguousarray(x, dtype=np.float32)
+    sequence.flags.writeable = False  # a read-only input is fine and left as it was
+    np.testing.assert_array_equal(unit_sensitivity(model32, sequence), unit_sensitivity(model32, x))
