@@ -50,10 +50,10 @@ def test_all_zero_file_reads_and_is_skipped_with_a_named_warning(tmp_path):
         (tmp_path / f.name).write_bytes(f.read_bytes())
     with pytest.warns(UserWarning, match="a13_s09_e02"):
         data = load_msr_action3d(tmp_path)
-    assert len(data) == 2
-    assert sorted(data.ids) == ["a01_s01_e01", "a14_s06_e02"]
+    names = sorted(f.name[:11] for f in DATA.glob("*.txt") if f != EMPTY)
+    assert sorted(data.ids) == names and len(names) >= 2
     assert data.class_names[data.labels[list(data.ids).index("a14_s06_e02")]] == "forward kick"
-    assert set(data.subjects) == {1, 6}
+    assert data.subjects[list(data.ids).index("a14_s06_e02")] == 6
 
 
 def test_bundle_equals_raw_files(bundled):

@@ -15,9 +15,11 @@ def test_body_frame_definition():
     ix = MSR_ACTION3D.index
     first = out[0]
     np.testing.assert_allclose(first[ix("spine_base")], 0, atol=1e-6)
+    up = first[ix("head")] - (first[ix("ankle_left")] + first[ix("ankle_right")]) / 2
+    # y points up the body: the ankles-to-head axis has no x or z component in frame 0.
+    np.testing.assert_allclose(up[[0, 2]], 0, atol=1e-6)
+    assert up[1] > 1.0  # a standing adult
     spine = first[ix("spine_shoulder")] - first[ix("spine_base")]
-    # y points up the spine: the spine has no x or z component in frame 0.
-    np.testing.assert_allclose(spine[[0, 2]], 0, atol=1e-6)
     assert spine[1] > 0
     across = (first[ix("hip_right")] - first[ix("hip_left")]) + (
         first[ix("shoulder_right")] - first[ix("shoulder_left")]
@@ -65,7 +67,7 @@ def test_degenerate_first_frame_falls_back():
         (np.zeros((5, 25, 3)), "25 joints"),
         (np.full((5, 20, 3), np.nan), "NaN"),
         (np.zeros((5, 20)), r"expected shape \(T, J, 3\)"),
-        (np.zeros((5, 20, 3)), "no frame has a usable spine"),
+        (np.zeros((5, 20, 3)), "no frame has a usable body axis"),
     ],
 )
 def test_bad_input(bad, match):
