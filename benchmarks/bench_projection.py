@@ -1,0 +1,190 @@
+"""How fast `project` (eq 14) is against SLSQP frame by frame, in one run.
+
+    python benchmarks/bench_projection.py [--frames 300] [--noise 0.04] [--sample 5]
+                                          [--repeat 3] [--seed 0] [--threads=1]
+
+The case: a Kinect v2 (25-joint) sequence of ``--frames`` frames, the real NTU RGB+D
+recording ``tests/data/ntu/S001C001P001R001A001.skeleton`` (drinking water; played
+forward and back to the length needed), or, where that file is missing, a hand-written
+upright rest pose; each frame then moved by Gaussian noise of ``--noise`` metres per
+coordinate, as an activation-maximization step would. Reference bone lengths: the mean
+over the clean sequence.
+
+- `project`: all frames at once (the fastest of ``--repeat`` runs after a warm-up).
+- the baseline: SciPy's SLSQP on each frame on its own, started from the frame, with
+  analytic Jacobians of the same constraints (`project_slsqp`'s solver), at the loosest
+  ``ftol`` that meets the accuracy asked of `project` (bone lengths to 1e-5 m, angles
+  to 1e-3 deg); the script checks that it does. It is timed on every ``--sample``-th
+  frame (the faster of two passes) and extrapolated to all frames (the script says so;
+  ``--sample 1`` times all).
+
+Both results are checked on the sampled frames: valid, and the same squared distance to
+the input within 1 %. Not a test: it prints figures. The machine's load shows in them,
+so compare figures of the same run. Target: a ratio >= 50.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+# One BLAS thread unless told otherwise (``--threads``), set before numpy loads BLAS: on
+# a machine whose cores are busy with other jobs, BLAS threads spin waiting on each
+# other and every figure becomes noise. It affects both sides alike.
+if __name__ == "__main__":
+    _n = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--threads=")), "1")
+    if _n != "0":
+        for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(_var, _n)
+
+import numpy as np  # noqa: E402
+
+from skvis_widgets.anatomy import (  # noqa: E402
+    _compile,
+    _slsqp_frame,
+    anatomical_constraints,
+    constraint_residuals,
+    project,
+    reference_bone_lengths,
+)
+from skvis_widgets.skeleton import KINECT_V2  # noqa: E402
+
+NTU = Path(__file__).resolve().parent.parent / "tests" / "data" / "ntu"
+
+
+def ntu_first_body(path: Path) -> np.ndarray:
+    """The first body of an NTU RGB+D ``.skeleton`` file, (T, 25, 3) metres."""
+    lines = path.read_text().splitlines()
+    i, frames = 1, []
+    for _ in range(int(lines[0])):
+        bodies, i = int(lines[i]), i + 1
+        for b in range(bodies):
+            joints, i = int(lines[i + 1]), i + 2
+            if b == 0:
+                frames.append([[float(v) for v in lines[i + k].split()[:3]] for k in range(joints)])
+            i += joints
+    return np.array(frames)
+
+
+def rest_pose() -> np.ndarray:
+    """An upright Kinect v2 pose (1, 25, 3) that satisfies every constraint."""
+    pose = {
+        "spine_base": (0.0, 0.0, 0.0),
+        "spine_mid": (0.0, 0.25, 0.0),
+        "spine_shoulder": (0.0, 0.5, 0.0),
+        "neck": (0.0, 0.58, 0.0),
+        "head": (0.0, 0.72, 0.0),
+    }
+    for sx, side in ((-1.0, "left"), (1.0, "right")):
+        pose |= {
+            f"shoulder_{side}": (0.18 * sx, 0.48, 0.0),
+            f"elbow_{side}": (0.20 * sx, 0.22, 0.0),
+            f"wrist_{side}": (0.20 * sx, -0.02, 0.0),
+            f"hand_{side}": (0.20 * sx, -0.10, 0.0),
+            f"hand_tip_{side}": (0.20 * sx, -0.16, 0.0),
+            f"thumb_{side}": (0.17 * sx, -0.08, -0.02),
+            f"hip_{side}": (0.09 * sx, -0.05, -0.03),
+            f"knee_{side}": (0.09 * sx, -0.45, -0.03),
+            f"ankle_{side}": (0.09 * sx, -0.85, -0.03),
+            f"foot_{side}": (0.09 * sx, -0.90, -0.13),
+        }
+    return np.array([[pose[n] for n in KINECT_V2.joint_names]]) + np.array([0.0, 0.0, 3.0])
+
+
+def clean_sequence(frames: int) -> tuple[np.ndarray, str]:
+    path = NTU / "S001C001P001R001A001.skeleton"
+    if path.exists():
+        real = ntu_first_body(path)
+        loop = np.concatenate([real, real[::-1]])  # forward and back: no jump
+        return loop[np.arange(frames) % len(loop)], f"real NTU frames ({path.name})"
+    return np.repeat(rest_pose(), frames, axis=0), "a hand-written rest pose"
+
+
+def accuracy(x: np.ndarray, cs, ref: np.ndarray) -> tuple[float, float]:
+    """Worst bone-length error (m) and worst angle violation (deg) over the frames."""
+    res = constraint_residuals(x, cs, ref)
+    bone = np.array([c.kind == "bone" for c in cs])
+    return float(res[:, bone].max()), float(res[:, ~bone].max())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--frames", type=int, default=300)
+    ap.add_argument("--noise", type=float, default=0.04, help="metres per coordinate")
+    ap.add_argument("--sample", type=int, default=5, help="time SLSQP on every n-th frame")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--threads", default="1", help="BLAS threads, as --threads=N; 0: the library default"
+    )
+    args = ap.parse_args()
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+
+    clean, source = clean_sequence(args.frames)
+    rng = np.random.default_rng(args.seed)
+    x0 = clean + rng.normal(0.0, args.noise, clean.shape)
+    cs = anatomical_constraints(KINECT_V2)
+    ref = reference_bone_lengths(clean, KINECT_V2)
+    print(
+        f"{args.frames} frames x {KINECT_V2.num_joints} joints from {source}, "
+        f"+ {100 * args.noise:g} cm Gaussian noise; {len(cs)} constraints"
+    )
+
+    project(x0, cs, ref)  # warm-up
+    times = []
+    for _ in range(args.repeat):
+        t0 = time.perf_counter()
+        x, info = project(x0, cs, ref, return_info=True)
+        times.append(time.perf_counter() - t0)
+    t_ours = min(times)
+    it = info.iterations[~info.unchanged]
+    print(
+        f"project:  {1e3 * t_ours:8.1f} ms for all frames (fastest of {args.repeat}); "
+        f"Newton iterations median {np.median(it):.0f}, 90% {np.percentile(it, 90):.0f}, "
+        f"max {it.max()}; SLSQP fallback on {info.fallback.sum()} of {args.frames} frames"
+    )
+
+    # The baseline, at the loosest ftol that meets the accuracy asked of project.
+    prog = _compile(cs, ref)
+    sample = np.arange(0, args.frames, max(1, args.sample))
+    for ftol in (1e-4, 1e-5, 1e-6, 1e-7, 1e-8):
+        runs = []
+        for _ in range(2):  # the faster of two passes, as for project
+            t0 = time.perf_counter()
+            xs = np.stack([_slsqp_frame(x0[t], prog, x0[t], ftol, 1000)[0] for t in sample])
+            runs.append(time.perf_counter() - t0)
+        t_slsqp = min(runs) / len(sample) * args.frames
+        bone, angle = accuracy(xs, cs, ref)
+        if bone <= 1e-5 and angle <= 1e-3:
+            break
+        print(f"  (SLSQP at ftol={ftol:g}: bones {bone:.1e} m, angles {angle:.1e} deg: too loose)")
+    extrapolated = (
+        ""
+        if len(sample) == args.frames
+        else (f", timed on {len(sample)} frames (every {args.sample}th) and extrapolated")
+    )
+    print(f"SLSQP:    {1e3 * t_slsqp:8.1f} ms for all frames at ftol={ftol:g}{extrapolated}")
+
+    b1, a1 = accuracy(x[sample], cs, ref)
+    b2, a2 = accuracy(xs, cs, ref)
+    d1 = ((x[sample] - x0[sample]) ** 2).sum(axis=(1, 2))
+    d2 = ((xs - x0[sample]) ** 2).sum(axis=(1, 2))
+    rel = d1 / d2 - 1.0
+    print(
+        f"accuracy: project bones {b1:.1e} m, angles {a1:.1e} deg; "
+        f"SLSQP bones {b2:.1e} m, angles {a2:.1e} deg"
+    )
+    print(
+        f"distance: project / SLSQP - 1 on the sampled frames: max {rel.max():+.2e}, "
+        f"min {rel.min():+.2e} (negative: project found the nearer pose)"
+    )
+    ok = max(b1, b2) <= 1e-5 and max(a1, a2) <= 1e-3 and rel.max() <= 0.01
+    print(f"same accuracy: {'yes' if ok else 'NO'}")
+    print(f"speed ratio SLSQP / project: {t_slsqp / t_ours:.0f}x (target >= 50x)")
+
+
+if __name__ == "__main__":
+    main()

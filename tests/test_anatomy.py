@@ -1,0 +1,373 @@
+"""Anatomical constraints (paper section 3.2, eqs 8-14): sets, residuals, projection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from skvis_widgets.anatomy import (
+    ANGLE_CONSTRAINTS,
+    anatomical_constraints,
+    constraint_residuals,
+    project,
+    project_slsqp,
+    reference_bone_lengths,
+)
+from skvis_widgets.errors import SkvisError
+from skvis_widgets.skeleton import KINECT_V1, KINECT_V2, MSR_ACTION3D, Topology
+
+DATA = Path(__file__).parent / "data"
+TOPOLOGIES = [KINECT_V2, KINECT_V1, MSR_ACTION3D]
+ANGLES = tuple(ANGLE_CONSTRAINTS)  # angle:spine, :shoulders, :hips, :wrist_left, :wrist_right
+
+# An upright rest pose by canonical joint name (metres; x to the subject's right side of
+# the image, y up, z away from the camera, as in the recordings): straight spine and
+# arms, shoulders at 167 deg, hips at 122 deg and a little in front of the spine base.
+REST = {
+    "spine_base": (0.0, 0.0, 0.0),
+    "spine_mid": (0.0, 0.25, 0.0),
+    "spine_shoulder": (0.0, 0.5, 0.0),
+    "neck": (0.0, 0.58, 0.0),
+    "head": (0.0, 0.72, 0.0),
+}
+for _sx, _side in ((-1.0, "left"), (1.0, "right")):
+    REST.update(
+        {
+            f"shoulder_{_side}": (0.18 * _sx, 0.48, 0.0),
+            f"elbow_{_side}": (0.20 * _sx, 0.22, 0.0),
+            f"wrist_{_side}": (0.20 * _sx, -0.02, 0.0),
+            f"hand_{_side}": (0.20 * _sx, -0.10, 0.0),
+            f"hand_tip_{_side}": (0.20 * _sx, -0.16, 0.0),
+            f"thumb_{_side}": (0.17 * _sx, -0.08, -0.02),
+            f"hip_{_side}": (0.09 * _sx, -0.05, -0.03),
+            f"knee_{_side}": (0.09 * _sx, -0.45, -0.03),
+            f"ankle_{_side}": (0.09 * _sx, -0.85, -0.03),
+            f"foot_{_side}": (0.09 * _sx, -0.90, -0.13),
+        }
+    )
+
+
+def rest_pose(topo: Topology) -> np.ndarray:
+    """The rest pose in ``topo``'s joint order, shape (1, J, 3)."""
+    return np.array([[REST[n] for n in topo.joint_names]])
+
+
+def load_msr(name: str) -> np.ndarray:
+    """A real MSR Action3D file (20 lines per frame, ``x y z confidence``) as (T, 20, 3)."""
+    return np.loadtxt(DATA / "msr" / name)[:, :3].reshape(-1, 20, 3)
+
+
+def load_ntu(name: str) -> np.ndarray:
+    """The first body of a real NTU RGB+D ``.skeleton`` file as (T, 25, 3)."""
+    path = DATA / "ntu" / name
+    if not path.exists():
+        pytest.skip(f"{path} is not in the repository")
+    lines = path.read_text().splitlines()
+    i, frames = 1, []
+    for _ in range(int(lines[0])):
+        bodies, i = int(lines[i]), i + 1
+        for b in range(bodies):
+            joints, i = int(lines[i + 1]), i + 2
+            if b == 0:
+                frames.append([[float(v) for v in lines[i + k].split()[:3]] for k in range(joints)])
+            i += joints
+    return np.array(frames)
+
+
+def angle_columns(cs) -> list[int]:
+    return [k for k, c in enumerate(cs) if c.kind != "bone"]
+
+
+def objective(x: np.ndarray, x0: np.ndarray) -> np.ndarray:
+    return ((x - x0) ** 2).sum(axis=(-2, -1))
+
+
+def assert_valid(x: np.ndarray, cs, ref: np.ndarray) -> None:
+    """Bone lengths to 1e-5 m and every angle in its range to 1e-3 deg."""
+    assert np.isfinite(x).all()
+    res = constraint_residuals(x, cs, ref)
+    bones = [k for k, c in enumerate(cs) if c.kind == "bone"]
+    assert res[:, bones].max() < 1e-5
+    assert res[:, angle_columns(cs)].max() < 1e-3
+
+
+# --------------------------------------------------------------------------- the sets
+
+
+@pytest.mark.parametrize("topo", TOPOLOGIES, ids=lambda t: t.name)
+def test_every_topology_gets_every_constraint(topo):
+    cs = anatomical_constraints(topo)
+    assert cs.topology is topo
+    assert cs.dropped == ()  # all three have every joint these constraints name
+    assert len(cs) == topo.num_bones + len(ANGLES) + 1
+    assert cs.names[: topo.num_bones] == tuple(
+        f"bone:{topo.joint_names[p]}-{topo.joint_names[c]}" for p, c in topo.bones
+    )
+    assert cs.names[topo.num_bones :] == (*ANGLES, "plane:pelvis")
+    assert [c.kind for c in cs] == ["bone"] * topo.num_bones + ["angle"] * 5 + ["plane"]
+    for con in cs:
+        assert con.joints == tuple(topo.index(n) for n in con.joint_names)
+    spine = cs["angle:spine"]
+    assert spine.joint_names == ("spine_base", "spine_mid", "spine_shoulder")
+    assert spine.limits == (160.0, 180.0)
+    assert cs["angle:shoulders"].limits == (110.0, 180.0)
+    assert cs["angle:hips"].limits == (100.0, 180.0)
+    assert cs["angle:wrist_left"].joint_names == ("elbow_left", "wrist_left", "hand_left")
+    assert cs["angle:wrist_right"].limits == (90.0, 180.0)
+    plane = cs["plane:pelvis"]
+    assert plane.joint_names == ("spine_base", "hip_right", "hip_left", "spine_mid")
+    assert plane.limits == (0.0, 90.0)
+    with pytest.raises(SkvisError, match="angle:elbow"):
+        cs["angle:elbow"]
+
+
+def test_missing_joints_and_non_bone_arms_are_dropped_with_the_reason():
+    names = ["spine_base", "spine_mid", "spine_shoulder", "head"]
+    names += ["shoulder_left", "elbow_left", "shoulder_right", "elbow_right"]
+    names += ["hip_left", "hip_right"]
+    idx = {n: i for i, n in enumerate(names)}
+    bones = [("spine_base", "spine_mid"), ("spine_mid", "spine_shoulder")]
+    bones += [("spine_shoulder", "head"), ("spine_shoulder", "shoulder_left")]
+    bones += [("shoulder_left", "elbow_left"), ("spine_shoulder", "shoulder_right")]
+    bones += [("shoulder_right", "elbow_right")]
+    bones += [("spine_mid", "hip_left"), ("spine_mid", "hip_right")]  # hips on the spine mid
+    topo = Topology("armless", tuple(names), tuple((idx[p], idx[c]) for p, c in bones))
+    cs = anatomical_constraints(topo)
+    dropped = dict(cs.dropped)
+    assert set(dropped) == {"angle:wrist_left", "angle:wrist_right", "angle:hips", "plane:pelvis"}
+    assert "wrist_left" in dropped["angle:wrist_left"] and "no joint" in dropped["angle:wrist_left"]
+    assert "not a bone" in dropped["angle:hips"]
+    assert "not a bone" in dropped["plane:pelvis"]
+    assert cs.names[-2:] == ("angle:spine", "angle:shoulders")
+
+
+def test_angle_limits_can_be_relaxed_and_are_checked():
+    cs = anatomical_constraints(MSR_ACTION3D, angle_limits={"angle:spine": (100, 180)})
+    assert cs["angle:spine"].limits == (100.0, 180.0)
+    assert cs["angle:hips"].limits == (100.0, 180.0)
+    with pytest.raises(SkvisError, match="angle:knee"):
+        anatomical_constraints(KINECT_V2, angle_limits={"angle:knee": (0, 90)})
+    with pytest.raises(SkvisError, match="lower < upper"):
+        anatomical_constraints(KINECT_V2, angle_limits={"angle:spine": (170, 160)})
+
+
+# --------------------------------------------------------------------------- residuals
+
+
+@pytest.mark.parametrize("topo", TOPOLOGIES, ids=lambda t: t.name)
+def test_rest_pose_has_zero_residuals(topo):
+    cs = anatomical_constraints(topo)
+    res = constraint_residuals(rest_pose(topo), cs)
+    assert res.shape == (1, len(cs))
+    np.testing.assert_allclose(res, 0.0, atol=1e-12)
+
+
+def test_residuals_equal_hand_computed_values():
+    topo = KINECT_V2
+    cs = anatomical_constraints(topo)
+    x0 = rest_pose(topo)
+    ref = reference_bone_lengths(x0, topo)
+    col = {n: k for k, n in enumerate(cs.names)}
+    i = topo.index
+
+    # Spine bent to 150 deg at spine_mid (everything above turned with it): 10 deg short.
+    bent = x0.copy()
+    t = np.radians(30.0)
+    rot = np.array([[1, 0, 0], [0, np.cos(t), -np.sin(t)], [0, np.sin(t), np.cos(t)]])
+    upper = [i(n) for n in topo.joint_names if n not in ("spine_base", "spine_mid")]
+    upper = [
+        j for j in upper if not topo.joint_names[j].startswith(("hip", "knee", "ankle", "foot"))
+    ]
+    pivot = bent[0, i("spine_mid")]
+    bent[0, upper] = (bent[0, upper] - pivot) @ rot.T + pivot
+    res = constraint_residuals(bent, cs, ref)[0]
+    assert res[col["angle:spine"]] == pytest.approx(10.0, abs=1e-9)
+    assert res[[col[n] for n in cs.names if n.startswith("bone:")]].max() < 1e-12
+
+    # Shoulders dropped to 100 deg at spine_shoulder: 10 deg short.
+    low = x0.copy()
+    half = np.radians(50.0)
+    arm = np.linalg.norm(x0[0, i("shoulder_left")] - x0[0, i("spine_shoulder")])
+    for s, side in ((-1, "left"), (1, "right")):
+        low[0, i(f"shoulder_{side}")] = x0[0, i("spine_shoulder")] + arm * np.array(
+            [s * np.sin(half), -np.cos(half), 0.0]
+        )
+    res = constraint_residuals(low, cs, ref)[0]
+    assert res[col["angle:shoulders"]] == pytest.approx(10.0, abs=1e-9)
+
+    # Head 2 cm higher: the neck-head bone is 2 cm too long, nothing else changes.
+    tall = x0.copy()
+    tall[0, i("head"), 1] += 0.02
+    res = constraint_residuals(tall, cs, ref)[0]
+    assert res[col["bone:neck-head"]] == pytest.approx(0.02, abs=1e-12)
+    assert np.delete(res, col["bone:neck-head"]).max() == 0.0
+
+    # Spine mid tilted so that it makes 100 deg with the pelvis normal: 10 deg beyond 90.
+    tilt = x0.copy()
+    sb = x0[0, i("spine_base")]
+    n = np.cross(x0[0, i("hip_right")] - sb, x0[0, i("hip_left")] - sb)
+    n /= np.linalg.norm(n)
+    v = x0[0, i("spine_mid")] - sb
+    along = v - (v @ n) * n
+    along /= np.linalg.norm(along)
+    a = np.radians(100.0)
+    tilt[0, i("spine_mid")] = sb + np.linalg.norm(v) * (np.cos(a) * n + np.sin(a) * along)
+    res = constraint_residuals(tilt, cs, ref)[0]
+    assert res[col["plane:pelvis"]] == pytest.approx(10.0, abs=1e-9)
+
+
+def test_reference_lengths_are_the_mean_over_the_sequence():
+    x = load_msr("a14_s02_e01_skeleton3D.txt")
+    ref = reference_bone_lengths(x, MSR_ACTION3D)
+    p, c = MSR_ACTION3D.bones[4]
+    assert ref.shape == (MSR_ACTION3D.num_bones,)
+    assert ref[4] == pytest.approx(np.linalg.norm(x[:, c] - x[:, p], axis=-1).mean(), rel=1e-12)
+
+
+# --------------------------------------------------------------------------- real poses
+
+
+def test_real_ntu_frames_satisfy_the_angle_constraints():
+    # NTU A001 (drinking water, upright, facing the camera), Kinect v2: the skeleton the
+    # paper's limits were written for. Every frame satisfies every angle constraint but
+    # the left wrist, which the tracker's noisy hand joint bends past 90 deg on 4 of the
+    # 103 frames (by 0.07, 1.4, 23 and 18 deg).
+    x = load_ntu("S001C001P001R001A001.skeleton")
+    cs = anatomical_constraints(KINECT_V2)
+    res = constraint_residuals(x, cs)
+    col = {n: k for k, n in enumerate(cs.names)}
+    others = [k for k in angle_columns(cs) if k != col["angle:wrist_left"]]
+    assert res[:, others].max() == 0.0
+    assert np.count_nonzero(res[:, col["angle:wrist_left"]]) == 4
+
+
+def test_real_msr_frames_satisfy_the_plane_and_wrists_but_not_the_spine_limit():
+    # MSR Action3D (Kinect v1) puts its spine joint behind the hip-to-shoulder line: the
+    # spine angle is 120-158 deg on these takes, below the paper's 160. The pelvis plane
+    # (with the paper's cross-product order) and the wrists hold on every frame.
+    cs = anatomical_constraints(MSR_ACTION3D)
+    col = {n: k for k, n in enumerate(cs.names)}
+    for name in ("a06_s02_e01_skeleton3D.txt", "a14_s02_e01_skeleton3D.txt"):
+        res = constraint_residuals(load_msr(name), cs)
+        for ok in ("plane:pelvis", "angle:wrist_left", "angle:wrist_right"):
+            assert res[:, col[ok]].max() == 0.0, (name, ok)
+        spine = res[:, col["angle:spine"]]
+        assert spine.min() > 0.0 and np.median(spine) > 20.0, name
+
+
+# --------------------------------------------------------------------------- projection
+
+
+def _real_cases():
+    rng = np.random.default_rng(7)
+    ntu = load_ntu("S001C001P001R001A001.skeleton")
+    throw = load_msr("a06_s02_e01_skeleton3D.txt")
+    cases = []
+    ref = reference_bone_lengths(ntu, KINECT_V2)
+    for t, sigma in ((0, 0.04), (50, 0.05), (90, 0.03)):
+        cases.append((KINECT_V2, ntu[t] + rng.normal(0, sigma, (25, 3)), ref))
+    ref = reference_bone_lengths(throw, MSR_ACTION3D)
+    cases.append((MSR_ACTION3D, throw[20] + rng.normal(0, 0.04, (20, 3)), ref))
+    # A large step: the right arm thrown 30 cm out and everything else 10 cm.
+    step = rng.normal(0, 0.10, (20, 3))
+    step[[MSR_ACTION3D.index(n) for n in ("elbow_right", "wrist_right", "hand_right")]] += 0.3
+    cases.append((MSR_ACTION3D, throw[30] + step, ref))
+    return cases
+
+
+@pytest.mark.parametrize("case", range(5))
+def test_projection_is_valid_and_as_close_as_slsqp(case):
+    topo, x0, ref = _real_cases()[case]
+    cs = anatomical_constraints(topo)
+    x = project(x0[None], cs, ref)
+    assert_valid(x, cs, ref)
+    xs = project_slsqp(x0[None], cs, ref, ftol=1e-12)
+    res = constraint_residuals(xs, cs, ref)
+    assert res.max() < 1e-5  # SLSQP found a valid pose too
+    assert objective(x, x0) <= 1.01 * objective(xs, x0) + 1e-9
+
+
+def test_projection_of_a_sequence_is_frame_by_frame():
+    x0 = load_msr("a14_s02_e01_skeleton3D.txt")
+    cs = anatomical_constraints(MSR_ACTION3D)
+    x, info = project(x0, cs, return_info=True)
+    ref = reference_bone_lengths(x0, MSR_ACTION3D)
+    assert_valid(x, cs, ref)
+    assert not info.fallback.any()
+    for t in (0, 13, len(x0) - 1):
+        np.testing.assert_allclose(project(x0[t : t + 1], cs, ref)[0], x[t], atol=1e-7)
+
+
+def test_valid_frames_are_returned_unchanged():
+    x0 = load_ntu("S001C001P001R001A001.skeleton")[:6]
+    cs = anatomical_constraints(KINECT_V2)
+    ref = reference_bone_lengths(x0, KINECT_V2)
+    valid = project(x0, cs, ref)
+    mixed = valid.copy()
+    mixed[2] += np.random.default_rng(0).normal(0, 0.05, (25, 3))
+    out, info = project(mixed, cs, ref, return_info=True)
+    assert info.unchanged.tolist() == [True, True, False, True, True, True]
+    assert np.array_equal(out[info.unchanged], valid[info.unchanged])
+    assert_valid(out, cs, ref)
+
+
+def test_degenerate_frames_give_finite_valid_poses():
+    cs = anatomical_constraints(KINECT_V2)
+    x0 = np.repeat(rest_pose(KINECT_V2), 4, axis=0)
+    ref = reference_bone_lengths(x0, KINECT_V2)
+    i = KINECT_V2.index
+    x0[0, [i("elbow_left"), i("wrist_left"), i("hand_left"), i("hand_tip_left")]] = x0[
+        0, i("elbow_left")
+    ]
+    x0[1] = 0.0  # every joint at one point
+    x0[2] += np.random.default_rng(1).normal(0, 10.0, (25, 3))  # a 10 m step
+    x0[3] += 100.0  # far away but valid: returned as it is
+    x, info = project(x0, cs, ref, return_info=True)
+    assert_valid(x, cs, ref)
+    assert info.unchanged.tolist() == [False, False, False, True]
+    assert np.array_equal(x[3], x0[3])
+
+
+def test_dtype_follows_the_input():
+    cs = anatomical_constraints(MSR_ACTION3D)
+    x0 = load_msr("a06_s02_e01_skeleton3D.txt")[:3]
+    assert project(x0.astype(np.float32), cs).dtype == np.float32
+    assert project(x0, cs).dtype == np.float64
+
+
+@pytest.mark.parametrize(
+    ("shape", "fill", "match"),
+    [
+        ((5, 24, 3), 0.1, r"\(5, 24, 3\).*\(T, 25, 3\)"),
+        ((25, 3), 0.1, r"\(25, 3\).*\(T, 25, 3\)"),
+        ((0, 25, 3), 0.1, r"\(0, 25, 3\).*no frames"),
+        ((2, 25, 3), np.nan, r"non-finite.*frame 0, joint 0 'spine_base'"),
+        ((2, 25, 3), np.inf, r"non-finite"),
+    ],
+)
+def test_bad_sequences_raise(shape, fill, match):
+    cs = anatomical_constraints(KINECT_V2)
+    bad = np.full(shape, fill)
+    for fn in (project, constraint_residuals):
+        with pytest.raises(SkvisError, match=match):
+            fn(bad, cs)
+    if len(shape) == 3 and shape[1] != 25:
+        with pytest.raises(SkvisError, match=match):
+            reference_bone_lengths(bad, KINECT_V2)
+
+
+def test_bad_arguments_raise():
+    cs = anatomical_constraints(KINECT_V2)
+    x0 = rest_pose(KINECT_V2)
+    with pytest.raises(SkvisError, match=r"reference_lengths has shape \(3,\); expected \(24,\)"):
+        project(x0, cs, np.ones(3))
+    with pytest.raises(SkvisError, match="bone 0 .*spine_base-spine_mid.*positive"):
+        project(x0, cs, np.zeros(24))
+    with pytest.raises(SkvisError, match="ConstraintSet"):
+        project(x0, KINECT_V2)
+    with pytest.raises(SkvisError, match="tol"):
+        project(x0, cs, tol=0.0)
+    with pytest.raises(SkvisError, match="Topology"):
+        anatomical_constraints("kinect_v2")
