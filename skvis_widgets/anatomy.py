@@ -982,7 +982,7 @@ def project(
     reference_lengths: ArrayLike | None = None,
     *,
     tol: float = 1e-6,
-    max_iter: int = 20,
+    max_iter: int = 40,
     return_info: bool = False,
 ) -> NDArray[np.floating] | tuple[NDArray[np.floating], ProjectionInfo]:
     """Eq 14: the valid pose nearest to each frame, for a whole sequence at once.
