@@ -26,7 +26,7 @@ def numbers_from_text(path: Path) -> list[list[float]]:
 def bundled():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return load_msr_action3d(normalize=False)
+        return load_msr_action3d(protocol="all", normalize=False)
 
 
 def test_reader_against_text():
@@ -61,6 +61,16 @@ def test_bundle_equals_raw_files(bundled):
     for name in ("a01_s01_e01", "a14_s06_e02"):
         raw = read_msr_action3d(DATA / f"{name}_skeleton3D.txt")
         np.testing.assert_array_equal(bundled.sequences[bundled.ids.index(name)], raw)
+
+
+def test_cvpr12_protocol():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = load_msr_action3d(normalize=False)
+    assert len(data) == 557  # files_used_in_cvpr12_paper.txt
+    assert "a07_s04_e01" not in data.ids and "a01_s01_e01" in data.ids
+    with pytest.raises(SkvisError, match="protocol must be"):
+        load_msr_action3d(protocol="as1")
 
 
 def test_bundle_protocol(bundled):

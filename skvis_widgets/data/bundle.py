@@ -5,9 +5,10 @@
 reads every ``aAA_sSS_eEE_skeleton3D.txt`` file (camera coordinates, the
 confidence column dropped) and writes ``skvis_widgets/data/msr_action3d.npz``:
 all frames concatenated as float32 (exactly the values of the text, rounded to
-float32), with per-recording offsets, names, actions, subjects and takes. All
-recordings are kept, the all-zero one included, so that the bundled and the raw
-dataset load identically.
+float32), with per-recording offsets, names, actions, subjects and takes, and
+whether each recording is among the 557 of the usual protocol
+(``files_used_in_cvpr12_paper.txt``). All recordings are kept, the all-zero one
+included, so that the bundled and the raw dataset load identically.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from .msr import BUNDLE_NAME, _read_folder
 
 
 def build(root: Path, out: Path) -> Path:
-    names, actions, subjects, takes, arrays = [], [], [], [], []
-    for name, a, s, e, xyz in _read_folder(root):
+    names, actions, subjects, takes, used, arrays = [], [], [], [], [], []
+    for name, a, s, e, in_protocol, xyz in _read_folder(root):
         names.append(name)
+        used.append(in_protocol)
         actions.append(a)
         subjects.append(s)
         takes.append(e)
@@ -37,6 +39,7 @@ def build(root: Path, out: Path) -> Path:
         actions=np.array(actions, dtype=np.int16),
         subjects=np.array(subjects, dtype=np.int16),
         takes=np.array(takes, dtype=np.int16),
+        cvpr12=np.array(used),
     )
     return out
 

@@ -109,13 +109,24 @@ def _parse_name(path: Path) -> tuple[int, int, int]:
     return int(m[1]), int(m[2]), int(m[3])
 
 
+def _cvpr12_files(root: Path) -> set[str] | None:
+    """Names in ``files_used_in_cvpr12_paper.txt`` (the usual 557-recording protocol)."""
+    for folder in (root / "real_world_coordinates", root):
+        f = folder / "files_used_in_cvpr12_paper.txt"
+        if f.is_file():
+            return {ln.strip().replace("_skeleton3D.txt", "") for ln in f.read_text().split() if ln.strip()}
+    return None
+
+
 def _read_folder(root: Path):
     folder = root / "real_world_coordinates" if (root / "real_world_coordinates").is_dir() else root
     files = sorted(folder.glob("a*_s*_e*_skeleton3D.txt"))
     if not files:
         raise SkvisError(f"{folder}: no MSR Action3D files (aAA_sSS_eEE_skeleton3D.txt)")
+    used = _cvpr12_files(root)
     for f in files:
-        yield f.name.replace("_skeleton3D.txt", ""), *_parse_name(f), read_msr_action3d(f)
+        name = f.name.replace("_skeleton3D.txt", "")
+        yield name, *_parse_name(f), used is None or name in used, read_msr_action3d(f)
 
 
 def _read_bundle():
@@ -123,13 +134,15 @@ def _read_bundle():
         z = np.load(fh, allow_pickle=False)
         positions, offsets = z["positions"], z["offsets"]
         names, actions, subjects, takes = z["names"], z["actions"], z["subjects"], z["takes"]
+        used = z["cvpr12"]
     for i, name in enumerate(names):
-        yield str(name), int(actions[i]), int(subjects[i]), int(takes[i]), positions[
-            offsets[i] : offsets[i + 1]
-        ]
+        xyz = positions[offsets[i] : offsets[i + 1]]
+        yield str(name), int(actions[i]), int(subjects[i]), int(takes[i]), bool(used[i]), xyz
 
 
-def load_msr_action3d(root: str | Path | None = None, *, normalize: bool = True) -> SkeletonDataset:
+def load_msr_action3d(
+    root: str | Path | None = None, *, protocol: str = "cvpr12", normalize: bool = True
+) -> SkeletonDataset:
     """The whole MSR Action3D dataset (20 actions, 10 subjects, up to 3 takes).
 
     Parameters
@@ -138,6 +151,11 @@ def load_msr_action3d(root: str | Path | None = None, *, normalize: bool = True)
         A folder of the original ``aAA_sSS_eEE_skeleton3D.txt`` files (or holding
         ``real_world_coordinates/``). ``None`` reads the compact copy bundled with
         the package (made by ``python -m skvis_widgets.data.bundle``).
+    protocol : {"cvpr12", "all"}
+        ``"cvpr12"`` (default): the 557 recordings of the usual protocol
+        (``files_used_in_cvpr12_paper.txt``; it leaves out 10 recordings with
+        lost tracking). ``"all"``: every recording that has a skeleton (566).
+        For a folder without that list, every recording.
     normalize : bool
         Body-centred normalization (default), as for training.
 
@@ -147,9 +165,13 @@ def load_msr_action3d(root: str | Path | None = None, *, normalize: bool = True)
     throw", where the body leaves the view): they are dropped, since normalizing
     them would put the whole body at the camera's origin, metres away.
     """
+    if protocol not in ("cvpr12", "all"):
+        raise SkvisError(f"protocol must be 'cvpr12' or 'all', got {protocol!r}")
     records = _read_bundle() if root is None else _read_folder(Path(root))
     seqs, labels, subjects, ids, frames = [], [], [], [], []
-    for name, action, subject, _take, xyz in records:
+    for name, action, subject, _take, used, xyz in records:
+        if protocol == "cvpr12" and not used:
+            continue
         tracked = np.any(xyz.reshape(len(xyz), -1), axis=1)
         if not tracked.any():
             warnings.warn(f"MSR Action3D: skipping {name}: all-zero recording", stacklevel=2)
