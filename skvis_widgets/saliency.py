@@ -62,6 +62,7 @@ from .skeleton import BODY_PARTS, Topology
 
 __all__ = [
     "unit_sensitivity",
+    "instantaneous_jacobian",
     "joint_sensitivity",
     "class_map",
     "JointSensitivity",
@@ -154,6 +155,8 @@ def _as_input(
     else:
         if single:
             raise SkvisError(f"{name}: lengths are for a batch (N, T, J, 3), got shape {shape}")
+        if torch.is_tensor(lengths):
+            lengths = lengths.detach().cpu()
         lens = torch.as_tensor(np.asarray(lengths), dtype=torch.int64).reshape(-1)
         if len(lens) != n:
             raise SkvisError(f"{len(lens)} lengths for a batch of {n} (shape {shape})")
@@ -428,8 +431,11 @@ def _sensitivity_chunk(
     rows: torch.Tensor | None,
     cot: torch.Tensor | None,
     normalize: bool,
+    signed: bool = False,
 ) -> torch.Tensor:
     """``|d response / dx|`` (eq 3-normalized if asked): ``(N, K, T, J*3)``, 0 past lengths.
+
+    ``signed=True`` (instantaneous mode only) skips the ``|.|``.
 
     The responses are the units ``rows`` of ``layer`` (all when None), or for
     ``mode="through_time"`` the combinations ``cot`` ``(N, K, H)`` of them (a class
@@ -459,7 +465,8 @@ def _sensitivity_chunk(
     ins = [feats, *outs[:-1]]
     caches = [_local(kind, ins[k], outs[k], weights[k]) for k in range(layer + 1)]
     if mode == "instantaneous":
-        return _instantaneous(caches, weights, rows, pj, row_scale, col_scale, valid).abs_()
+        out = _instantaneous(caches, weights, rows, pj, row_scale, col_scale, valid)
+        return out if signed else out.abs_()
     hdim = h.shape[-1]
     if cot is None:
         eye = torch.eye(hdim, dtype=h.dtype, device=h.device)
@@ -492,6 +499,7 @@ def _compute(
     target: Any = None,
     reduce: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tensor],
     name: str = "sequence",
+    signed: bool = False,
 ) -> tuple[np.ndarray, bool]:
     """Run the engine chunk by chunk; ``reduce(sens (n,K,T,F), targets, slice)`` per chunk."""
     _check_mode(mode)
@@ -534,6 +542,7 @@ def _compute(
                 rows=rows,
                 cot=None if cot_w is None else cot_w[sl],
                 normalize=normalize,
+                signed=signed,
             )
             part = reduce(sens, targets[sl], sl).cpu().numpy()
             if chunk_size >= n:  # one chunk: no copy
@@ -614,6 +623,50 @@ def unit_sensitivity(
         normalize=normalize,
         chunk_size=chunk_size,
         reduce=reduce,
+    )
+    return out[0] if single else out
+
+
+def instantaneous_jacobian(
+    model: Any,
+    sequence: Any,
+    *,
+    layer: int = -1,
+    lengths: Any = None,
+    chunk_size: int | None = None,
+) -> np.ndarray:
+    """The signed instantaneous Jacobian ``dh_t^u / dx_{t,j,d}`` of every unit.
+
+    What `unit_sensitivity` with ``normalize=False`` takes the absolute value of: the
+    previous state held fixed, so frame ``t``'s pose acts on frame ``t``'s units only.
+    Activation maximization's eq 7 weights these rows by the FC layer,
+    ``d_t = sum_u W_c^u dh_t^u / dx_t``.
+
+    Parameters
+    ----------
+    model, sequence, layer, lengths, chunk_size
+        As in `unit_sensitivity`.
+
+    Returns
+    -------
+    ndarray, shape (H, T, J, 3), or (N, H, T, J, 3) for a batch
+        Units of the layer's output per metre; float32 (float64 for a float64 model);
+        0 past a sequence's length.
+    """
+
+    def reduce(s: torch.Tensor, _t: torch.Tensor, _sl: slice) -> torch.Tensor:
+        return s.reshape(*s.shape[:3], -1, 3)
+
+    out, single = _compute(
+        model,
+        sequence,
+        lengths,
+        mode="instantaneous",
+        layer=layer,
+        normalize=False,
+        chunk_size=chunk_size,
+        reduce=reduce,
+        signed=True,
     )
     return out[0] if single else out
 
