@@ -55,6 +55,7 @@ from dataclasses import dataclass, field
 from typing import Literal, overload
 
 import numpy as np
+import torch
 from numpy.typing import ArrayLike, NDArray
 from scipy.linalg.lapack import dpotrf as _potrf
 from scipy.linalg.lapack import dpotrs as _potrs
@@ -892,6 +893,262 @@ def _newton(
     return _fk(r, u, prog), converged, iters
 
 
+# The fast solver, `_newton_z`: the same SQP, with the linear algebra of a tree. With the
+# bone vectors z_b = L_b u_b as variables and the root always at its optimum for them
+# (r = mean_j(x0_j - (Pz z)_j), Pz the (J, B) 0/1 joint-to-bone path matrix), f is a
+# quadratic 0.5 (z - z0)' (G kron I3) (z - z0), G = Pz' C Pz (C centring, G positive
+# definite), and its gradient is Pz' e. Rows, all exact on the spheres |z_b| = L_b:
+#   bone   c_b = (|z_b|^2 - L_b^2) / (2 L_b)           gradient u_b, Hessian I3 / L_b
+#   angle  h = s cos(bound) - so (z_a . z_c) / (L_a L_c)   Hessian -so/(L_a L_c) I3 off-diag
+#   plane  h = po det(z_1, z_2, z_3) / (L_1 L_2 L_3)
+# so the Hessian of the Lagrangian f - lambda.c - mu.h is K kron I3 (K = G - diag(lambda/L)
+# + the angle couplings, B x B) plus the plane's 9 x 9 block (left out: the plane row is
+# weakly curved at the scale of its multiplier, and its frames converge a little slower).
+# A step solves the QP over the tangent spaces (u_b . dz_b = 0) with M = K^-1:
+# dz = M (A' y - g), the rows' Schur matrix S = A M A' (M o u u' for the bones, whose
+# multipliers are then eliminated, leaving the few inequality rows to `_active_set`).
+# Where K is not positive definite the step uses G + diag(max(-lambda/L, 0)), which is.
+# Frames it does not finish go to `_newton`.
+
+
+def _newton_z(
+    x0: NDArray, prog: _Program, tol: float, max_iter: int
+) -> tuple[NDArray, NDArray, NDArray]:
+    """Batched Newton SQP in bone vectors with B x B Hessians (see the comment above).
+
+    Returns the poses (T, J, 3), converged (T,) and the iterations taken (T,), like
+    `_newton`.
+    """
+    T, J, _ = x0.shape
+    B, mi = prog.n_eq, prog.n_ineq
+    L = prog.length
+    Pz = prog.path[:, 1:]  # (J, B)
+    Pc = Pz - Pz.mean(axis=0)
+    G = Pc.T @ Pc
+    na = len(prog.ang_bones)
+    so = prog.ang_sign * prog.ang_orient
+    po = prog.plane_orient
+    # Each inequality row touches up to 3 bones: their indices (mi, 3); an angle's third
+    # slot repeats its first bone with a zero gradient.
+    idx = np.concatenate(
+        [
+            np.concatenate([prog.ang_bones, prog.ang_bones[:, :1]], axis=1),
+            prog.plane_bones,
+        ]
+    ).reshape(mi, 3)
+    idf = idx.ravel()
+    scatter = np.zeros((B, 3 * mi))
+    scatter[idf, np.arange(3 * mi)] = 1.0
+    ba, bc = prog.ang_bones.T
+    ang_w = so / (L[ba] * L[bc])
+    rb = np.arange(B)
+
+    def rows(u: NDArray) -> tuple[NDArray, NDArray]:
+        """Inequality values (t, mi) and gradients in z (t, 3 mi, 3), slot by slot."""
+        t = u.shape[0]
+        ua, uc = u[:, ba], u[:, bc]
+        h_ang = prog.ang_sign * prog.ang_cos - so * np.einsum("trd,trd->tr", ua, uc)
+        p1, p2, p3 = (u[:, prog.plane_bones[:, i]] for i in range(3))
+        c23, c31, c12 = _cross(p2, p3), _cross(p3, p1), _cross(p1, p2)
+        h_pl = po * np.einsum("trd,trd->tr", c12, p3)
+        V = np.zeros((t, mi, 3, 3))
+        V[:, :na, 0] = -(so / L[ba])[:, None] * uc
+        V[:, :na, 1] = -(so / L[bc])[:, None] * ua
+        pb = prog.plane_bones
+        V[:, na:, 0] = (po / L[pb[:, 0]])[:, None] * c23
+        V[:, na:, 1] = (po / L[pb[:, 1]])[:, None] * c31
+        V[:, na:, 2] = (po / L[pb[:, 2]])[:, None] * c12
+        return np.concatenate([h_ang, h_pl], axis=1), V.reshape(t, 3 * mi, 3)
+
+    def place(u: NDArray, x0t: NDArray) -> tuple[NDArray, NDArray]:
+        """Joint positions with the optimal root, and e = x - x0."""
+        xz = Pz @ (L[:, None] * u)
+        xz += (x0t - xz).mean(axis=1, keepdims=True)
+        return xz, xz - x0t
+
+    u = _unit(x0[:, prog.child] - x0[:, prog.parent], _fallback_dirs(B)[None])
+    lam = np.zeros((T, B))
+    mu = np.zeros((T, mi))
+    work = np.zeros((T, mi), dtype=bool)
+    converged = np.zeros(T, dtype=bool)
+    last = np.full(T, np.inf)
+    iters = np.zeros(T, dtype=np.intp)
+    live = np.arange(T)
+    for _ in range(max_iter):
+        if live.size == 0:
+            break
+        nl = live.size
+        ul, x0l, laml, mul = u[live], x0[live], lam[live], mu[live]
+        x, e = place(ul, x0l)
+        g = Pz.T @ e  # (nl, B, 3)
+        h, Vf = rows(ul)
+        K = np.broadcast_to(G, (nl, B, B)).copy()
+        K[:, rb, rb] -= laml / L
+        wk = mul[:, :na] * ang_w
+        K[:, ba, bc] += wk
+        K[:, bc, ba] += wk
+        Lk, info = torch.linalg.cholesky_ex(torch.from_numpy(K))
+        M = torch.cholesky_inverse(Lk).numpy()
+        indef = info.numpy() != 0
+        modified = np.zeros(nl, dtype=bool)
+        w0 = work[live] | (h < 0.0)
+        dz, yb, yi, wl = _z_step(M, ul, Vf, g, h, w0, idf, scatter)
+        if indef.any():
+            # Across an active bound K is often indefinite where the QP is not (the bound
+            # holds the negative direction back): those frames take the step in tangent
+            # coordinates, with the working set's rows added to make it definite; if
+            # that is not enough, a Gauss-Newton step.
+            bad = np.nonzero(indef)[0]
+            r_, ok = _tangent_step(
+                K[bad], ul[bad], Vf[bad], g[bad], h[bad], w0[bad], G, idf, scatter
+            )
+            good = bad[ok]
+            dz[good], yb[good], yi[good], wl[good] = (v[ok] for v in r_)
+            fb = bad[~ok]
+            if fb.size:
+                Kg = np.broadcast_to(G, (fb.size, B, B)).copy()
+                Kg[:, rb, rb] += np.maximum(-laml[fb] / L, 0.0)
+                Mg_ = np.linalg.inv(Kg)
+                r_ = _z_step(Mg_, ul[fb], Vf[fb], g[fb], h[fb], w0[fb], idf, scatter)
+                dz[fb], yb[fb], yi[fb], wl[fb] = r_
+                modified[fb] = True
+        dxz = Pz @ dz
+        dx = dxz - dxz.mean(axis=1, keepdims=True)
+        step = np.sqrt(np.einsum("tjd,tjd->tj", dx, dx)).max(axis=1)
+
+        rho = 2.0 * yi.max(axis=1, initial=0.0) + 1e-12
+        viol0 = np.maximum(-h, 0.0).sum(axis=1)
+        phi0 = 0.5 * np.einsum("tjd,tjd->t", e, e) + rho * viol0
+        slope = np.minimum(np.einsum("tjd,tjd->t", e, dx) - rho * viol0, 0.0)
+        alpha = np.ones(nl)
+        dv = dz / L[:, None]
+        u_t = _unit(ul + dv, ul)
+        pending = np.nonzero(step > 1e-4)[0]
+        for _ls in range(40):
+            if pending.size == 0:
+                break
+            _, et = place(u_t[pending], x0l[pending])
+            ht = rows(u_t[pending])[0]
+            phit = 0.5 * np.einsum("tjd,tjd->t", et, et)
+            phit += rho[pending] * np.maximum(-ht, 0.0).sum(axis=1)
+            bad = phit > phi0[pending] + 1e-4 * alpha[pending] * slope[pending]
+            pending = pending[bad]
+            alpha[pending] *= 0.5
+            ap = alpha[pending, None, None]
+            u_t[pending] = _unit(ul[pending] + ap * dv[pending], ul[pending])
+        u[live] = u_t
+        lam[live] = laml + alpha[:, None] * (yb - laml)
+        mu[live] = mul + alpha[:, None] * (yi - mul)
+        work[live] = wl & (yi > 0.0)
+        iters[live] += 1
+        ht = rows(u_t)[0]
+        newton = ~modified & (alpha == 1.0)
+        quad = newton & (step <= 1e-4) & (step <= 0.05 * last[live])
+        done = ((step <= tol) | quad) & (np.maximum(-ht, 0.0).max(axis=1, initial=0.0) <= tol)
+        last[live] = step
+        converged[live[done]] = True
+        live = live[~done]
+    return place(u, x0)[0], converged, iters
+
+
+def _z_step(
+    M: NDArray, u: NDArray, Vf: NDArray, g: NDArray, h: NDArray, w0: NDArray, idf, scatter
+) -> tuple[NDArray, NDArray, NDArray, NDArray]:
+    """One QP step of `_newton_z` for K^-1 = M: (dz, bone and inequality multipliers,
+    working set)."""
+    nl, B, _ = u.shape
+    mi = h.shape[1]
+    # The rows' Schur matrix, blocks: bones (b), inequalities (i).
+    Sbb = M * (u @ u.transpose(0, 2, 1))
+    MI = M[:, :, idf]  # (nl, B, 3 mi)
+    Sbi = (MI * (u @ Vf.transpose(0, 2, 1))).reshape(nl, B, mi, 3).sum(axis=3)
+    MII = MI[:, idf, :]
+    Sii = (MII * (Vf @ Vf.transpose(0, 2, 1))).reshape(nl, mi, 3, mi, 3).sum(axis=(2, 4))
+    Mg = M @ g
+    sb = np.einsum("tbd,tbd->tb", u, Mg)
+    si = np.einsum("tqd,tqd->tq", Vf, Mg[:, idf]).reshape(nl, mi, 3).sum(axis=2)
+    rhs = np.concatenate([Sbi, sb[..., None]], axis=2)
+    Ls, info = torch.linalg.cholesky_ex(torch.from_numpy(Sbb))
+    X = torch.cholesky_solve(torch.from_numpy(rhs), Ls).numpy()
+    bad = np.nonzero(info.numpy() != 0)[0]
+    if bad.size:  # an indefinite K
+        X[bad] = np.linalg.solve(Sbb[bad] + 1e-14 * np.eye(B), rhs[bad])
+    Xi, xb = X[..., :mi], X[..., mi]
+    St = Sii - Sbi.transpose(0, 2, 1) @ Xi
+    st = si - np.einsum("tbi,tb->ti", Sbi, xb)
+    yi, wl = _active_set(St, st, h, w0)
+    yb = xb - (Xi @ yi[..., None])[..., 0]
+    aty = yb[..., None] * u + _scatter_rows(yi, Vf, idf, B)
+    return M @ (aty - g), yb, yi, wl
+
+
+def _tangent_step(
+    K: NDArray,
+    u: NDArray,
+    Vf: NDArray,
+    g: NDArray,
+    h: NDArray,
+    w0: NDArray,
+    G: NDArray,
+    idf,
+    scatter,
+) -> tuple[tuple[NDArray, NDArray, NDArray, NDArray], NDArray]:
+    """`_z_step` in tangent coordinates (2 per bone) for an indefinite K: the Hessian
+    E' (K kron I3) E plus c a a' for the rows expected in the working set (which does
+    not change the step while they stay in it). Returns the step as `_z_step` does and,
+    per frame, whether that Hessian was (made) positive definite."""
+    n, B, _ = u.shape
+    mi = h.shape[1]
+    E = _tangent_basis(u)  # (n, B, 3, 2)
+    Ef = E.transpose(0, 1, 3, 2).reshape(n, 2 * B, 3)  # the basis vectors as rows
+    H = np.repeat(np.repeat(K, 2, axis=1), 2, axis=2) * (Ef @ Ef.transpose(0, 2, 1))
+    d = np.repeat(np.sqrt(np.diag(G)), 2)
+    proj = (Ef[:, idf.reshape(-1, 1) * 2 + np.arange(2)] @ Vf[..., None])[..., 0]
+    a = np.zeros((n, mi, B, 2))
+    for k in range(3):
+        a[:, np.arange(mi), idf[k::3]] += proj[:, k::3]
+    a = a.reshape(n, mi, 2 * B) / d
+    H /= d[:, None] * d[None, :]
+    gt = np.einsum("tbd,tbdk->tbk", g, E).reshape(n, 2 * B) / d
+    c_aug = np.where(w0, 1.0 / np.maximum(np.einsum("tin,tin->ti", a, a), 1e-300), 0.0)
+    H += (a.transpose(0, 2, 1) * c_aug[:, None]) @ a
+    Ht = torch.from_numpy(H)
+    Lc, info = torch.linalg.cholesky_ex(Ht)
+    ok = (info.numpy() == 0) & (torch.diagonal(Lc, dim1=1, dim2=2).amin(1).numpy() > 0.03)
+    for shift in (1e-3, 1e-2, 1e-1):
+        if ok.all():
+            break
+        nb = np.nonzero(~ok)[0]
+        L2, info = torch.linalg.cholesky_ex(Ht[nb] + shift * torch.eye(2 * B, dtype=Ht.dtype))
+        fine = (info.numpy() == 0) & (torch.diagonal(L2, dim1=1, dim2=2).amin(1).numpy() > 0.03)
+        Lc[nb[fine]] = L2[fine]
+        ok[nb[fine]] = True
+    rhs = np.concatenate([a.transpose(0, 2, 1), gt[..., None]], axis=2)
+    Z = torch.cholesky_solve(torch.from_numpy(rhs), Lc).numpy()
+    Gm, hh = Z[..., :mi], Z[..., mi]
+    S = a @ Gm
+    s = (a @ hh[..., None])[..., 0]
+    yi, wl = _active_set(S, s, h, w0)
+    eta = ((Gm @ yi[..., None])[..., 0] - hh) / d
+    yi = np.where(wl & w0, yi + c_aug * h, yi)
+    dz = (E @ eta.reshape(n, B, 2, 1))[..., 0]
+    # The bones' multipliers from stationarity along u: g + K dz - lam u - A_i' mu = 0.
+    res = g + K @ dz - _scatter_rows(yi, Vf, idf, B)
+    yb = np.einsum("tbd,tbd->tb", u, res)
+    return (dz, yb, yi, wl), ok
+
+
+def _scatter_rows(y: NDArray, Vf: NDArray, idf: NDArray, B: int) -> NDArray:
+    """A_i' y for the inequality rows: (t, B, 3) from multipliers (t, mi) and gradient
+    slots Vf (t, 3 mi, 3) on bones idf (3 mi,)."""
+    t, mi = y.shape
+    out = np.zeros((t, B, 3))
+    yv = y[..., None, None] * Vf.reshape(t, mi, 3, 3)
+    for k in range(3):
+        np.add.at(out, (slice(None), idf[k::3]), yv[:, :, k])
+    return out
+
+
 def _active_set(S: NDArray, s: NDArray, h: NDArray, work: NDArray) -> tuple[NDArray, NDArray]:
     """Multipliers (T, m) and working set (T, m) of the inequality QP of one Newton step.
 
@@ -990,7 +1247,9 @@ def project(
     Each frame ``x0`` (J, 3) is replaced by the pose ``x`` that minimises
     ``sum_j |x_j - x0_j|^2`` among the poses whose bones have their reference lengths and
     whose angles lie in their ranges. Frames are independent; the solver (a Newton SQP in
-    bone coordinates, see the comments in the source) runs on all of them together.
+    bone vectors with B x B Hessians, `_newton_z`, then for the frames it leaves the one in
+    bone coordinates, `_newton`; see the comments in the source) runs on all of them
+    together.
 
     Parameters
     ----------
@@ -1053,9 +1312,16 @@ def project(
     fallback = np.zeros(T, dtype=bool)
     todo = np.nonzero(~unchanged)[0]
     if todo.size:
-        x, conv, it = _newton(x0[todo], prog, tol, int(max_iter))
+        # The fast solver first; the frames it leaves, the bone-coordinate one.
+        x, conv, it = _newton_z(x0[todo], prog, tol, int(max_iter))
         out[todo] = x
         iterations[todo] = it
+        if not conv.all():
+            rest = np.nonzero(~conv)[0]
+            x, conv_r, it = _newton(x0[todo[rest]], prog, tol, int(max_iter))
+            out[todo[rest]] = x
+            iterations[todo[rest]] += it
+            conv[rest] = conv_r
         for k in np.nonzero(~conv)[0]:
             t = todo[k]
             fallback[t] = True

@@ -371,3 +371,22 @@ def test_bad_arguments_raise():
         project(x0, cs, tol=0.0)
     with pytest.raises(SkvisError, match="Topology"):
         anatomical_constraints("kinect_v2")
+
+
+def test_fast_solver_matches_the_bone_coordinate_solver_on_real_frames():
+    # project runs _newton_z first and hands what it leaves to _newton; on real noisy
+    # frames (active angle and plane bounds included) it should finish them itself, at
+    # the same poses.
+    from skvis_widgets.anatomy import _compile, _newton, _newton_z
+
+    ntu = load_ntu("S001C001P001R001A001.skeleton")
+    cs = anatomical_constraints(KINECT_V2)
+    ref = reference_bone_lengths(ntu, KINECT_V2)
+    x0 = ntu[::5] + np.random.default_rng(3).normal(0, 0.04, ntu[::5].shape)
+    prog = _compile(cs, ref)
+    xz, conv_z, _ = _newton_z(x0, prog, 1e-6, 40)
+    xb, conv_b, _ = _newton(x0, prog, 1e-6, 40)
+    assert conv_z.all() and conv_b.all()
+    assert_valid(xz, cs, ref)
+    fz, fb = (((x - x0) ** 2).sum(axis=(1, 2)) for x in (xz, xb))
+    assert (fz <= 1.001 * fb + 1e-12).all()
