@@ -10,9 +10,10 @@ played forward and back to ``--frames`` frames. Target: class 0.
 For ``gradient="full"`` and ``"paper"``, with and without the anatomical constraints (and
 once with ``support`` and ``temporal`` added), it runs ``--iterations`` iterations
 (``tol=0``, so no early stop unless no step helps) and prints the time per iteration (the
-fastest of ``--repeat`` runs after a warm-up), the trial steps per iteration (a halved
-step costs one more projection and forward pass), and the share of the time spent in
-`skvis_widgets.anatomy.project`. The same-run baseline is one forward pass of the model
+fastest of ``--repeat`` runs after a warm-up), the share of the time spent in
+`skvis_widgets.anatomy.project`, and its calls per iteration (one per trial step: a
+halved step costs one more projection and forward pass; with ``temporal``, one more per
+round of acceleration bounding). The same-run baseline is one forward pass of the model
 (no gradient) on the sequence: an iteration's cost is printed in forward passes too, which
 compares across machines and loads better than seconds. Target: an iteration well under
 a second on 2 cores.
@@ -80,7 +81,7 @@ class ProjectionTimer:
 
 
 def run(model, seq, iterations: int, repeat: int, **kwargs) -> tuple[float, float, float, int]:
-    """(seconds per iteration, projection share, trials per iteration, iterations run)."""
+    """(seconds per iteration, projection share, project calls per iteration, iterations)."""
     optimize.maximize_activation(model, seq, target=0, iterations=1, progress=False, **kwargs)
     best = None
     for _ in range(repeat):
@@ -91,8 +92,8 @@ def run(model, seq, iterations: int, repeat: int, **kwargs) -> tuple[float, floa
             )
             total = time.perf_counter() - t0
         k = max(r.iterations_run, 1)
-        trials = timer.calls / k if timer.calls else float("nan")
-        figures = (total / k, timer.seconds / total, trials, r.iterations_run)
+        calls = timer.calls / k
+        figures = (total / k, timer.seconds / total, calls, r.iterations_run)
         if best is None or figures[0] < best[0]:
             best = figures
     assert best is not None
@@ -140,15 +141,15 @@ def main() -> None:
     ]
     print(
         f"{'gradient':8s} {'options':42s} {'ms/iter':>8s} {'fwd passes':>10s} "
-        f"{'projecting':>10s} {'trials/iter':>11s}"
+        f"{'projecting':>10s} {'project calls/iter':>18s}"
     )
     for name, kw in cases:
-        per, share, trials, k = run(model, seq, args.iterations, args.repeat, **kw)
+        per, share, calls, k = run(model, seq, args.iterations, args.repeat, **kw)
         opts = ", ".join(f"{a}={b}" for a, b in kw.items() if a != "gradient")
-        proj = f"{100 * share:9.0f}%" if kw.get("constraints") else f"{'-':>10s}"
+        proj = f"{100 * share:9.0f}%" if calls else f"{'-':>10s}"
         note = "" if k == args.iterations else f"  (stopped after {k} iterations)"
         print(
-            f"{name:8s} {opts:42s} {1e3 * per:8.1f} {per / t_fwd:10.0f} {proj} {trials:11.1f}{note}"
+            f"{name:8s} {opts:42s} {1e3 * per:8.1f} {per / t_fwd:10.0f} {proj} {calls:18.1f}{note}"
         )
 
 
