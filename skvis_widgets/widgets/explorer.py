@@ -66,6 +66,26 @@ def _colors(values: np.ndarray, vmax: float | None = None) -> np.ndarray:
     return np.asarray(saliency.sensitivity_colors(values, scale="global", vmax=vmax), np.float32)
 
 
+def _describe_residuals(residuals: np.ndarray, names: tuple[str, ...]) -> str:
+    """One line: the worst violation of the bones (cm) and of the angles (degrees)."""
+    r = np.abs(np.asarray(residuals, dtype=np.float64))
+    if r.size == 0:
+        return "no constraints measured"
+    worst = r.reshape(-1, r.shape[-1]).max(0) if r.ndim > 1 else r
+    if len(names) != len(worst):
+        return f"constraint residuals: max {worst.max():.3g}"
+    bones = [v for n, v in zip(names, worst, strict=True) if n.startswith("bone")]
+    others = [(v, n) for n, v in zip(names, worst, strict=True) if not n.startswith("bone")]
+    parts = []
+    if bones:
+        parts.append(f"bone lengths within {100 * max(bones):.2g} cm")
+    if others:
+        v, n = max(others)
+        unit = " deg" if n.startswith(("angle", "plane")) else ""
+        parts.append(f"worst other: {n} {v:.2g}{unit}")
+    return "constraint residuals: " + ", ".join(parts)
+
+
 class SkeletonVis(W.VBox):
     """Explore what a recurrent skeleton classifier learned.
 
@@ -455,9 +475,7 @@ class SkeletonVis(W.VBox):
             parts.append(f"score {scores[k]:.4g} (input {scores[0]:.4g})")
         residuals = getattr(result, "residuals", None)
         if residuals is not None and len(residuals) > k:
-            r = np.abs(np.asarray(residuals[k], dtype=np.float64))
-            if r.size:
-                parts.append(f"constraint residuals: max {r.max():.3g}, mean {r.mean():.3g}")
+            parts.append(_describe_residuals(residuals[k], getattr(result, "constraint_names", ())))
         return "<br>".join(parts)
 
     @_shows_errors
@@ -512,6 +530,7 @@ class SkeletonVis(W.VBox):
                     unit=unit,
                     iterations=iterations,
                     constraints=constraints,
+                    topology=self.dataset.topology,
                     callback=callback,
                     cancel=cancel,
                     progress=False,
