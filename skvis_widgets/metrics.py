@@ -1,0 +1,915 @@
+"""Does a saliency map tell the truth? Faithfulness and sanity checks for joint maps.
+
+A joint map ``(T, J)`` (from `skvis_widgets.saliency.joint_sensitivity` or any other
+attribution summed over the axes) claims that some joint-frame cells matter more to the
+model's decision than others. Three checks test that claim against the model itself:
+
+`deletion_curve` / `insertion_curve` (perturbation, "RISE"-style)
+    Remove the cells in order of decreasing saliency (or insert them into a sequence
+    where everything is removed) and record the class probability after each step. A
+    faithful map makes the probability fall faster (rise faster) than random orders of
+    the same cells do: its area under the deletion curve is below the random orders'.
+    A removed cell is replaced by a *plausible* value, never by a jump to the origin
+    unless asked (``replace="zero"``): the joint's own trajectory interpolated from the
+    nearest kept frames, or a mean pose.
+`randomization_test` (Adebayo et al. 2018, model-parameter randomization)
+    Re-initialize the weights, the FC layer first and then down the recurrent stack
+    (and each layer alone), and compare the maps of the randomized model with the
+    trained model's by Spearman rank correlation. A map that stays the same when the
+    weights are random explains the input (e.g. which joints move), not the model.
+`planted_signal_dataset` + `topk_hit_rate`
+    A synthetic data set built from real poses in which only a known set of joints
+    decides the class; a model trained on it should be explained by those joints.
+
+`faithfulness_summary` is the quick deletion check the explorer's panel calls live.
+
+All functions are pure: they return frozen dataclasses (their arrays read-only), never
+modify the caller's model (its weights, modes and ``requires_grad`` stay as they were)
+and never touch the global random state; randomness comes from explicit seeds.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from scipy.stats import rankdata
+from torch import nn
+
+from .errors import SkvisError
+from .saliency import _check_model, _eval_mode, joint_sensitivity
+from .skeleton import Topology, get_topology
+
+__all__ = [
+    "PerturbationCurve",
+    "deletion_curve",
+    "insertion_curve",
+    "FaithfulnessSummary",
+    "faithfulness_summary",
+    "RandomizationResult",
+    "randomization_test",
+    "spearman",
+    "planted_signal_dataset",
+    "topk_hit_rate",
+]
+
+Replace = Literal["interpolate", "mean_pose", "zero"]
+_REPLACE = ("interpolate", "mean_pose", "zero")
+
+#: Perturbed sequences per forward pass (bounds memory for long sequences).
+_BATCH = 512
+
+
+# ---------------------------------------------------------------------------------------------
+# Frozen results
+# ---------------------------------------------------------------------------------------------
+def _frozen(value: Any, dtype: Any = np.float64) -> np.ndarray:
+    arr = np.array(value, dtype=dtype)  # a copy: the caller's array stays writable
+    arr.flags.writeable = False
+    return arr
+
+
+@dataclass(frozen=True, eq=False)
+class PerturbationCurve:
+    """A deletion or insertion curve and its random-order reference.
+
+    Attributes
+    ----------
+    kind : {"deletion", "insertion"}
+    target : int
+        The class whose probability is recorded.
+    replace : {"interpolate", "mean_pose", "zero"}
+        How removed cells were filled.
+    fractions : ndarray, shape (S + 1,)
+        Fraction of the ``T * J`` joint-frame cells removed (deletion) or inserted
+        (insertion) at each step, from 0 to 1.
+    probabilities : ndarray, shape (S + 1,)
+        ``p(target)`` after each step, cells taken in order of decreasing saliency.
+    auc : float
+        Area under ``probabilities`` over ``fractions`` (trapezoids; in [0, 1]).
+    random_probabilities : ndarray, shape (R, S + 1)
+        The same for ``R`` random orders of the cells, one per seed.
+    random_auc : ndarray, shape (R,)
+    seeds : tuple of int
+        The seeds of the random orders.
+    """
+
+    kind: str
+    target: int
+    replace: str
+    fractions: np.ndarray
+    probabilities: np.ndarray
+    auc: float
+    random_probabilities: np.ndarray
+    random_auc: np.ndarray
+    seeds: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        for name in ("fractions", "probabilities", "random_probabilities", "random_auc"):
+            object.__setattr__(self, name, _frozen(getattr(self, name)))
+        object.__setattr__(self, "auc", float(self.auc))
+        object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
+
+    @property
+    def random_mean(self) -> np.ndarray:
+        """The random orders' mean curve, ``(S + 1,)``."""
+        return self.random_probabilities.mean(0)
+
+    @property
+    def margin(self) -> float:
+        """How far the map beats the random orders in AUC (positive: better than random).
+
+        Deletion: ``mean(random_auc) - auc``; insertion: ``auc - mean(random_auc)``.
+        """
+        diff = float(self.random_auc.mean()) - self.auc
+        return diff if self.kind == "deletion" else -diff
+
+    @property
+    def score(self) -> float:
+        """`margin` relative to the random AUC: ``margin / mean(random_auc)``.
+
+        NaN when the random AUC is below 1e-6 (the model gives the class no
+        probability whatever is removed: nothing to explain).
+        """
+        ref = float(self.random_auc.mean())
+        return self.margin / ref if ref >= 1e-6 else math.nan
+
+    @property
+    def beats_random(self) -> bool:
+        """Whether the map's AUC beats the mean AUC of the random orders."""
+        return self.margin > 0
+
+
+@dataclass(frozen=True, eq=False)
+class FaithfulnessSummary:
+    """What the explorer's faithfulness panel shows (see `faithfulness_summary`).
+
+    Attributes
+    ----------
+    deletion : PerturbationCurve
+    score : float
+        ``(mean(random_auc) - auc) / mean(random_auc)``: 0 for a map no better than a
+        random order, up to 1 when deleting the top cells removes the class at once;
+        negative for a map worse than random; NaN when the class has no probability
+        to lose.
+    beats_random : bool
+    message : str
+        One line for the panel.
+    """
+
+    deletion: PerturbationCurve
+    score: float
+    beats_random: bool
+    message: str
+
+
+@dataclass(frozen=True, eq=False)
+class RandomizationResult:
+    """Spearman correlation of the maps of randomized models with the trained model's.
+
+    Attributes
+    ----------
+    names : tuple of str
+        One per randomization: ``"fc"``, ``"fc+rnn.l1"``, ``"fc+rnn.l1+rnn.l0"`` (the
+        cascade, top down) and ``"rnn.l1"``, ``"rnn.l0"`` (a layer alone).
+    kinds : tuple of str
+        ``"cascade"`` or ``"single"`` for each name.
+    correlation : ndarray, shape (R,)
+        Mean over the samples of Spearman's rho between the two maps of a sample (NaN
+        samples, from constant maps, left out).
+    per_sample : ndarray, shape (R, N)
+    indices : ndarray, shape (N,)
+        The samples of the data set that were used.
+    targets : ndarray, shape (N,)
+        The class each map was computed for (the sample's true label).
+    """
+
+    names: tuple[str, ...]
+    kinds: tuple[str, ...]
+    correlation: np.ndarray
+    per_sample: np.ndarray
+    indices: np.ndarray
+    targets: np.ndarray
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", tuple(self.names))
+        object.__setattr__(self, "kinds", tuple(self.kinds))
+        object.__setattr__(self, "correlation", _frozen(self.correlation))
+        object.__setattr__(self, "per_sample", _frozen(self.per_sample))
+        object.__setattr__(self, "indices", _frozen(self.indices, np.int64))
+        object.__setattr__(self, "targets", _frozen(self.targets, np.int64))
+
+    def __getitem__(self, name: str) -> float:
+        """The correlation of one randomization, by name."""
+        try:
+            return float(self.correlation[self.names.index(name)])
+        except ValueError:
+            raise SkvisError(f"no randomization {name!r}; there are {list(self.names)}") from None
+
+    @property
+    def full_cascade(self) -> float:
+        """The correlation with every layer randomized (the cascade's last step)."""
+        last = max(i for i, k in enumerate(self.kinds) if k == "cascade")
+        return float(self.correlation[last])
+
+    def as_dict(self) -> dict[str, float]:
+        return {n: float(c) for n, c in zip(self.names, self.correlation, strict=True)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Input checking
+# ---------------------------------------------------------------------------------------------
+def _dtype(model: Any) -> torch.dtype:
+    return model.rnn.weight_ih_l0.dtype
+
+
+def _check_sequence(model: Any, sequence: Any, name: str = "sequence") -> np.ndarray:
+    """A finite ``(T, J, 3)`` float64 array with the model's joint count."""
+    try:
+        if torch.is_tensor(sequence):
+            sequence = sequence.detach().cpu().numpy()
+        seq = np.array(sequence, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise SkvisError(f"{name}: cannot convert to a float array ({exc})") from None
+    if seq.ndim != 3 or seq.shape[-1] != 3 or seq.shape[0] < 1 or seq.shape[1] < 1:
+        raise SkvisError(f"{name}: expected shape (T, J, 3) with T, J >= 1, got {seq.shape}")
+    j = getattr(model, "num_joints", None)
+    if j is not None and seq.shape[1] != j:
+        raise SkvisError(
+            f"{name}: has {seq.shape[1]} joints (shape {seq.shape}); the model expects {j}"
+        )
+    if not np.isfinite(seq).all():
+        t, jj, _ = np.argwhere(~np.isfinite(seq))[0]
+        raise SkvisError(
+            f"{name}: contains NaN or infinite values (first at frame {t}, joint {jj})"
+        )
+    return seq
+
+
+def _check_saliency(saliency: Any, shape: tuple[int, int]) -> np.ndarray:
+    try:
+        if torch.is_tensor(saliency):
+            saliency = saliency.detach().cpu().numpy()
+        sal = np.asarray(saliency, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise SkvisError(f"saliency: cannot convert to a float array ({exc})") from None
+    if sal.shape != shape:
+        raise SkvisError(
+            f"saliency of shape {sal.shape} does not match the sequence: expected (T, J) = {shape}"
+        )
+    if not np.isfinite(sal).all():
+        t, j = np.argwhere(~np.isfinite(sal))[0]
+        raise SkvisError(
+            f"saliency: contains NaN or infinite values (first at frame {t}, joint {j})"
+        )
+    return sal
+
+
+def _check_target(target: Any, num_classes: int) -> int:
+    if torch.is_tensor(target) and target.numel() == 1:
+        target = target.item()
+    if isinstance(target, bool) or not isinstance(target, (int, np.integer)):
+        raise SkvisError(f"target must be an int class index, got {target!r}")
+    if not 0 <= target < num_classes:
+        raise SkvisError(f"target {target} out of range 0..{num_classes - 1}")
+    return int(target)
+
+
+def _check_seeds(seeds: Any) -> tuple[int, ...]:
+    if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
+        seeds = (seeds,)
+    try:
+        out = tuple(seeds)
+    except TypeError:
+        raise SkvisError(f"seeds must be a sequence of ints, got {seeds!r}") from None
+    if not out or not all(
+        isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in out
+    ):
+        raise SkvisError(f"seeds must be a non-empty sequence of ints, got {seeds!r}")
+    return tuple(int(s) for s in out)
+
+
+def _check_pose(pose: Any, j: int, name: str = "mean_pose") -> np.ndarray:
+    try:
+        arr = np.asarray(pose, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise SkvisError(f"{name}: cannot convert to a float array ({exc})") from None
+    if arr.shape != (j, 3):
+        raise SkvisError(f"{name}: expected shape (J, 3) = ({j}, 3), got {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise SkvisError(f"{name}: contains NaN or infinite values")
+    return arr
+
+
+# ---------------------------------------------------------------------------------------------
+# Perturbation
+# ---------------------------------------------------------------------------------------------
+def _fill(seq: np.ndarray, removed: np.ndarray, replace: str, pose: np.ndarray) -> np.ndarray:
+    """``(B, T, J, 3)``: ``seq`` with the cells ``removed[b]`` (``(B, T, J)``) filled in.
+
+    ``interpolate``: each removed cell of joint ``j`` gets the linear interpolation of
+    ``j``'s position between its nearest kept frames before and after (the nearest one
+    when only one side has a kept frame; ``pose[j]`` when no frame of ``j`` is kept).
+    ``mean_pose`` / ``zero``: ``pose[j]`` (the zero pose for ``zero``).
+    """
+    b, t, j = removed.shape
+    keep = ~removed[..., None]
+    if replace != "interpolate":
+        return np.where(keep, seq[None], pose[None, None])
+    tt = np.arange(t)[None, :, None]
+    prev = np.maximum.accumulate(np.where(removed, -1, tt), axis=1)
+    nxt = np.minimum.accumulate(np.where(removed, t, tt)[:, ::-1], axis=1)[:, ::-1]
+    has_prev, has_next = prev >= 0, nxt < t
+    jj = np.arange(j)[None, None, :]
+    before = seq[np.clip(prev, 0, t - 1), jj]  # (B, T, J, 3)
+    after = seq[np.clip(nxt, 0, t - 1), jj]
+    both = has_prev & has_next
+    w = np.where(both, (tt - prev) / np.maximum(nxt - prev, 1), np.where(has_prev, 0.0, 1.0))
+    value = before + (after - before) * w[..., None]
+    value = np.where((has_prev | has_next)[..., None], value, pose[None, None])
+    return np.where(keep, seq[None], value)
+
+
+def _probabilities(model: nn.Module, batch: np.ndarray, target: int) -> np.ndarray:
+    """``p(target)`` for each ``(T, J, 3)`` sequence of ``batch``, in batches of `_BATCH`."""
+    p = model.rnn.weight_ih_l0
+    out = []
+    with _eval_mode(model), torch.no_grad():
+        for i in range(0, len(batch), _BATCH):
+            x = torch.as_tensor(batch[i : i + _BATCH], dtype=p.dtype, device=p.device)
+            logits = model(x)
+            out.append(torch.softmax(logits.double(), -1)[:, target].cpu().numpy())
+    return np.concatenate(out)
+
+
+def _auc(fractions: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    return ((probs[..., 1:] + probs[..., :-1]) / 2 * np.diff(fractions)).sum(-1)
+
+
+def _curve(
+    kind: str,
+    model: Any,
+    sequence: Any,
+    saliency: Any,
+    *,
+    target: Any,
+    steps: int,
+    replace: str,
+    mean_pose: Any,
+    seeds: Any,
+) -> PerturbationCurve:
+    _, fc = _check_model(model)
+    seq = _check_sequence(model, sequence)
+    t, j = seq.shape[:2]
+    sal = _check_saliency(saliency, (t, j))
+    target = _check_target(target, fc.out_features)
+    seeds = _check_seeds(seeds)
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise SkvisError(f"steps must be a positive int, got {steps!r}")
+    if replace not in _REPLACE:
+        raise SkvisError(f"replace must be one of {_REPLACE}, got {replace!r}")
+    if mean_pose is not None:
+        pose = _check_pose(mean_pose, j)
+    elif replace == "mean_pose":
+        raise SkvisError(
+            "replace='mean_pose' needs mean_pose, a (J, 3) array (e.g. the data set's)"
+        )
+    elif replace == "zero":
+        pose = np.zeros((j, 3))
+    else:  # a joint with no kept frame stands still at its mean over the sequence
+        pose = seq.mean(0)
+
+    n = t * j
+    fractions = np.linspace(0.0, 1.0, int(steps) + 1)
+    counts = np.rint(fractions * n).astype(np.int64)
+    # A rank per cell for each order: the map's (ties by position), then the random ones.
+    ranks = np.empty((1 + len(seeds), n), dtype=np.int64)
+    ranks[0, np.argsort(-sal.reshape(-1), kind="stable")] = np.arange(n)
+    for r, s in enumerate(seeds, 1):
+        ranks[r] = np.random.default_rng(s).permutation(n)
+    first = ranks[:, None, :] < counts[None, :, None]  # (orders, steps, cells)
+    removed = first if kind == "deletion" else ~first
+    batch = _fill(seq, removed.reshape(-1, t, j), replace, pose)
+    probs = _probabilities(model, batch, target).reshape(len(ranks), len(fractions))
+    aucs = _auc(fractions, probs)
+    return PerturbationCurve(
+        kind=kind,
+        target=target,
+        replace=replace,
+        fractions=fractions,
+        probabilities=probs[0],
+        auc=float(aucs[0]),
+        random_probabilities=probs[1:],
+        random_auc=aucs[1:],
+        seeds=seeds,
+    )
+
+
+def deletion_curve(
+    model: Any,
+    sequence: Any,
+    saliency: Any,
+    *,
+    target: int,
+    steps: int = 20,
+    replace: Replace = "interpolate",
+    mean_pose: Any = None,
+    seeds: Sequence[int] = (0, 1, 2),
+) -> PerturbationCurve:
+    """Remove joint-frame cells, most salient first; record ``p(target)`` after each step.
+
+    Parameters
+    ----------
+    model : SkeletonLSTM or RecurrentClassifier
+        Run in eval mode (its modes are restored), without gradients.
+    sequence : array_like, shape (T, J, 3)
+        One sequence, metres, body-centred (as the model was trained on).
+    saliency : array_like, shape (T, J)
+        The map to test: cells are removed in order of decreasing value (ties in
+        row-major order). Pass magnitudes (``abs``) for signed attributions.
+    target : int
+        The class whose probability is recorded (usually the predicted one).
+    steps : int
+        The curve has ``steps + 1`` points, ``k / steps`` of the ``T * J`` cells
+        removed at point ``k``.
+    replace : {"interpolate", "mean_pose", "zero"}
+        ``"interpolate"`` (default): a removed cell of joint ``j`` gets ``j``'s
+        position interpolated linearly in time from the nearest kept frames of
+        ``j`` (held constant past the first/last kept frame); a joint with no kept
+        frame stands at ``mean_pose[j]`` if given, else at its mean position over
+        the sequence. ``"mean_pose"``: ``mean_pose[j]``, which must be given (e.g.
+        the training set's mean pose). ``"zero"``: the origin of the body frame
+        (a jump to the spine base; off-manifold, only on request).
+    mean_pose : array_like, shape (J, 3), optional
+    seeds : sequence of int
+        One random order of the cells per seed: the reference.
+
+    Returns
+    -------
+    PerturbationCurve
+        ``probabilities`` (S + 1,), ``auc``, ``random_probabilities`` (R, S + 1),
+        ``random_auc`` (R,), ``fractions``; ``beats_random`` / ``score``.
+
+    Notes
+    -----
+    All ``(1 + R) * (S + 1)`` perturbed sequences go through the model as one
+    batch (in chunks of 512). With ``"interpolate"`` a scattered removal is
+    repaired well by the neighbouring frames while a removed stretch is not, so
+    maps that pick whole stretches of a joint have an advantage over the (scattered)
+    random orders; ``"mean_pose"`` has no such bias (and is less plausible).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skvis_widgets.model import SkeletonLSTM
+    >>> model = SkeletonLSTM(20, 4, 8).eval()
+    >>> seq = np.random.default_rng(0).normal(0, 0.3, (12, 20, 3)).astype(np.float32)
+    >>> curve = deletion_curve(model, seq, np.abs(seq).sum(-1), target=1, steps=4)
+    >>> curve.probabilities.shape, curve.random_auc.shape
+    ((5,), (3,))
+    """
+    return _curve(
+        "deletion",
+        model,
+        sequence,
+        saliency,
+        target=target,
+        steps=steps,
+        replace=replace,
+        mean_pose=mean_pose,
+        seeds=seeds,
+    )
+
+
+def insertion_curve(
+    model: Any,
+    sequence: Any,
+    saliency: Any,
+    *,
+    target: int,
+    steps: int = 20,
+    replace: Replace = "interpolate",
+    mean_pose: Any = None,
+    seeds: Sequence[int] = (0, 1, 2),
+) -> PerturbationCurve:
+    """Start from every cell removed and put the cells back, most salient first.
+
+    The mirror of `deletion_curve` (same parameters and result): at step ``k`` the
+    top ``k / steps`` of the cells are the sequence's own and the rest are filled
+    in as ``replace`` says. With ``"interpolate"`` the start (nothing kept) is
+    every joint standing still at its mean position over the sequence (or at
+    ``mean_pose``), and an inserted cell of a joint anchors its trajectory. A
+    faithful map makes ``p(target)`` rise faster than the random orders: a higher
+    ``auc`` than ``random_auc``.
+    """
+    return _curve(
+        "insertion",
+        model,
+        sequence,
+        saliency,
+        target=target,
+        steps=steps,
+        replace=replace,
+        mean_pose=mean_pose,
+        seeds=seeds,
+    )
+
+
+def faithfulness_summary(
+    model: Any,
+    sequence: Any,
+    saliency: Any,
+    target: int,
+    *,
+    steps: int = 10,
+    replace: Replace = "interpolate",
+    mean_pose: Any = None,
+    seeds: Sequence[int] = (0, 1, 2),
+) -> FaithfulnessSummary:
+    """The deletion check, sized for a live panel: curve, random reference and a score.
+
+    One forward pass of ``(1 + len(seeds)) * (steps + 1)`` perturbed sequences (44 by
+    default; a few tens of milliseconds for ``T = 40``, ``J = 20``, ``H = 256`` on a CPU).
+    Parameters as in `deletion_curve`.
+
+    Returns
+    -------
+    FaithfulnessSummary
+        ``deletion`` (the `PerturbationCurve`: plot ``fractions`` against
+        ``probabilities`` and ``random_probabilities``), ``score`` =
+        ``(mean(random_auc) - auc) / mean(random_auc)``, ``beats_random`` and a
+        one-line ``message``.
+    """
+    curve = deletion_curve(
+        model,
+        sequence,
+        saliency,
+        target=target,
+        steps=steps,
+        replace=replace,
+        mean_pose=mean_pose,
+        seeds=seeds,
+    )
+    ref = curve.random_auc
+    if math.isnan(curve.score):
+        message = (
+            f"class {curve.target} has probability {curve.probabilities[0]:.3f}: "
+            "nothing to delete, no verdict"
+        )
+    else:
+        verdict = "beats" if curve.beats_random else "does not beat"
+        message = (
+            f"deleting the most salient cells first: AUC {curve.auc:.3f} vs "
+            f"{ref.mean():.3f} (min {ref.min():.3f}, max {ref.max():.3f}) for random orders; "
+            f"the map {verdict} random (score {curve.score:+.2f})"
+        )
+    return FaithfulnessSummary(curve, curve.score, curve.beats_random, message)
+
+
+# ---------------------------------------------------------------------------------------------
+# Model-parameter randomization
+# ---------------------------------------------------------------------------------------------
+def spearman(a: Any, b: Any) -> float:
+    """Spearman's rank correlation of two maps (flattened); NaN if either is constant."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1)
+    b = np.asarray(b, dtype=np.float64).reshape(-1)
+    if a.shape != b.shape:
+        raise SkvisError(f"maps of different sizes: {a.shape} and {b.shape}")
+    ra, rb = rankdata(a), rankdata(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    den = math.sqrt(float(ra @ ra) * float(rb @ rb))
+    return float(ra @ rb) / den if den > 0 else math.nan
+
+
+def _layer_groups(model: Any) -> dict[str, list[tuple[nn.Module, str, float]]]:
+    """Layer name -> its parameters ``(module, attribute, init bound)``, top layer first.
+
+    Bounds are PyTorch's default initializations: ``U(-1/sqrt(H), 1/sqrt(H))`` for
+    every weight and bias of a recurrent layer, ``U(-1/sqrt(in), 1/sqrt(in))`` for
+    the linear layer.
+    """
+    rnn, fc = _check_model(model)
+    groups = {"fc": [(fc, n, 1 / math.sqrt(fc.in_features)) for n, _ in fc.named_parameters()]}
+    names = ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if rnn.bias else ())
+    bound = 1 / math.sqrt(rnn.hidden_size)
+    for k in range(rnn.num_layers - 1, -1, -1):
+        groups[f"rnn.l{k}"] = [(rnn, f"{n}_l{k}", bound) for n in names]
+    return groups
+
+
+def _randomized(model: Any, layers: Sequence[str], seed: int) -> Any:
+    """A deep copy of ``model`` whose ``layers`` are re-initialized from ``seed``.
+
+    Each layer draws from its own generator (seeded by ``seed`` and the layer's
+    name), so the FC layer gets the same random weights in every randomization.
+    """
+    clone = copy.deepcopy(model)
+    groups = _layer_groups(clone)
+    with torch.no_grad():
+        for name in layers:
+            gen = torch.Generator().manual_seed(seed * 1_000_003 + sum(map(ord, name)))
+            for module, attr, bound in groups[name]:
+                p = getattr(module, attr)
+                fresh = torch.empty(p.shape, dtype=torch.float64)
+                fresh.uniform_(-bound, bound, generator=gen)
+                p.copy_(fresh.to(device=p.device, dtype=p.dtype))
+    return clone
+
+
+Explainer = Callable[[Any, np.ndarray, int], Any]
+
+
+def _explainer(method: str | Explainer, normalize: bool) -> Explainer:
+    if callable(method):
+        return method
+    if method not in ("instantaneous", "through_time"):
+        raise SkvisError(
+            f"method must be 'instantaneous', 'through_time' or a callable "
+            f"(model, sequence, target) -> (T, J) map, got {method!r}"
+        )
+
+    def explain(model: Any, seq: np.ndarray, target: int) -> np.ndarray:
+        return joint_sensitivity(model, seq, target=target, mode=method, normalize=normalize)
+
+    return explain
+
+
+def randomization_test(
+    model: Any,
+    dataset: Any,
+    *,
+    method: str | Explainer = "instantaneous",
+    normalize: bool = True,
+    samples: int = 8,
+    indices: Sequence[int] | None = None,
+    cascade: bool = True,
+    single: bool = True,
+    seed: int = 0,
+) -> RandomizationResult:
+    """The model-parameter randomization test (Adebayo et al. 2018) for joint maps.
+
+    Parameters
+    ----------
+    model : SkeletonLSTM or RecurrentClassifier
+        The trained model. It is deep-copied; the caller's model is not modified.
+    dataset : SkeletonDataset, or anything with ``sequences`` and ``labels``
+    method : {"instantaneous", "through_time"} or callable
+        The map: `joint_sensitivity` with this mode for the sample's true class, or
+        ``method(model, sequence, target) -> (T, J)`` (e.g. Integrated Gradients).
+    normalize : bool
+        Eq 3 normalization, for the named methods.
+    samples : int
+        How many samples to draw (without replacement, from ``seed``) when
+        ``indices`` is not given.
+    indices : sequence of int, optional
+        The samples to use.
+    cascade, single : bool
+        Which randomizations: the cascade (FC layer, then also the recurrent layers
+        from the top down; its last step randomizes every learned weight) and/or each
+        layer alone.
+    seed : int
+        Seeds the sample draw and the new weights (explicit generators; the global
+        random state is left as it was).
+
+    Returns
+    -------
+    RandomizationResult
+        ``names``, ``correlation`` (mean Spearman rho per randomization),
+        ``per_sample`` and the ``indices`` used. Low ``|rho|`` is what a map that
+        depends on the model should show. The input standardization (statistics,
+        not learned weights) is kept.
+    """
+    _check_model(model)
+    explain = _explainer(method, normalize)
+    try:
+        seqs, labels = dataset.sequences, np.asarray(dataset.labels)
+    except AttributeError:
+        raise SkvisError(
+            f"dataset must have .sequences and .labels (a SkeletonDataset), got {type(dataset).__name__}"
+        ) from None
+    n = len(seqs)
+    if n == 0:
+        raise SkvisError("randomization_test: the data set is empty")
+    if len(labels) != n:
+        raise SkvisError(f"{n} sequences but {len(labels)} labels")
+    if indices is None:
+        if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
+            raise SkvisError(f"samples must be a positive int, got {samples!r}")
+        rng = np.random.default_rng(seed)
+        idx = np.sort(rng.choice(n, size=min(int(samples), n), replace=False))
+    else:
+        idx = np.asarray(indices).reshape(-1)
+        if (
+            idx.size == 0
+            or not np.issubdtype(idx.dtype, np.integer)
+            or (idx < 0).any()
+            or (idx >= n).any()
+        ):
+            raise SkvisError(f"indices must be ints in 0..{n - 1}, got {indices!r}")
+    if not (cascade or single):
+        raise SkvisError("randomization_test: nothing to do (cascade=False and single=False)")
+    num_classes = _check_model(model)[1].out_features
+    targets = np.array([_check_target(int(labels[i]), num_classes) for i in idx])
+    sequences = [_check_sequence(model, seqs[i], f"dataset sequence {i}") for i in idx]
+
+    layers = list(_layer_groups(model))  # fc, then the recurrent layers top down
+    plan: list[tuple[str, str, list[str]]] = []
+    if cascade:
+        plan += [
+            ("+".join(layers[: k + 1]), "cascade", layers[: k + 1]) for k in range(len(layers))
+        ]
+    if single:
+        plan += [(name, "single", [name]) for name in layers if not (cascade and name == "fc")]
+
+    def maps(m: Any) -> list[np.ndarray]:
+        return [
+            np.asarray(explain(m, s, int(c)), np.float64)
+            for s, c in zip(sequences, targets, strict=True)
+        ]
+
+    with torch.random.fork_rng(devices=[]):  # a callable explainer may draw random numbers
+        reference = maps(copy.deepcopy(model))
+        rho = np.array(
+            [
+                [
+                    spearman(a, b)
+                    for a, b in zip(reference, maps(_randomized(model, lay, seed)), strict=True)
+                ]
+                for _, _, lay in plan
+            ]
+        )
+    with np.errstate(invalid="ignore"):
+        mean = np.array([np.nanmean(r) if np.isfinite(r).any() else np.nan for r in rho])
+    return RandomizationResult(
+        names=tuple(p[0] for p in plan),
+        kinds=tuple(p[1] for p in plan),
+        correlation=mean,
+        per_sample=rho,
+        indices=idx,
+        targets=targets,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Planted signal
+# ---------------------------------------------------------------------------------------------
+def _joint_indices(
+    joints: Iterable[str | int], topology: Topology | None, j: int
+) -> tuple[int, ...]:
+    out = []
+    for q in joints:
+        if isinstance(q, str):
+            if topology is None:
+                raise SkvisError(f"joint {q!r} given by name: pass topology= to resolve it")
+            out.append(topology.index(q))
+        elif isinstance(q, (int, np.integer)) and not isinstance(q, bool) and 0 <= q < j:
+            out.append(int(q))
+        else:
+            raise SkvisError(f"joint {q!r}: expected a name or an index in 0..{j - 1}")
+    if not out or len(set(out)) != len(out):
+        raise SkvisError(f"expected distinct joints, got {list(joints)!r}")
+    return tuple(out)
+
+
+def planted_signal_dataset(
+    base_sequences: Sequence[Any],
+    topology: Topology | str,
+    joints: Sequence[str | int],
+    *,
+    samples_per_class: int = 60,
+    frames: int = 32,
+    amplitude: float = 0.06,
+    axis: int = 1,
+    noise: float = 0.003,
+    seed: int = 0,
+) -> Any:
+    """Two classes that only the motion of ``joints`` tells apart.
+
+    Each sample takes a random sequence of ``base_sequences`` (real motion, drawn
+    for either class alike), resampled to ``frames`` frames. The planted joints
+    then hold their first-frame position, plus Gaussian jitter (``noise`` metres),
+    and make one smooth move of ``amplitude`` metres along ``axis`` (1: y, up the
+    body) at a random moment: up for class 0, down for class 1. The rest of the
+    body moves as in the real recording and carries no information about the
+    class, so a model that learns the task can only use the planted joints.
+
+    Parameters
+    ----------
+    base_sequences : sequence of (T_i, J, 3) arrays
+        Body-centred real sequences (e.g. ``load_msr_action3d().sequences``).
+    topology : Topology or its name
+    joints : sequence of joint names or indices
+        The planted joints (e.g. ``["hand_right"]``).
+    samples_per_class : int
+    frames : int
+    amplitude : float
+        Metres.
+    axis : {0, 1, 2}
+    noise : float
+        Metres, standard deviation.
+    seed : int
+
+    Returns
+    -------
+    SkeletonDataset
+        ``class_names`` ``("<joints> up", "<joints> down")``, not re-normalized;
+        ``ids`` name the base sequence of each sample.
+    """
+    from .data.dataset import SkeletonDataset
+
+    topology = get_topology(topology)
+    j = topology.num_joints
+    planted = list(_joint_indices(joints, topology, j))
+    if axis not in (0, 1, 2):
+        raise SkvisError(f"axis must be 0, 1 or 2, got {axis!r}")
+    if not isinstance(frames, (int, np.integer)) or frames < 4:
+        raise SkvisError(f"frames must be an int >= 4, got {frames!r}")
+    if not isinstance(samples_per_class, (int, np.integer)) or samples_per_class < 1:
+        raise SkvisError(f"samples_per_class must be a positive int, got {samples_per_class!r}")
+    base = []
+    for i, s in enumerate(base_sequences):
+        arr = np.asarray(s, dtype=np.float64)
+        if arr.ndim != 3 or arr.shape[1:] != (j, 3) or len(arr) < 2 or not np.isfinite(arr).all():
+            raise SkvisError(
+                f"base sequence {i}: expected a finite (T, {j}, 3) array with T >= 2, got shape {arr.shape}"
+            )
+        base.append(arr)
+    if not base:
+        raise SkvisError("planted_signal_dataset: no base sequences")
+    # One start for every sample: the class shows in the planted joints' position
+    # alone, not only relative to where they were at the first frame.
+    start = np.mean([s[0, planted] for s in base], axis=0)
+    rng = np.random.default_rng(seed)
+    tt = np.arange(frames, dtype=np.float64)
+    seqs, labels, ids = [], [], []
+    for i in range(2 * samples_per_class):
+        c = i % 2
+        b = int(rng.integers(len(base)))
+        src = base[b]
+        pos = np.linspace(0, len(src) - 1, frames)
+        lo = np.floor(pos).astype(int)
+        hi = np.minimum(lo + 1, len(src) - 1)
+        w = (pos - lo)[:, None, None]
+        seq = src[lo] * (1 - w) + src[hi] * w
+        onset = rng.uniform(0.25, 0.75) * (frames - 1)
+        width = max(1.0, frames / 16)
+        move = amplitude * (1 if c == 0 else -1) / (1 + np.exp(-(tt - onset) / width))
+        still = start[None] + rng.normal(0, noise, (frames, len(planted), 3))
+        still[:, :, axis] += move[:, None]
+        seq[:, planted] = still
+        seqs.append(seq.astype(np.float32))
+        labels.append(c)
+        ids.append(f"planted {i} (base {b})")
+    what = "+".join(topology.joint_names[q] for q in planted)
+    return SkeletonDataset.from_arrays(
+        seqs,
+        labels,
+        topology,
+        (f"{what} up", f"{what} down"),
+        normalize=False,
+        name=f"planted signal ({what})",
+        ids=ids,
+    )
+
+
+def topk_hit_rate(maps: Any, planted_joints: Sequence[int], k: int | None = None) -> float:
+    """How often the ``k`` most sensitive joints of a map are planted ones.
+
+    Parameters
+    ----------
+    maps : (T, J) array, (N, T, J) array or a list of (T_i, J) arrays
+        Joint maps; a joint's score is its map summed over the frames.
+    planted_joints : sequence of int
+    k : int, optional
+        Default: the number of planted joints.
+
+    Returns
+    -------
+    float
+        The mean over the maps of ``|top-k ∩ planted| / min(k, len(planted))``: 1 when
+        every map ranks the planted joints first.
+    """
+    if isinstance(maps, np.ndarray) and maps.ndim == 2:
+        maps = [maps]
+    items = [np.asarray(m, dtype=np.float64) for m in maps]
+    if not items:
+        raise SkvisError("topk_hit_rate: no maps")
+    j = items[0].shape[-1]
+    for i, m in enumerate(items):
+        if m.ndim != 2 or m.shape[1] != j or not np.isfinite(m).all():
+            raise SkvisError(f"map {i}: expected a finite (T, {j}) array, got shape {m.shape}")
+    planted = set(_joint_indices(planted_joints, None, j))
+    k = len(planted) if k is None else k
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= j:
+        raise SkvisError(f"k must be an int in 1..{j}, got {k!r}")
+    denom = min(int(k), len(planted))
+    hits = [
+        len(planted & set(np.argsort(-m.sum(0), kind="stable")[: int(k)].tolist())) / denom
+        for m in items
+    ]
+    return float(np.mean(hits))
