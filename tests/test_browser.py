@@ -170,6 +170,25 @@ def test_quickstart_in_jupyterlab(jupyter_server, page, artifacts):
         "the joint colours did not change with the class"
     )
 
+    unit = _labelled(page, "dropdown", "unit").locator("select")
+    assert (
+        unit.locator("option:checked").inner_text().replace("\xa0", " ").strip()
+        == "the class itself"
+    )
+
+    # Activation maximization: Run, wait for the history, see it beside the original.
+    page.get_by_role("button", name="Activation maximization").click()
+    page.locator(".skvis-explorer button", has_text=re.compile(r"^\s*Run\s*$")).click()
+    status = page.locator(".skvis-explorer .widget-html-content", has_text="constraint residuals")
+    status.first.wait_for(timeout=90_000)
+    optimized = _wait_changed(canvas, recoloured)
+    canvas.screenshot(path=str(artifacts / "lab_canvas_maximization.png"))
+    page.locator(".skvis-explorer").screenshot(
+        path=str(artifacts / "lab_explorer_maximization.png")
+    )
+    assert changed_pixels(optimized, recoloured) > 20, "the maximization view did not draw"
+    assert re.search(r"iteration (\d+)/\1", status.first.inner_text()), status.first.inner_text()
+
     errors = page.console.errors()
     print(f"browser test: {time.monotonic() - t_start:.1f} s; console warnings and errors:")
     for kind, text in page.console.messages:

@@ -191,7 +191,11 @@ def test_unit_target_and_ranking(vis, dataset, model):
     expected = saliency.joint_sensitivity(model, dataset.sequences[0], unit=ranked[2])[5]
     assert np.argmin(_luminance(vis.scene.colors)) == np.argmax(expected)
     vis.unit = None
-    assert vis.targets.unit_dropdown.value is None
+    assert vis.targets.unit_dropdown.value == vis.targets.CLASS_ITSELF  # shown, not blank
+    vis.targets.unit_dropdown.value = ranked[1]  # the user picks a unit
+    assert vis.unit == ranked[1]
+    vis.targets.unit_dropdown.value = vis.targets.CLASS_ITSELF
+    assert vis.unit is None
 
 
 def test_sample_change_and_select(vis, dataset):

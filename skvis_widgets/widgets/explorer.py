@@ -160,7 +160,8 @@ class SkeletonVis(W.VBox):
         self._sequence = np.zeros((1, topo.num_joints, 3), np.float32)
         self._positions = self._sequence
         self._frame_colors: np.ndarray | None = None
-        self._overlay_offset = (-1.0, 0.0, 0.0)
+        self._overlay_offset = (1.0, 0.0, 0.0)
+        self._framed: tuple | None = None  # what the camera was last aimed at
 
         self.header = Header()
         self.error = ErrorArea()
@@ -383,7 +384,7 @@ class SkeletonVis(W.VBox):
             raise
         self._sequence = self._positions = seq
         self._frame_colors = None
-        self.scene.frame_on(seq)
+        self._frame_camera(("input", self.sample, len(seq)), seq)
         self.timeline.num_frames = len(seq)
         if self.frame >= len(seq):
             self._batch, was = True, self._batch
@@ -420,6 +421,7 @@ class SkeletonVis(W.VBox):
         seq = self._sequence
         if self.mode == "sensitivity":
             self.scene.show_overlay(None)
+            self._frame_camera(("input", self.sample, len(seq)), seq)
             values = self.analysis.joint_map(self.sample, self.target, self.unit)
             what = (
                 f"class {self.dataset.class_names[self.target]}"
@@ -441,6 +443,7 @@ class SkeletonVis(W.VBox):
             self._positions = seq
             self._frame_colors = None
             self.scene.show_overlay(None)
+            self._frame_camera(("input", self.sample, len(seq)), seq)
             self.timeline.show(None, title="frame (run activation maximization to see a history)")
             self.maximization.report(
                 "Shows the input. Press <b>Run</b> to climb the "
@@ -455,9 +458,20 @@ class SkeletonVis(W.VBox):
         self._positions = pos
         self._frame_colors = _colors(disp[k], vmax=vmax)
         self.timeline.show(disp[k], vmax=vmax, title="frame (displacement from the input, m)")
-        width = float(np.ptp(seq[..., 0])) if seq.size else 1.0
-        self._overlay_offset = (-(width + 0.4), 0.0, 0.0)
+        # The original beside the synthesized skeleton, on the screen's left as in figure 5
+        # (the camera looks at the body's front, so +x is to the viewer's left).
+        width = float(np.ptp(history[..., 0]))
+        self._overlay_offset = (width + 0.3, 0.0, 0.0)
+        both = np.concatenate([history.reshape(-1, 3), (seq + self._overlay_offset).reshape(-1, 3)])
+        self._frame_camera(("maximization", id(result)), both)
         self.maximization.report(self._describe_step(result, k))
+
+    def _frame_camera(self, key: tuple, points: np.ndarray) -> None:
+        """Aim the camera at ``points`` when what is shown changed (not at every frame, so
+        that the user's orbit stays while scrubbing)."""
+        if key != self._framed:
+            self._framed = key
+            self.scene.frame_on(points)
 
     def _describe_step(self, result, k: int) -> str:
         scores = np.asarray(getattr(result, "scores", []), dtype=np.float64).reshape(-1)

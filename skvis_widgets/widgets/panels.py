@@ -242,6 +242,9 @@ class TargetSelector(W.VBox):
     target = T.Int(0)
     unit = T.Int(None, allow_none=True)
 
+    #: The dropdown's value for "the class itself": a Dropdown shows nothing for None.
+    CLASS_ITSELF = -1
+
     def __init__(self, class_names: Sequence[str], **kwargs) -> None:
         self.class_names = tuple(class_names)
         self.class_dropdown = W.Dropdown(
@@ -250,7 +253,10 @@ class TargetSelector(W.VBox):
             layout=W.Layout(width="100%"),
         )
         self.unit_dropdown = W.Dropdown(
-            options=[("the class itself", None)], description="unit", layout=W.Layout(width="100%")
+            options=[("the class itself", self.CLASS_ITSELF)],
+            value=self.CLASS_ITSELF,
+            description="unit",
+            layout=W.Layout(width="100%"),
         )
         super().__init__(
             children=[W.HTML("<b>Target</b>"), self.class_dropdown, self.unit_dropdown], **kwargs
@@ -259,18 +265,22 @@ class TargetSelector(W.VBox):
         self._quiet = False  # True while the unit list is refilled
         self.unit_dropdown.observe(self._on_unit_dropdown, "value")
 
+    def _as_option(self, unit: int | None) -> int:
+        return self.CLASS_ITSELF if unit is None else int(unit)
+
     def _on_unit_dropdown(self, change) -> None:
-        if not self._quiet:
-            self.unit = change["new"]
+        if not self._quiet and change["new"] is not None:
+            self.unit = None if change["new"] == self.CLASS_ITSELF else int(change["new"])
 
     @T.observe("unit")
     def _on_unit(self, change) -> None:
-        if self.unit_dropdown.value != change["new"]:
-            self.unit_dropdown.value = change["new"]
+        value = self._as_option(change["new"])
+        if self.unit_dropdown.value != value:
+            self.unit_dropdown.value = value
 
     def set_ranking(self, units: Sequence[int], weights: Sequence[float]) -> None:
         """List the hidden units in this order, each with its weight for the target class."""
-        opts: list[tuple[str, int | None]] = [("the class itself", None)]
+        opts: list[tuple[str, int]] = [("the class itself", self.CLASS_ITSELF)]
         opts += [
             (f"unit {int(u)} (w = {float(w):+.3f})", int(u))
             for u, w in zip(units, weights, strict=True)
@@ -278,7 +288,7 @@ class TargetSelector(W.VBox):
         self._quiet = True
         try:
             self.unit_dropdown.options = opts
-            self.unit_dropdown.value = self.unit
+            self.unit_dropdown.value = self._as_option(self.unit)
         finally:
             self._quiet = False
 
