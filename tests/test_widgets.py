@@ -129,6 +129,22 @@ def test_animated_skeleton_plays_in_the_browser(dataset):
     assert (anim.scatter, "sequence_index") in targets and (anim.mesh, "sequence_index") in targets
 
 
+def test_animation_survives_html_export(vis, dataset, tmp_path):
+    from ipywidgets.embed import embed_minimal_html
+
+    vis.select(sample=2, target=1, frame=4)
+    anim = vis.animated()
+    np.testing.assert_array_equal(anim.sequence, dataset.sequences[2])
+    expected = vis.analysis.joint_map(2, 1)
+    darkest = _luminance(np.asarray(anim.scatter.color)).argmin(axis=1)
+    np.testing.assert_array_equal(darkest, expected.argmax(axis=1))
+    out = tmp_path / "anim.html"
+    embed_minimal_html(out, views=[anim], title="skeleton")
+    html = out.read_text()
+    # The state (all frames) and the browser-side links travel inside the page.
+    assert "LinkModel" in html and "sequence_index" in html and "ScatterModel" in html
+
+
 # -- the explorer --------------------------------------------------------------------------------
 def test_frame_sets_the_position_buffer(vis, dataset):
     seq = dataset.sequences[0]

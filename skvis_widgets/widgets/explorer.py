@@ -298,6 +298,16 @@ class SkeletonVis(W.VBox):
             self._update_header(use_metadata=False)
             self._update_all()
 
+    def animated(self, **kwargs: Any):
+        """What is shown now (the input, or the maximization step) with its colours, as an
+        `AnimatedSkeleton` that plays in the browser and in exported HTML."""
+        from .animation import AnimatedSkeleton
+
+        with self._lock:
+            return AnimatedSkeleton(
+                self._positions, self.dataset.topology, self._frame_colors, **kwargs
+            )
+
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for a running activation maximization; True when none is running."""
         thread = self._thread
