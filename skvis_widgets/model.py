@@ -236,7 +236,8 @@ class SkeletonLSTM(nn.Module):
 
 def _run_layer(rnn: nn.RNNBase, k: int, x: torch.Tensor, lengths) -> torch.Tensor:
     """Layer ``k`` of ``rnn`` alone, with the module's own weights (gradients flow to them)."""
-    single = type(rnn)(x.shape[-1], rnn.hidden_size, batch_first=True).to(x.device, x.dtype)
+    # Built on the meta device: no memory, no draw from the global random generator.
+    single = type(rnn)(x.shape[-1], rnn.hidden_size, batch_first=True, device="meta")
     params = {
         f"{n}_l0": getattr(rnn, f"{n}_l{k}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
     }

@@ -176,3 +176,10 @@ def test_pretrained_msr_action3d_accuracy():
     assert acc == pytest.approx(md["test_accuracy"], abs=1e-9)
     with pytest.raises(SkvisError, match="no pretrained model"):
         load_pretrained("ntu120")
+
+
+def test_lower_layer_states_leave_the_global_rng_alone():
+    m = SkeletonLSTM(20, 4, hidden_size=8, num_layers=2).eval()
+    before = torch.random.get_rng_state()
+    m.hidden_states(torch.zeros(1, 3, 20, 3), layer=0)
+    assert torch.equal(torch.random.get_rng_state(), before)
