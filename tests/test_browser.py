@@ -170,6 +170,21 @@ def test_quickstart_in_jupyterlab(jupyter_server, page, artifacts):
         "the joint colours did not change with the class"
     )
 
+    # The heatmap: hovering a cell names its joint, clicking it jumps to its frame.
+    cells = page.locator(".skvis-explorer rect.heatmapcell")
+    handle = _labelled(page, "hslider", "frame").locator(".noUi-handle")
+    num_frames = round(float(handle.get_attribute("aria-valuemax"))) + 1
+    cell = cells.nth(3 * num_frames + 7)  # row 3, frame 7
+    cell.hover()
+    page.locator(".skvis-explorer", has_text=re.compile(r"\w+, frame 7: ")).wait_for(timeout=15_000)
+    cell.click()
+    page.wait_for_function(
+        "el => el.textContent.trim() === '7'", arg=readout.element_handle(), timeout=15_000
+    )
+    page.locator(".skvis-explorer").screenshot(
+        path=str(artifacts / "lab_explorer_heatmap_click.png")
+    )
+
     unit = _labelled(page, "dropdown", "unit").locator("select")
     assert (
         unit.locator("option:checked").inner_text().replace("\xa0", " ").strip()
