@@ -302,6 +302,12 @@ def test_converges_when_no_step_helps_and_stops_on_a_small_gain():
     assert loose.converged and loose.iterations_run < r.iterations_run
 
 
+def test_progress_bar_counts_the_iterations(capsys):
+    r = maximize_activation(small_model(), small_seq(), target=0, constraints=False, iterations=3)
+    err = capsys.readouterr().err
+    assert "activation maximization" in err and f"{r.iterations_run}/3" in err
+
+
 def test_result_is_frozen(run):
     with pytest.raises(dataclasses.FrozenInstanceError):
         run.converged = True  # type: ignore[misc]
