@@ -13,7 +13,9 @@ message that carries the answer:
   per-unit sensitivity (target < 300 ms).
 
 Random weights and random-walk skeletons of NTU's size (Kinect v2, 25 joints);
-the time does not depend on the values. Not a test: it prints figures.
+the time does not depend on the values. Not a test: it prints figures (the
+median decides "ok"; the max shows how noisy the machine was, so run it on an
+idle one).
 """
 
 from __future__ import annotations
@@ -66,11 +68,11 @@ def _summary(name: str, values: list[tuple[float, float]], target: float) -> str
     sent = [v[0] for v in values]
     total = [v[1] for v in values]
     med, worst = statistics.median(sent), max(sent)
-    verdict = "ok" if worst < target else "SLOW"
+    verdict = "ok" if med < target else "SLOW"
     return (
         f"{name:<28} to update sent: median {med:7.2f} ms, max {worst:7.2f} ms "
         f"(all observers done: median {statistics.median(total):7.2f} ms)  "
-        f"target < {target:g} ms: {verdict}"
+        f"target < {target:g} ms (median): {verdict}"
     )
 
 
@@ -111,7 +113,10 @@ def main() -> None:
     )
     t0 = time.perf_counter()
     vis = SkeletonVis(model, data, sample=0)
-    print(f"{'construction (first sample)':<28} {1e3 * (time.perf_counter() - t0):8.1f} ms")
+    print(
+        f"{'construction (first sample)':<28} {1e3 * (time.perf_counter() - t0):8.1f} ms "
+        "(includes first-use imports and torch warm-up)"
+    )
     assert not vis.error.message, vis.error.message
     pos, col = vis.scene._main.position, vis.scene._main.color
     heat = vis.timeline.heatmap.mark
