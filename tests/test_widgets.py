@@ -278,6 +278,7 @@ def test_activation_maximization_in_a_thread(vis, dataset):
 def test_cancel_stops_the_maximization(vis):
     vis.mode = "activation_maximization"
     vis.iterations = 200
+    assert vis.maximization.iterations_slider.value == 200  # widened, not clamped
     thread = vis.run_maximization()
     vis.cancel_maximization()
     assert vis.wait(60) and not thread.is_alive()

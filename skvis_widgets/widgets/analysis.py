@@ -27,7 +27,7 @@ def fc_weight(model: Any) -> np.ndarray:
     if weight is None:
         raise SkvisError(
             f"{type(model).__name__} has no `fc` layer with a weight; wrap your model with "
-            "skvis_widgets.saliency.as_recurrent_classifier(module, recurrent=..., head=...)"
+            "skvis_widgets.adapters.as_recurrent_classifier(module, recurrent=..., head=...)"
         )
     return weight.detach().cpu().numpy()
 

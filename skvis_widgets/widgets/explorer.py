@@ -92,7 +92,7 @@ class SkeletonVis(W.VBox):
     Parameters
     ----------
     model : SkeletonLSTM, or any model wrapped by
-        `skvis_widgets.saliency.as_recurrent_classifier`
+        `skvis_widgets.adapters.as_recurrent_classifier`
     dataset : SkeletonDataset
     sample : int
         The first input sequence (an index into ``dataset``).

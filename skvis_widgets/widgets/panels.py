@@ -371,6 +371,9 @@ class MaximizationPanel(W.VBox):
 
     @T.observe("iterations")
     def _on_iterations(self, change) -> None:
+        # Runs before the link to the slider: widen the slider rather than let it clamp.
+        if change["new"] > self.iterations_slider.max:
+            self.iterations_slider.max = change["new"]
         self.progress.max = max(change["new"], 1)
 
     @T.observe("running")
