@@ -141,8 +141,9 @@ class PerturbationCurve:
 
     @property
     def beats_random(self) -> bool:
-        """Whether the map's AUC beats the mean AUC of the random orders."""
-        return self.margin > 0
+        """Whether the map's AUC beats the mean AUC of the random orders (`score` > 0;
+        False when there is no verdict)."""
+        return self.score > 0
 
 
 @dataclass(frozen=True, eq=False)
