@@ -70,7 +70,7 @@ The default constraint set (`default_constraints`)
     jumps, and the optimum cannot float up or sink. ``support="floor"``: one floor plane,
     the lowest support-joint height over the whole input; every frame's lowest foot is put
     on it. That also moves the input's own frames that were off the floor, which can lower
-    the score whatever the step: on 6 of the 11 MSR test throws no step is accepted and
+    the score whatever the step: on 5 of the 11 MSR test throws no step is accepted and
     the run stops at the input (``converged=True``, ``iterations_run=0``).
 
 ``temporal``
