@@ -361,3 +361,22 @@ def test_users_own_model_and_arrays():
     assert "12" in vis.header.value and "on this data" in vis.header.value
     vis.select(sample=4, target=2, frame=10)
     np.testing.assert_array_equal(vis.scene.positions, ds.sequences[4][10])
+
+
+def test_faithfulness_panel_checks_the_current_class_map(vis, model, dataset):
+    from skvis_widgets import metrics
+
+    for sample, target in [(0, int(dataset.labels[0])), (3, 2)]:
+        vis.select(sample=sample, target=target, unit=None)
+        assert vis.wait_faithfulness(60)
+        shown = vis.faithfulness.summary
+        ref = metrics.faithfulness_summary(
+            model, dataset.sequences[sample], vis.analysis.joint_map(sample, target), target
+        )
+        assert shown.deletion.target == target
+        np.testing.assert_allclose(shown.deletion.probabilities, ref.deletion.probabilities)
+        assert shown.score == pytest.approx(ref.score, nan_ok=True)
+        np.testing.assert_allclose(vis.faithfulness.curve.y, ref.deletion.probabilities)
+    vis.unit = 1
+    assert vis.faithfulness.summary is None
+    assert "class itself" in vis.faithfulness.message.value

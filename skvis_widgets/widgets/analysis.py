@@ -100,6 +100,7 @@ class Analysis:
             self._units: OrderedDict[int, np.ndarray] = OrderedDict()
             self._all_probs: np.ndarray | None = None
             self._weight: np.ndarray | None = None
+            self._faithfulness: dict[tuple[int, int], Any] = {}
 
     # -- data -----------------------------------------------------------------------------
     def sequence(self, i: int) -> np.ndarray:
@@ -211,6 +212,25 @@ class Analysis:
         from .. import saliency
 
         return saliency.class_map(per_joint, w, target)  # eq 5: a re-weighting, no gradient
+
+    def faithfulness(self, i: int, target: int):
+        """The deletion check of sample ``i``'s class map for ``target`` (cached).
+
+        See `skvis_widgets.metrics.faithfulness_summary`.
+        """
+        key = (i, target)
+        with self._lock:
+            hit = self._faithfulness.get(key)
+        if hit is not None:
+            return hit
+        from .. import metrics
+
+        summary = metrics.faithfulness_summary(
+            self.model, self.sequence(i), self.joint_map(i, target), target
+        )
+        with self._lock:
+            self._faithfulness[key] = summary
+        return summary
 
     def ranked_units(self, target: int) -> tuple[np.ndarray, np.ndarray]:
         """``(units, weights)``: hidden units by decreasing ``|W_c^u|``, with ``W_c^u``."""

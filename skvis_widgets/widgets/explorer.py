@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import ipywidgets as W
@@ -31,6 +32,7 @@ from .heatmap import SEQUENTIAL_COLORS
 from .panels import (
     MODES,
     ErrorArea,
+    FaithfulnessPanel,
     Header,
     MaximizationPanel,
     ModePanel,
@@ -169,10 +171,14 @@ class SkeletonVis(W.VBox):
         self.targets = TargetSelector(dataset.class_names)
         self.maximization = MaximizationPanel()
         self.modes = ModePanel(self.maximization)
+        self.faithfulness = FaithfulnessPanel()
+        self._faith_key: tuple | None = None
+        self._faith_future: Future | None = None
+        self._faith_pool: ThreadPoolExecutor | None = None
         self.scene = SkeletonScene(topo)
         self.timeline = Timeline(topo.joint_names, 1, colors=SEQUENTIAL_COLORS)
         controls = W.VBox(
-            [self.samples, self.targets, self.modes],
+            [self.samples, self.targets, self.modes, self.faithfulness],
             layout=W.Layout(width="360px", min_width="320px", padding="0 10px 0 0"),
         )
         super().__init__(
@@ -443,7 +449,52 @@ class SkeletonVis(W.VBox):
             self.timeline.show(values, title=f"frame (sensitivity to {what})")
         else:
             self._update_maximization_view()
+        self._update_faithfulness()
         self._draw_frame()
+
+    def _update_faithfulness(self) -> None:
+        """Start the deletion check of the current class map in the background (it runs
+        the model some forty times); the panel says "checking" until it is done."""
+        panel = self.faithfulness
+        key = (self.sample, self.target, self._generation)
+        self._faith_key = key
+        if self.mode != "sensitivity":
+            panel.show_text("The deletion check applies to sensitivity maps.")
+            return
+        if self.unit is not None:
+            panel.show_text(
+                "The deletion check measures the class probability: choose "
+                "'the class itself' as the target to check a class map."
+            )
+            return
+        panel.show_text("checking the map against random deletion orders ...")
+        if self._faith_pool is None:
+            self._faith_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="skvis-check")
+        sample, target = self.sample, self.target
+
+        def check() -> None:
+            try:
+                summary = self.analysis.faithfulness(sample, target)
+            except Exception as exc:  # noqa: BLE001 - shown in the panel, the widget keeps working
+                with self._lock:
+                    if self._faith_key == key:
+                        panel.show_text(f"could not check this map: {exc}")
+                return
+            with self._lock:
+                if self._faith_key == key:
+                    panel.show(summary)
+
+        self._faith_future = self._faith_pool.submit(check)
+
+    def wait_faithfulness(self, timeout: float | None = None) -> bool:
+        """Wait for the running deletion check; True when none is running."""
+        future = self._faith_future
+        if future is not None:
+            try:
+                future.result(timeout)
+            except TimeoutError:
+                return False
+        return True
 
     def _update_maximization_view(self) -> None:
         seq = self._sequence

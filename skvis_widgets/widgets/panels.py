@@ -21,6 +21,7 @@ __all__ = [
     "TargetSelector",
     "ModePanel",
     "MaximizationPanel",
+    "FaithfulnessPanel",
     "MODES",
 ]
 
@@ -414,3 +415,57 @@ class ModePanel(W.VBox):
         self.maximization.layout.display = (
             None if change["new"] == "activation_maximization" else "none"
         )
+
+
+class FaithfulnessPanel(W.VBox):
+    """Can the map be trusted? The deletion curve of the current class map against
+    random deletion orders, and its score (`skvis_widgets.metrics.faithfulness_summary`).
+
+    ``show(summary)`` draws a summary; ``show_text(text)`` says why there is none.
+    """
+
+    def __init__(self, **kwargs) -> None:
+        import bqplot as bq
+
+        x = bq.LinearScale(min=0.0, max=1.0)
+        y = bq.LinearScale(min=0.0, max=1.0)
+        self.curve = bq.Lines(
+            x=[0.0], y=[0.0], scales={"x": x, "y": y}, colors=["#b2182b"], labels=["by the map"]
+        )
+        self.random = bq.Lines(
+            x=[0.0],
+            y=[0.0],
+            scales={"x": x, "y": y},
+            colors=["#888888"],
+            line_style="dashed",
+            labels=["random order"],
+        )
+        self.figure = bq.Figure(
+            marks=[self.random, self.curve],
+            axes=[
+                bq.Axis(scale=x, label="fraction of joint-frames deleted", num_ticks=3),
+                bq.Axis(scale=y, orientation="vertical", label="p(class)", num_ticks=3),
+            ],
+            legend_location="top-right",
+            fig_margin={"top": 10, "bottom": 40, "left": 45, "right": 10},
+            layout=W.Layout(width="340px", height="190px"),
+        )
+        self.message = W.HTML(layout=W.Layout(width="340px"))
+        title = W.HTML(f"<b>Can this map be trusted?</b> <span style='{_SMALL}'>deletion check</span>")
+        super().__init__([title, self.message, self.figure], **kwargs)
+        self.add_class("skvis-faithfulness")
+        self.summary = None
+
+    def show(self, summary) -> None:
+        curve = summary.deletion
+        fractions = np.asarray(curve.fractions, dtype=np.float64)
+        with self.curve.hold_sync(), self.random.hold_sync():
+            self.curve.x, self.curve.y = fractions, np.asarray(curve.probabilities, np.float64)
+            self.random.x = fractions
+            self.random.y = np.asarray(curve.random_probabilities, np.float64).mean(0)
+        self.message.value = f"<span style='{_SMALL}'>{_esc(summary.message)}</span>"
+        self.summary = summary
+
+    def show_text(self, text: str) -> None:
+        self.summary = None
+        self.message.value = f"<span style='{_SMALL}'>{_esc(text)}</span>"
