@@ -11,7 +11,6 @@ through a small protocol: ``preprocess`` (an affine map per frame), ``rnn`` (an
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -239,7 +238,8 @@ def _run_layer(rnn: nn.RNNBase, k: int, x: torch.Tensor, lengths) -> torch.Tenso
     # Built on the meta device: no memory, no draw from the global random generator.
     single = type(rnn)(x.shape[-1], rnn.hidden_size, batch_first=True, device="meta")
     params = {
-        f"{n}_l0": getattr(rnn, f"{n}_l{k}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        f"{n}_l0": getattr(rnn, f"{n}_l{k}")
+        for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
     }
     out = torch.func.functional_call(single, params, (_pack(x, lengths),))[0]
     return out if lengths is None else _unpack(out, x.shape[1])
@@ -441,6 +441,7 @@ def train_model(
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, lr_step or max(1, (2 * epochs) // 3), 0.1)
     history = TrainingHistory()
+    averaged: dict[str, torch.Tensor] = {}
     labels = torch.as_tensor(train.labels)
     import time
 
@@ -488,9 +489,10 @@ def train_model(
             if average_last and epoch >= epochs - average_last:
                 k = epoch - (epochs - average_last)
                 state = {n: v.detach().clone() for n, v in model.state_dict().items()}
-                averaged = state if k == 0 else {
-                    n: averaged[n] + (state[n] - averaged[n]) / (k + 1) for n in state
-                }
+                if k == 0:
+                    averaged = state
+                else:  # the running mean of the last k + 1 epochs' weights
+                    averaged = {n: averaged[n] + (state[n] - averaged[n]) / (k + 1) for n in state}
                 if epoch == epochs - 1:
                     model.load_state_dict(averaged)
             history.loss.append(total / count)

@@ -13,9 +13,9 @@ Pure data: this module imports neither torch nor any widget library.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
 
 from .errors import SkvisError
 
@@ -92,8 +92,7 @@ class Topology:
         for p, c in bones:
             if not (0 <= p < n and 0 <= c < n) or p == c:
                 raise SkvisError(
-                    f"topology {self.name!r}: bone ({p}, {c}) does not join two of its "
-                    f"{n} joints"
+                    f"topology {self.name!r}: bone ({p}, {c}) does not join two of its {n} joints"
                 )
         # A tree: n - 1 bones, each child has one parent, all reachable from a root.
         children = [c for _, c in bones]
@@ -110,9 +109,7 @@ class Topology:
                     frontier.append(c)
         if len(roots) != 1 or len(seen) != n:
             raise SkvisError(f"topology {self.name!r}: bones do not form a tree")
-        object.__setattr__(
-            self, "_index", MappingProxyType({nm: i for i, nm in enumerate(names)})
-        )
+        object.__setattr__(self, "_index", MappingProxyType({nm: i for i, nm in enumerate(names)}))
 
     @property
     def num_joints(self) -> int:
@@ -278,9 +275,12 @@ def get_topology(name: str | Topology) -> Topology:
     if isinstance(name, Topology):
         return name
     key = str(name).lower().replace("-", "_").replace(" ", "_")
-    key = {"ntu": "kinect_v2", "ntu_rgbd": "kinect_v2", "sysu": "kinect_v1", "msr": "msr_action3d"}.get(
-        key, key
-    )
+    key = {
+        "ntu": "kinect_v2",
+        "ntu_rgbd": "kinect_v2",
+        "sysu": "kinect_v1",
+        "msr": "msr_action3d",
+    }.get(key, key)
     if key not in TOPOLOGIES:
         raise SkvisError(f"unknown topology {name!r}; expected one of {list(TOPOLOGIES)}")
     return TOPOLOGIES[key]

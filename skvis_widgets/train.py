@@ -48,7 +48,10 @@ def train_msr_action3d(progress: bool = True, **overrides: float) -> SkeletonLST
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg["seed"])
         model = SkeletonLSTM(
-            data.num_joints, data.num_classes, hidden_size=cfg["hidden_size"], dropout=cfg["dropout"]
+            data.num_joints,
+            data.num_classes,
+            hidden_size=cfg["hidden_size"],
+            dropout=cfg["dropout"],
         )
     history = train_model(
         model,

@@ -13,7 +13,9 @@ def make(n=6, t=5, seed=0):
 
 def test_from_arrays_normalizes_and_indexes():
     seqs = make()
-    ds = SkeletonDataset.from_arrays(seqs, [0, 1, 2, 0, 1, 2], "kinect_v2", ["a", "b", "c"], [1, 2, 3, 4, 5, 6])
+    ds = SkeletonDataset.from_arrays(
+        seqs, [0, 1, 2, 0, 1, 2], "kinect_v2", ["a", "b", "c"], [1, 2, 3, 4, 5, 6]
+    )
     assert len(ds) == 6 and ds.topology is KINECT_V2 and ds.num_classes == 3
     seq, label = ds[4]
     assert seq.shape == (9, 25, 3) and label == 1
@@ -24,7 +26,9 @@ def test_from_arrays_normalizes_and_indexes():
 
 
 def test_subset_and_split():
-    ds = SkeletonDataset.from_arrays(make(), [0, 1, 0, 1, 0, 1], KINECT_V2, ["a", "b"], [1, 2, 3, 4, 5, 6])
+    ds = SkeletonDataset.from_arrays(
+        make(), [0, 1, 0, 1, 0, 1], KINECT_V2, ["a", "b"], [1, 2, 3, 4, 5, 6]
+    )
     sub = ds.subset([5, 0])
     assert list(sub.subjects) == [6, 1] and list(sub.labels) == [1, 0]
     np.testing.assert_array_equal(sub.sequences[0], ds.sequences[5])

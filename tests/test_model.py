@@ -44,7 +44,9 @@ def test_lengths_equal_unpadded_runs(model):
     for b, n in enumerate(lengths):
         alone = model(x[b : b + 1, :n])
         torch.testing.assert_close(logits[b], alone[0], atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(hidden[b, :n], model.hidden_states(x[b : b + 1, :n])[0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            hidden[b, :n], model.hidden_states(x[b : b + 1, :n])[0], atol=1e-5, rtol=1e-5
+        )
         assert not hidden[b, n:].any()
     # forward is the FC layer on the last valid hidden state
     last = hidden[torch.arange(3), torch.tensor(lengths) - 1]
@@ -57,7 +59,9 @@ def test_hidden_states_of_lower_layer_are_differentiable():
     x = torch.randn(1, 5, 20, 3, requires_grad=True)
     h0 = m.hidden_states(x, layer=0)
     ref = torch.nn.LSTM(60, 8, batch_first=True)
-    ref.load_state_dict({k.replace("_l0", "_l0"): v for k, v in m.rnn.state_dict().items() if "_l0" in k})
+    ref.load_state_dict(
+        {k.replace("_l0", "_l0"): v for k, v in m.rnn.state_dict().items() if "_l0" in k}
+    )
     torch.testing.assert_close(h0, ref(m.preprocess(x))[0])
     h0[0, -1, 3].backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
@@ -81,7 +85,9 @@ class Evil:
 
 def test_checkpoint_cannot_run_code(tmp_path):
     bad = tmp_path / "evil.pt"
-    torch.save({"format": "skvis-widgets/model-v1", "config": "{}", "state_dict": {}, "x": Evil()}, bad)
+    torch.save(
+        {"format": "skvis-widgets/model-v1", "config": "{}", "state_dict": {}, "x": Evil()}, bad
+    )
     with pytest.raises(SkvisError, match="not a skvis_widgets model file"):
         load_model(bad)
     other = tmp_path / "other.pt"
@@ -128,7 +134,9 @@ def _toy(seed=0):
         s[:, ix("hand_right"), 1] += (0.5 * t if y else -0.5 * t)[:, 0]
         seqs.append(s)
         labels.append(y)
-    return SkeletonDataset.from_arrays(seqs, labels, MSR_ACTION3D, ["down", "up"], np.arange(40) % 4)
+    return SkeletonDataset.from_arrays(
+        seqs, labels, MSR_ACTION3D, ["down", "up"], np.arange(40) % 4
+    )
 
 
 def test_training_learns_is_reproducible_and_keeps_global_rng():

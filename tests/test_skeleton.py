@@ -25,7 +25,11 @@ NTU_README_JOINTS = [
 
 def canonical(readme_name: str) -> str:
     """README wording -> canonical name, by the rules of the issue."""
-    special = {"hip centre": "spine_base", "spine": "spine_mid", "shoulder centre": "spine_shoulder"}
+    special = {
+        "hip centre": "spine_base",
+        "spine": "spine_mid",
+        "shoulder centre": "spine_shoulder",
+    }
     if readme_name in special:
         return special[readme_name]
     words = readme_name.split()

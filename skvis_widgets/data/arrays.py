@@ -46,9 +46,7 @@ def as_sequence(
     return arr
 
 
-def as_batch(
-    batch: object, num_joints: int | None = None, *, name: str = "batch"
-) -> np.ndarray:
+def as_batch(batch: object, num_joints: int | None = None, *, name: str = "batch") -> np.ndarray:
     """Check and convert a batch to ``(N, T, J, 3)`` float32 (a single sequence gets N=1)."""
     arr = np.asarray(batch, dtype=np.float32)
     if arr.ndim == 3:
@@ -58,7 +56,9 @@ def as_batch(
     if arr.shape[1] == 0:
         raise SkvisError(f"{name}: has zero frames (shape {arr.shape})")
     if num_joints is not None and arr.shape[2] != num_joints:
-        raise SkvisError(f"{name}: has {arr.shape[2]} joints (shape {arr.shape}); expected {num_joints}")
+        raise SkvisError(
+            f"{name}: has {arr.shape[2]} joints (shape {arr.shape}); expected {num_joints}"
+        )
     if not np.isfinite(arr).all():
         raise SkvisError(f"{name}: contains NaN or infinite values")
     return arr

@@ -114,7 +114,11 @@ def _cvpr12_files(root: Path) -> set[str] | None:
     for folder in (root / "real_world_coordinates", root):
         f = folder / "files_used_in_cvpr12_paper.txt"
         if f.is_file():
-            return {ln.strip().replace("_skeleton3D.txt", "") for ln in f.read_text().split() if ln.strip()}
+            return {
+                ln.strip().replace("_skeleton3D.txt", "")
+                for ln in f.read_text().split()
+                if ln.strip()
+            }
     return None
 
 

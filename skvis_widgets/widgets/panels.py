@@ -451,7 +451,9 @@ class FaithfulnessPanel(W.VBox):
             layout=W.Layout(width="340px", height="190px"),
         )
         self.message = W.HTML(layout=W.Layout(width="340px"))
-        title = W.HTML(f"<b>Can this map be trusted?</b> <span style='{_SMALL}'>deletion check</span>")
+        title = W.HTML(
+            f"<b>Can this map be trusted?</b> <span style='{_SMALL}'>deletion check</span>"
+        )
         super().__init__([title, self.message, self.figure], **kwargs)
         self.add_class("skvis-faithfulness")
         self.summary = None
