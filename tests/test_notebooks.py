@@ -36,6 +36,7 @@ def test_there_are_case_studies():
     for expected in (
         "01_quickstart.ipynb",
         "02_throw_and_kick.ipynb",
+        "03_similar_actions.ipynb",
     ):
         assert expected in names, f"notebooks/{expected} is missing"
 
