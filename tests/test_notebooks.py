@@ -37,6 +37,7 @@ def test_there_are_case_studies():
         "01_quickstart.ipynb",
         "02_throw_and_kick.ipynb",
         "03_similar_actions.ipynb",
+        "04_kinect_v2_ntu.ipynb",
     ):
         assert expected in names, f"notebooks/{expected} is missing"
 
