@@ -38,6 +38,7 @@ def test_there_are_case_studies():
         "02_throw_and_kick.ipynb",
         "03_similar_actions.ipynb",
         "04_kinect_v2_ntu.ipynb",
+        "05_your_own_model.ipynb",
     ):
         assert expected in names, f"notebooks/{expected} is missing"
 
