@@ -1,0 +1,179 @@
+"""The case study as a web page: ``voila notebooks/02_throw_and_kick.ipynb`` in headless Chromium.
+
+Voila runs the notebook in a kernel and serves its outputs (text, static figures and live
+widgets) as a page without code. The test starts Voila on a free localhost port in a
+private HOME (the ``jupyter_server`` fixture of ``conftest.py``), opens the page, and checks
+what a reader sees and does:
+
+- the page ran without a cell error and shows the static figures;
+- the explorer's 3D view draws a skeleton in the sensitivity colours (pixels that are
+  neither background nor grey);
+- dragging the explorer's frame slider changes the drawing (the kernel answers);
+- dragging the slider of the animated maximization (ipyvolume, linked in the browser)
+  changes that drawing too;
+- the console holds no errors but the known harmless ones.
+
+Screenshots go to ``test-artifacts/voila_*.png``. Skips without Chromium unless
+``SKVIS_REQUIRE_BROWSER=1`` (see ``conftest.py``).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+
+import numpy as np
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+NOTEBOOK = "notebooks/02_throw_and_kick.ipynb"
+
+
+# -- pixels ----------------------------------------------------------------------------------
+def _image(png: bytes) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.float64)
+
+
+def _ramp() -> np.ndarray:
+    """The sensitivity colormap in 0..255 RGB, its near-white end left out."""
+    from skvis_widgets.saliency import sensitivity_colors
+
+    return sensitivity_colors(np.linspace(0.15, 1, 200), scale="global", vmax=1.0) * 255.0
+
+
+def coloured_pixels(img: np.ndarray, ramp: np.ndarray, tol: float = 12.0) -> int:
+    """Pixels close to a colour of the sensitivity ramp (not white, not grey)."""
+    px = img.reshape(-1, 3)
+    px = px[np.ptp(px, axis=1) > 40]  # grey background, grid and bones have R = G = B
+    if not len(px):
+        return 0
+    d = np.linalg.norm(px[:, None, :] - ramp[None], axis=2).min(1)
+    return int((d < tol).sum())
+
+
+def drawn_pixels(img: np.ndarray) -> int:
+    """Pixels that differ from the canvas's corner (its background)."""
+    return int((np.abs(img - img[0, 0]).max(axis=2) > 30).sum())
+
+
+def changed_pixels(a: np.ndarray, b: np.ndarray, levels: float = 30) -> int:
+    return int((np.abs(a - b).max(axis=-1) > levels).sum()) if a.shape == b.shape else a.size
+
+
+def _wait_for(take, ok, timeout: float):
+    """Call ``take()`` until ``ok(result)`` or the timeout; return the last result."""
+    deadline = time.monotonic() + timeout
+    result = take()
+    while not ok(result) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        result = take()
+    return result
+
+
+# -- the page --------------------------------------------------------------------------------
+def _canvas_of_size(scope, width: tuple[int, int], height: tuple[int, int], timeout: float = 120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for c in scope.locator("canvas").all():
+            box = c.bounding_box()
+            if (
+                box
+                and width[0] <= box["width"] <= width[1]
+                and height[0] <= box["height"] <= height[1]
+            ):
+                return c
+        time.sleep(0.5)
+    raise AssertionError(f"no canvas of {width} x {height} pixels appeared")
+
+
+def _drag(page, slider, fraction: float) -> None:
+    """Drag a noUiSlider's handle to ``fraction`` of its track."""
+    slider.scroll_into_view_if_needed()
+    handle = slider.locator(".noUi-handle").first
+    box = handle.bounding_box()
+    track = slider.locator(".noUi-base").first.bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] / 2, y)
+    page.mouse.down()
+    page.mouse.move(track["x"] + fraction * track["width"], y, steps=8)
+    page.mouse.up()
+
+
+def test_case_study_page_in_voila(jupyter_server, page, artifacts):
+    t_start = time.monotonic()
+    server = jupyter_server("voila", notebook=NOTEBOOK, timeout=120)
+    page.goto(server.url, wait_until="commit", timeout=120_000)
+    try:
+        # Voila streams the outputs as the cells run; the animations come from the last cell.
+        page.wait_for_selector(".skvis-explorer canvas", timeout=300_000)
+        page.get_by_text("Play it in the browser").wait_for(timeout=300_000)
+        page.wait_for_function(
+            "() => document.querySelectorAll('canvas').length >= 5", timeout=300_000
+        )
+    finally:
+        page.screenshot(path=str(artifacts / "voila_page_top.png"))
+        print(f"voila log:\n{server.tail(15)}")
+    errors_in_cells = page.locator(
+        ".jp-OutputArea-output[data-mime-type*='error']"
+    ).all_inner_texts()
+    assert not errors_in_cells, f"a cell raised:\n{errors_in_cells}\n{server.tail()}"
+    figures = page.locator("img[src^='data:image/png']").count()
+    assert figures >= 6, f"only {figures} static figures on the page"
+
+    # The explorer's 3D view: a skeleton in the sensitivity colours.
+    explorer = page.locator(".skvis-explorer").first
+    canvas = _canvas_of_size(explorer, (400, 560), (350, 500))
+    canvas.scroll_into_view_if_needed()
+    ramp = _ramp()
+    first = _wait_for(
+        lambda: _image(canvas.screenshot()), lambda im: coloured_pixels(im, ramp) >= 40, 30
+    )
+    canvas.screenshot(path=str(artifacts / "voila_canvas_initial.png"))
+    explorer.screenshot(path=str(artifacts / "voila_explorer_initial.png"))
+    assert drawn_pixels(first) > 500, "the explorer's canvas is blank"
+    assert coloured_pixels(first, ramp) >= 40, "no joints in the sensitivity colours"
+
+    # Drag the frame slider: the kernel redraws the pose.
+    slider = (
+        explorer.locator(".widget-hslider")
+        .filter(has=page.locator(".widget-label", has_text=re.compile(r"^\s*frame\s*$")))
+        .first
+    )
+    readout = slider.locator(".widget-readout")
+    before = readout.inner_text()
+    _drag(page, slider, 0.65)
+    canvas.scroll_into_view_if_needed()
+    moved = _wait_for(
+        lambda: _image(canvas.screenshot()), lambda im: changed_pixels(im, first, 6) > 20, 30
+    )
+    canvas.screenshot(path=str(artifacts / "voila_canvas_frame.png"))
+    explorer.screenshot(path=str(artifacts / "voila_explorer_frame.png"))
+    assert readout.inner_text() != before, "the frame slider did not move"
+    assert changed_pixels(moved, first) > 20, "the drawing did not change with the frame"
+    assert coloured_pixels(moved, ramp) >= 40
+
+    # The animated maximization (ipyvolume): its slider is linked in the browser.
+    box = page.locator(".widget-vbox", has_text="distance moved").last
+    box.scroll_into_view_if_needed()
+    page.wait_for_timeout(1000)
+    anim_canvas = _canvas_of_size(box, (300, 460), (280, 440))
+    still = _wait_for(lambda: _image(box.screenshot()), lambda im: drawn_pixels(im) > 500, 30)
+    box.screenshot(path=str(artifacts / "voila_animation_initial.png"))
+    assert drawn_pixels(_image(anim_canvas.screenshot())) > 300, "the animation is blank"
+    _drag(page, box.locator(".widget-hslider").first, 0.9)
+    played = _wait_for(
+        lambda: _image(box.screenshot()), lambda im: changed_pixels(im, still, 6) > 20, 30
+    )
+    box.screenshot(path=str(artifacts / "voila_animation_frame.png"))
+    assert changed_pixels(played, still) > 20, "the animation did not move to another frame"
+
+    errors = page.console.errors()
+    print(f"voila test: {time.monotonic() - t_start:.1f} s; console warnings and errors:")
+    for kind, text in page.console.messages:
+        if kind in ("error", "pageerror"):
+            print(f"  [{kind}] {text[:200]}")
+    assert not errors, f"{len(errors)} console errors:\n" + "\n".join(errors)
