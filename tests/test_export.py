@@ -1,0 +1,137 @@
+"""A static HTML export of a case study keeps its widgets' state (the animations play in it).
+
+``jupyter nbconvert --execute --to html --ExecutePreprocessor.store_widget_state=True``
+runs the notebook and writes the widget state into the page as a
+``<script type="application/vnd.jupyter.widget-state+json">`` block, with one
+``application/vnd.jupyter.widget-view+json`` block per displayed widget. For an
+`AnimatedSkeleton`, the state holds an ipyvolume ``ScatterModel`` whose ``x``, ``y``, ``z``
+are one array per frame (binary buffers, base64) and a ``PlayModel`` linked to it, so the
+page plays the sequence with no kernel. This test exports ``02_throw_and_kick.ipynb`` and
+reads the state back: the frames of the throw the notebook animates, decoded from the
+page, are the recording's coordinates.
+
+(The exported page loads the widget renderer, ``@jupyter-widgets/html-manager``, from
+unpkg.com, so it needs the network to draw; the state itself is all in the file.)
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOK = REPO / "notebooks" / "02_throw_and_kick.ipynb"
+STATE = re.compile(
+    r'<script type="application/vnd\.jupyter\.widget-state\+json">\s*(\{.*?\})\s*</script>', re.S
+)
+VIEW = re.compile(
+    r'<script type="application/vnd\.jupyter\.widget-view\+json">\s*(\{.*?\})\s*</script>', re.S
+)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> str:
+    pytest.importorskip("nbconvert")
+    out = tmp_path_factory.mktemp("export")
+    env = dict(os.environ)
+    for key, sub in (("JUPYTER_CONFIG_DIR", "config"), ("JUPYTER_RUNTIME_DIR", "runtime"),
+                     ("IPYTHONDIR", "ipython"), ("MPLCONFIGDIR", "matplotlib")):  # fmt: skip
+        (out / sub).mkdir()
+        env[key] = str(out / sub)
+    cmd = [
+        sys.executable, "-m", "nbconvert", "--execute", "--to", "html",
+        "--ExecutePreprocessor.store_widget_state=True",
+        "--ExecutePreprocessor.timeout=600",
+        "--output-dir", str(out), str(NOTEBOOK),
+    ]  # fmt: skip
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, f"nbconvert failed:\n{done.stderr[-4000:]}"
+    html = out / "02_throw_and_kick.html"
+    assert html.is_file(), done.stderr[-2000:]
+    return html.read_text(encoding="utf-8")
+
+
+def _state(html: str) -> dict:
+    blocks = STATE.findall(html)
+    assert len(blocks) == 1, f"{len(blocks)} widget-state blocks in the page"
+    state = json.loads(blocks[0])
+    assert state["version_major"] == 2
+    return state["state"]
+
+
+def _frames(model: dict, name: str) -> list[np.ndarray]:
+    """Decode the per-frame arrays ``name`` (x, y, z) of an ipyvolume scatter's saved state."""
+    spec = model["state"][name]
+    assert isinstance(spec, list), f"{name} is not a per-frame list: {str(spec)[:80]}"
+    data = {
+        b["path"][1]: base64.b64decode(b["data"])
+        for b in model.get("buffers", [])
+        if b["path"][0] == name and b.get("encoding") == "base64"
+    }
+    assert sorted(data) == list(range(len(spec))), f"{name}: buffers for {sorted(data)}"
+    out = []
+    for k, meta in enumerate(spec):
+        arr = np.frombuffer(data[k], dtype=meta["dtype"]).reshape(meta["shape"])
+        out.append(arr)
+    return out
+
+
+def test_html_export_holds_the_widget_state(exported):
+    state = _state(exported)
+    views = [json.loads(v)["model_id"] for v in VIEW.findall(exported)]
+    assert views, "no widget views in the page"
+    assert all(v in state for v in views), "a displayed widget's model is not in the saved state"
+    kinds = [m["model_name"] for m in state.values()]
+    # the explorer (pythreejs scene, bqplot heatmap) and the two animations (ipyvolume)
+    assert kinds.count("ScatterModel") == 2 and kinds.count("RendererModel") >= 1
+    assert "GridHeatMapModel" in kinds
+    # the static figures are in the page as images
+    assert exported.count('src="data:image/png;base64,') >= 6
+
+
+def test_exported_animation_holds_every_frame_of_the_throw(exported):
+    import warnings
+
+    from skvis_widgets.data import load_msr_action3d
+    from skvis_widgets.model import load_pretrained
+
+    # The throw the notebook animates: the test recording the model is most sure of.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        test = load_msr_action3d().split_cross_subject()[1]
+    throw = test.class_names.index("high throw")
+    idx = test.indices_of_class(throw)
+    probs = load_pretrained("msr_action3d").predict([test.sequences[i] for i in idx])
+    sequence = test.sequences[idx[int(np.argmax(probs[:, throw]))]]
+
+    state = _state(exported)
+    scatters = [m for m in state.values() if m["model_name"] == "ScatterModel"]
+    recorded, optimized = (np.stack(_frames(m, "x")) for m in scatters)
+    assert recorded.shape == optimized.shape == sequence.shape[:2]
+    np.testing.assert_allclose(recorded, sequence[..., 0], atol=1e-6)
+    for axis, name in enumerate("xyz"):
+        np.testing.assert_allclose(
+            np.stack(_frames(scatters[0], name)), sequence[..., axis], atol=1e-6
+        )
+    assert np.abs(optimized - recorded).max() > 0.05  # the maximization moved joints
+    colors = np.stack(_frames(scatters[0], "color"))
+    assert colors.shape[:2] == sequence.shape[:2] and colors.shape[2] in (3, 4)
+
+    # The Play buttons run through every frame, in the browser.
+    plays = [m["state"] for m in state.values() if m["model_name"] == "PlayModel"]
+    assert any(p["max"] == len(sequence) - 1 for p in plays), [p["max"] for p in plays]
+    links = [m["state"] for m in state.values() if m["model_name"] == "LinkModel"]
+    linked = {tuple(link["target"]) for link in links} | {tuple(link["source"]) for link in links}
+    assert any(name == "sequence_index" and ref.startswith("IPY_MODEL_") for ref, name in linked), (
+        "no link to a scatter's sequence_index"
+    )
