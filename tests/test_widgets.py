@@ -377,6 +377,8 @@ def test_faithfulness_panel_checks_the_current_class_map(vis, model, dataset):
         np.testing.assert_allclose(shown.deletion.probabilities, ref.deletion.probabilities)
         assert shown.score == pytest.approx(ref.score, nan_ok=True)
         np.testing.assert_allclose(vis.faithfulness.curve.y, ref.deletion.probabilities)
+        assert vis.faithfulness.figure.layout.visibility == "visible"
     vis.unit = 1
     assert vis.faithfulness.summary is None
     assert "class itself" in vis.faithfulness.message.value
+    assert vis.faithfulness.figure.layout.visibility == "hidden"

@@ -443,8 +443,19 @@ class FaithfulnessPanel(W.VBox):
         self.figure = bq.Figure(
             marks=[self.random, self.curve],
             axes=[
-                bq.Axis(scale=x, label="fraction of joint-frames deleted", num_ticks=3),
-                bq.Axis(scale=y, orientation="vertical", label="p(class)", num_ticks=3),
+                bq.Axis(
+                    scale=x,
+                    label="fraction of joint-frames deleted",
+                    tick_values=[0.0, 0.5, 1.0],
+                    tick_format=".1f",
+                ),
+                bq.Axis(
+                    scale=y,
+                    orientation="vertical",
+                    label="p(class)",
+                    tick_values=[0.0, 0.5, 1.0],
+                    tick_format=".1f",
+                ),
             ],
             legend_location="top-right",
             fig_margin={"top": 10, "bottom": 40, "left": 45, "right": 10},
@@ -466,8 +477,10 @@ class FaithfulnessPanel(W.VBox):
             self.random.x = fractions
             self.random.y = np.asarray(curve.random_probabilities, np.float64).mean(0)
         self.message.value = f"<span style='{_SMALL}'>{_esc(summary.message)}</span>"
+        self.figure.layout.visibility = "visible"
         self.summary = summary
 
     def show_text(self, text: str) -> None:
         self.summary = None
         self.message.value = f"<span style='{_SMALL}'>{_esc(text)}</span>"
+        self.figure.layout.visibility = "hidden"  # no stale curve beside the text
