@@ -112,9 +112,7 @@ def test_bad_files(tmp_path, edit, match):
 
 
 def test_wrong_joint_count_file(tmp_path):
-    # 25 joints a frame (an NTU-like file) over 4 frames: 100 lines, not a multiple of 20?
-    # It is (100 = 5 x 20), so a joint count mismatch shows as a shape, not a parse error:
-    # 21 lines per frame over 3 frames (63 lines) must be refused.
+    # A file written with 21 joints a frame (3 frames, 63 lines) is not whole 20-joint frames.
     lines = THROW_FREE.read_text().splitlines()[:63]
     bad = tmp_path / "a01_s01_e01_skeleton3D.txt"
     bad.write_text("\n".join(lines))
