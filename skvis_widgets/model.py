@@ -159,17 +159,20 @@ class SkeletonLSTM(nn.Module):
     ) -> torch.Tensor:
         """Hidden states ``(B, T, H)`` of one recurrent layer (default the last).
 
-        Differentiable. Frames past a sequence's length are zero.
+        Differentiable. Frames past a sequence's length are zero. A lower layer's
+        states are computed without dropout between the layers.
         """
         layer = range(self.num_layers)[layer]
         if layer == self.num_layers - 1:
             return self._top(x, lengths)
-        out = self.preprocess(x)
-        lengths = self._lengths(out, lengths)
-        for k in range(layer + 1):
-            if k:
-                out = nn.functional.dropout(out, self.dropout_p, self.training)
-            out = _run_layer(self.rnn, k, out, lengths)
+        from .adapters import run_layers  # adapters imports no model code
+
+        feats = self.preprocess(x)
+        lengths = self._lengths(feats, lengths)
+        out = run_layers(self.rnn, feats, layer)[layer]
+        if lengths is not None:  # frames past a length: zero, as in the top layer
+            valid = torch.arange(out.shape[1])[None] < lengths[:, None]
+            out = out * valid[..., None].to(out.device, out.dtype)
         return out
 
     def _top(self, x: torch.Tensor, lengths: Any) -> torch.Tensor:
@@ -231,28 +234,6 @@ class SkeletonLSTM(nn.Module):
         finally:
             self.train(was)
         return np.concatenate(out) if out else np.zeros((0, self.num_classes))
-
-
-def _run_layer(rnn: nn.RNNBase, k: int, x: torch.Tensor, lengths) -> torch.Tensor:
-    """Layer ``k`` of ``rnn`` alone, with the module's own weights (gradients flow to them)."""
-    # Built on the meta device: no memory, no draw from the global random generator.
-    single = type(rnn)(x.shape[-1], rnn.hidden_size, batch_first=True, device="meta")
-    params = {
-        f"{n}_l0": getattr(rnn, f"{n}_l{k}")
-        for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-    }
-    out = torch.func.functional_call(single, params, (_pack(x, lengths),))[0]
-    return out if lengths is None else _unpack(out, x.shape[1])
-
-
-def _pack(x, lengths):
-    if lengths is None:
-        return x
-    return pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-
-
-def _unpack(out, total):
-    return pad_packed_sequence(out, batch_first=True, total_length=total)[0]
 
 
 # -- saving and loading ----------------------------------------------------------------------
