@@ -60,6 +60,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.linalg.lapack import dpotrf as _potrf
 from scipy.linalg.lapack import dpotrs as _potrs
 
+from . import _sqp
 from .errors import SkvisError
 from .skeleton import Topology
 
@@ -1239,7 +1240,7 @@ def project(
     reference_lengths: ArrayLike | None = None,
     *,
     tol: float = 1e-6,
-    max_iter: int = 40,
+    max_iter: int = 100,
     return_info: bool = False,
 ) -> NDArray[np.floating] | tuple[NDArray[np.floating], ProjectionInfo]:
     """Eq 14: the valid pose nearest to each frame, for a whole sequence at once.
@@ -1312,8 +1313,16 @@ def project(
     fallback = np.zeros(T, dtype=bool)
     todo = np.nonzero(~unchanged)[0]
     if todo.size:
-        # The fast solver first; the frames it leaves, the bone-coordinate one.
-        x, conv, it = _newton_z(x0[todo], prog, tol, int(max_iter))
+        # The compiled solver first (numpy's batched one where numba is missing); the
+        # frames it leaves, the batched bone-coordinate one; then SLSQP.
+        if _sqp.available() and _USE_COMPILED:
+            x, conv, it = _compiled(x0[todo], prog, tol, int(max_iter))
+            if not conv.all():
+                rest = np.nonzero(~conv)[0]
+                xr, conv_r, it_r = _newton_z(x0[todo[rest]], prog, tol, int(max_iter))
+                x[rest], conv[rest], it[rest] = xr, conv_r, it[rest] + it_r
+        else:
+            x, conv, it = _newton_z(x0[todo], prog, tol, int(max_iter))
         out[todo] = x
         iterations[todo] = it
         if not conv.all():
@@ -1333,6 +1342,25 @@ def project(
     if return_info:
         return result, ProjectionInfo(unchanged, iterations, fallback, viol)
     return result
+
+
+# Whether `project` may use the compiled solver (tests switch it off to check the other).
+_USE_COMPILED = True
+
+
+def _compiled(
+    x0: NDArray, prog: _Program, tol: float, max_iter: int
+) -> tuple[NDArray, NDArray, NDArray]:
+    """`_sqp.solve` from each frame's bone directions and its best-placed root; returns
+    poses, converged and iterations like `_newton_z`."""
+    T, J, _ = x0.shape
+    u = np.zeros((T, J, 3))
+    u[:, prog.child] = _unit(
+        x0[:, prog.child] - x0[:, prog.parent], _fallback_dirs(len(prog.child))[None]
+    )
+    placed = _fk(x0[:, prog.root], u[:, prog.child], prog)
+    r = x0[:, prog.root] + (x0 - placed).mean(axis=1)
+    return _sqp.solve(x0, u, r, _sqp.plan(prog), tol, max_iter)
 
 
 def _better(x0: NDArray, a: NDArray, b: NDArray, prog: _Program) -> NDArray:
