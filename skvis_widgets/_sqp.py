@@ -157,9 +157,9 @@ def _fk(x, r, u, pl_parent, pl_length, fk, root):
 
 
 @_jit
-def _rows(x, ang_idx, ang_sn, ang_sc, plane_idx, plane_inv, h, A):
-    """Inequality values h (m,) and their gradients A (m, J, 3) (zeroed here)."""
-    A[:] = 0.0
+def _rows(x, ang_idx, ang_sn, ang_sc, plane_idx, plane_inv, h, A, grad):
+    """Inequality values h (m,) and, with ``grad``, their gradients A (m, J, 3) (zero
+    off the rows' joints)."""
     na = ang_idx.shape[0]
     for i in range(na):
         a, v, c = ang_idx[i, 0], ang_idx[i, 1], ang_idx[i, 2]
@@ -169,9 +169,10 @@ def _rows(x, ang_idx, ang_sn, ang_sc, plane_idx, plane_inv, h, A):
             ud = x[a, d] - x[v, d]
             wd = x[c, d] - x[v, d]
             uw += ud * wd
-            A[i, a, d] = -sn * wd
-            A[i, c, d] = -sn * ud
-            A[i, v, d] = sn * (ud + wd)
+            if grad:
+                A[i, a, d] = -sn * wd
+                A[i, c, d] = -sn * ud
+                A[i, v, d] = sn * (ud + wd)
         h[i] = ang_sc[i] - sn * uw
     for k in range(plane_idx.shape[0]):
         i = na + k
@@ -181,15 +182,16 @@ def _rows(x, ang_idx, ang_sn, ang_sc, plane_idx, plane_inv, h, A):
         pb0, pb1, pb2 = x[lh, 0] - x[sb, 0], x[lh, 1] - x[sb, 1], x[lh, 2] - x[sb, 2]
         pc0, pc1, pc2 = x[sm, 0] - x[sb, 0], x[sm, 1] - x[sb, 1], x[sm, 2] - x[sb, 2]
         # gradients: d/dpa = pb x pc, d/dpb = pc x pa, d/dpc = pa x pb
-        ga = (pb1 * pc2 - pb2 * pc1, pb2 * pc0 - pb0 * pc2, pb0 * pc1 - pb1 * pc0)
-        gb = (pc1 * pa2 - pc2 * pa1, pc2 * pa0 - pc0 * pa2, pc0 * pa1 - pc1 * pa0)
         gc = (pa1 * pb2 - pa2 * pb1, pa2 * pb0 - pa0 * pb2, pa0 * pb1 - pa1 * pb0)
         h[i] = s * (gc[0] * pc0 + gc[1] * pc1 + gc[2] * pc2)
-        for d in range(3):
-            A[i, rh, d] = s * ga[d]
-            A[i, lh, d] = s * gb[d]
-            A[i, sm, d] = s * gc[d]
-            A[i, sb, d] = -s * (ga[d] + gb[d] + gc[d])
+        if grad:
+            ga = (pb1 * pc2 - pb2 * pc1, pb2 * pc0 - pb0 * pc2, pb0 * pc1 - pb1 * pc0)
+            gb = (pc1 * pa2 - pc2 * pa1, pc2 * pa0 - pc0 * pa2, pc0 * pa1 - pc1 * pa0)
+            for d in range(3):
+                A[i, rh, d] = s * ga[d]
+                A[i, lh, d] = s * gb[d]
+                A[i, sm, d] = s * gc[d]
+                A[i, sb, d] = -s * (ga[d] + gb[d] + gc[d])
 
 
 @_jit
@@ -220,28 +222,12 @@ def _skew_add(K, i, j, w, p0, p1, p2):
 
 
 @_jit
-def _assemble(
-    K,
-    x,
-    u,
-    lam,
-    mu,
-    caug,
-    A,
-    pairs,
-    root,
-    pl_parent,
-    pl_length,
-    ang_idx,
-    ang_sn,
-    plane_idx,
-    plane_inv,
-    m,
-    convex,
-):
+def _assemble(K, x, u, lam, mu, caug, A, m, convex, geo):
     """The KKT blocks K (J, J, 4, 4) of the equality part, on the pattern. With
     ``convex`` the Hessian keeps only its positive semidefinite parts (the bones whose
-    curvature term is positive, the added working-set rows): a Gauss-Newton Hessian."""
+    curvature term is positive, the added working-set rows): a Gauss-Newton Hessian.
+    ``geo``: the plan's arrays (see `_solve_frames`)."""
+    pairs, root, pl_parent, pl_length, ang_idx, ang_sn, plane_idx, plane_inv, row_j = geo
     for q in range(pairs.shape[0]):
         i, j = pairs[q, 0], pairs[q, 1]
         for r in range(4):
@@ -302,14 +288,18 @@ def _assemble(
         ci = caug[i]
         if ci == 0.0:
             continue
-        for q in range(pairs.shape[0]):
-            r, s = pairs[q, 0], pairs[q, 1]
-            for d in range(3):
-                ard = A[i, r, d]
-                if ard == 0.0:
-                    continue
-                for e in range(3):
-                    K[r, s, d, e] += ci * ard * A[i, s, e]
+        for k1 in range(4):
+            r = row_j[i, k1]
+            if r < 0:
+                break
+            for k2 in range(4):
+                q = row_j[i, k2]
+                if q < 0:
+                    break
+                for d in range(3):
+                    ard = ci * A[i, r, d]
+                    for e in range(3):
+                        K[r, q, d, e] += ard * A[i, q, e]
 
 
 @_jit
@@ -692,6 +682,7 @@ def _solve_frames(
 ):
     T, J, _ = x0s.shape
     m = ang_idx.shape[0] + plane_idx.shape[0]
+    geo = (pairs, root, parent, length, ang_idx, ang_sn, plane_idx, plane_inv, row_j)
     deg = 1
     for j in range(J):
         deg = max(deg, nb_ptr[j + 1] - nb_ptr[j])
@@ -748,7 +739,7 @@ def _solve_frames(
         it = 0
         while it < max_iter and not done:
             it += 1
-            _rows(x, ang_idx, ang_sn, ang_sc, plane_idx, plane_inv, h, A)
+            _rows(x, ang_idx, ang_sn, ang_sc, plane_idx, plane_inv, h, A, True)
             nw0 = 0
             for i in range(m):
                 w0[i] = work[i] or h[i] < 0.0
@@ -761,25 +752,7 @@ def _solve_frames(
                     caug[i] = 1.0 / max(nrm, 1e-300)
                 else:
                     caug[i] = 0.0
-            _assemble(
-                K,
-                x,
-                u,
-                lam,
-                mu,
-                caug,
-                A,
-                pairs,
-                root,
-                parent,
-                length,
-                ang_idx,
-                ang_sn,
-                plane_idx,
-                plane_inv,
-                m,
-                False,
-            )
+            _assemble(K, x, u, lam, mu, caug, A, m, False, geo)
             shifted = _factor(K, Pinv, Tf, order, nb_ptr, nb_idx, root, 1e-3)
             if shifted and nw0 > 0 and last < 0.01:
                 # Near a solution a bound often holds back a direction of negative
@@ -787,46 +760,10 @@ def _solve_frames(
                 # (far from one, the working set is a guess: Gauss-Newton is safer).
                 for i in range(m):
                     caug[i] *= 100.0
-                _assemble(
-                    K,
-                    x,
-                    u,
-                    lam,
-                    mu,
-                    caug,
-                    A,
-                    pairs,
-                    root,
-                    parent,
-                    length,
-                    ang_idx,
-                    ang_sn,
-                    plane_idx,
-                    plane_inv,
-                    m,
-                    False,
-                )
+                _assemble(K, x, u, lam, mu, caug, A, m, False, geo)
                 shifted = _factor(K, Pinv, Tf, order, nb_ptr, nb_idx, root, 1e-3)
             if shifted:  # not safely definite: a Gauss-Newton step instead
-                _assemble(
-                    K,
-                    x,
-                    u,
-                    lam,
-                    mu,
-                    caug,
-                    A,
-                    pairs,
-                    root,
-                    parent,
-                    length,
-                    ang_idx,
-                    ang_sn,
-                    plane_idx,
-                    plane_inv,
-                    m,
-                    True,
-                )
+                _assemble(K, x, u, lam, mu, caug, A, m, True, geo)
                 _factor(K, Pinv, Tf, order, nb_ptr, nb_idx, root, 1e-9)
             # The step without inequality multipliers: column 0 of X solves [-g; 0].
             for j in range(J):
@@ -905,7 +842,7 @@ def _solve_frames(
                 for d in range(3):
                     rt[d] = r[d] + alpha * dx[root, d]
                 _fk(xt, rt, ut, parent, length, fk, root)
-                _rows(xt, ang_idx, ang_sn, ang_sc, plane_idx, plane_inv, ht, At)
+                _rows(xt, ang_idx, ang_sn, ang_sc, plane_idx, plane_inv, ht, At, False)
                 if step <= 1e-4 or _ls == 40:
                     break
                 if _merit(xt, x0, ht, m, rho) <= phi0 + 1e-4 * alpha * slope:
