@@ -1,0 +1,186 @@
+"""The compiled projection solver (`skvis_widgets._sqp`) against independent computations:
+its Lagrangian Hessian against finite differences of gradients written separately (the
+constraint rows of `anatomy._evaluate`), its block factorisation against a dense solve,
+and `project` with it against `project` with the batched numpy solver."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_anatomy import assert_valid, load_msr, load_ntu  # the same real files and checks
+
+import skvis_widgets.anatomy as anatomy
+from skvis_widgets import _sqp
+from skvis_widgets.anatomy import (
+    anatomical_constraints,
+    constraint_residuals,
+    project,
+    reference_bone_lengths,
+)
+from skvis_widgets.skeleton import KINECT_V2, MSR_ACTION3D
+
+
+def _state(topo, x, seed):
+    """A frame's plan, rows and random multipliers (every row's weight nonzero)."""
+    cs = anatomical_constraints(topo)
+    ref = reference_bone_lengths(x[None], topo)
+    prog = anatomy._compile(cs, ref)
+    pl = _sqp.plan(prog)
+    rng = np.random.default_rng(seed)
+    J = topo.num_joints
+    m = prog.n_ineq
+    lam = rng.normal(0.0, 0.05, J)
+    lam[pl.root] = 0.0
+    mu = rng.uniform(0.001, 0.01, m)
+    u = np.zeros((J, 3))
+    u[prog.child] = (x[prog.child] - x[prog.parent]) / ref[:, None]
+    h = np.zeros(m)
+    A = np.zeros((m, J, 3))
+    _sqp._rows(x, pl.ang_idx, pl.ang_sn, pl.ang_sc, pl.plane_idx, pl.plane_inv, h, A, True)
+    geo = (pl.pairs, pl.root, pl.parent, pl.length, pl.ang_idx, pl.ang_sn, pl.plane_idx)
+    geo += (pl.plane_inv, pl.row_j)
+    return prog, pl, lam, mu, u, h, A, geo
+
+
+def _dense(K, J):
+    """The (4J, 4J) matrix of the blocks."""
+    return K.transpose(0, 2, 1, 3).reshape(4 * J, 4 * J)
+
+
+def _exact_lengths(topo, x0):
+    """x0 with every bone at the mean length (the solver's iterates have exact bones)."""
+    cs = anatomical_constraints(topo)
+    ref = reference_bone_lengths(x0[None], topo)
+    prog = anatomy._compile(cs, ref)
+    u = anatomy._unit(x0[None, prog.child] - x0[None, prog.parent], np.zeros((1, 1, 3)))
+    return anatomy._fk(x0[None, prog.root], u, prog)[0]
+
+
+@pytest.mark.parametrize("topo", [KINECT_V2, MSR_ACTION3D], ids=lambda t: t.name)
+def test_lagrangian_hessian_matches_finite_differences(topo):
+    # Hess of L = 0.5 |x - x0|^2 - sum lam_b c_b - sum mu_i h_i, with the bones as
+    # c_b = (|x_c - x_p|^2 - L_b^2) / (2 L_b) and the angle and plane rows as numpy
+    # writes them (`anatomy._evaluate`), by central differences of the gradient: exact
+    # for the quadratic terms, O(eps^2) for the plane's cubic one.
+    rng = np.random.default_rng(0)
+    if topo is KINECT_V2:
+        frame = load_ntu("S001C001P001R001A001.skeleton")[10]
+    else:
+        frame = load_msr("a06_s02_e01_skeleton3D.txt")[20]
+    x = _exact_lengths(topo, frame + rng.normal(0.0, 0.02, frame.shape))
+    x0 = x + rng.normal(0.0, 0.03, x.shape)
+    prog, pl, lam, mu, u, h, A, geo = _state(topo, x, 1)
+    J, m = topo.num_joints, prog.n_ineq
+    K = np.zeros((J, J, 4, 4))
+    _sqp._assemble(K, x, u, lam, mu, np.zeros(m), A, m, False, geo)
+    W = _dense(K, J).reshape(J, 4, J, 4)[:, :3, :, :3].reshape(3 * J, 3 * J)
+
+    def grad(xf):
+        xx = xf.reshape(J, 3)
+        g = (xx - x0).copy()
+        d = xx[prog.child] - xx[prog.parent]
+        lam_b = lam[prog.child]
+        gb = (lam_b / prog.length)[:, None] * d
+        np.add.at(g, prog.child, -gb)
+        np.add.at(g, prog.parent, gb)
+        _, Ar = anatomy._evaluate(xx[None], prog)
+        g -= np.tensordot(mu, Ar[0, prog.n_eq :], axes=1)
+        return g.ravel()
+
+    eps = 1e-5
+    fd = np.empty((3 * J, 3 * J))
+    for k in range(3 * J):
+        e = np.zeros(3 * J)
+        e[k] = eps
+        fd[:, k] = (grad(x.ravel() + e) - grad(x.ravel() - e)) / (2 * eps)
+    assert np.abs(W - W.T).max() < 1e-12
+    np.testing.assert_allclose(W, fd, atol=1e-7, rtol=0)
+    # and the plane row is really in it: without its multiplier W changes
+    if prog.plane_idx.size:
+        mu2 = mu.copy()
+        mu2[-1] = 0.0
+        K2 = np.zeros_like(K)
+        _sqp._assemble(K2, x, u, lam, mu2, np.zeros(m), A, m, False, geo)
+        assert np.abs(_dense(K2, J) - _dense(K, J)).max() > 1e-3
+
+
+@pytest.mark.parametrize("topo", [KINECT_V2, MSR_ACTION3D], ids=lambda t: t.name)
+def test_block_factorisation_solves_the_kkt_system(topo):
+    rng = np.random.default_rng(2)
+    if topo is KINECT_V2:
+        frame = load_ntu("S001C001P001R001A001.skeleton")[40]
+    else:
+        frame = load_msr("a06_s02_e01_skeleton3D.txt")[10]
+    x = _exact_lengths(topo, frame)
+    prog, pl, lam, mu, u, h, A, geo = _state(topo, x, 3)
+    J, m = topo.num_joints, prog.n_ineq
+    caug = np.zeros(m)
+    caug[[0, m - 1]] = 1.0 / (A[[0, m - 1]] ** 2).sum(axis=(1, 2))  # two rows added
+    K = np.zeros((J, J, 4, 4))
+    _sqp._assemble(K, x, u, 0.2 * lam, 0.1 * mu, caug, A, m, False, geo)
+    dense = _dense(K, J).copy()
+    deg = int(np.diff(pl.nb_ptr).max())
+    Pinv, T = np.zeros((J, 4, 4)), np.zeros((J, deg, 4, 4))
+    shifted = _sqp._factor(K, Pinv, T, pl.order, pl.nb_ptr, pl.nb_idx, pl.root, 1e-3)
+    assert not shifted  # a modest state: the exact matrix is factored
+    rhs = rng.normal(size=(J, 4, 2))
+    rhs[pl.root, 3] = 0.0  # the root's dummy multiplier
+    X = np.zeros_like(rhs)
+    R = rhs.copy()
+    for q in range(2):
+        _sqp._solve1(K, Pinv, T, pl.order, pl.nb_ptr, pl.nb_idx, R, X, q)
+    ref = np.linalg.solve(dense, rhs.reshape(4 * J, 2))
+    np.testing.assert_allclose(X.reshape(4 * J, 2), ref, atol=1e-9 * np.abs(ref).max())
+
+
+def test_elimination_plan_is_leaves_first_with_no_fill_outside_the_pattern():
+    cs = anatomical_constraints(KINECT_V2)
+    prog = anatomy._compile(cs, np.ones(24))
+    pl = _sqp.plan(prog)
+    rank = {int(j): k for k, j in enumerate(pl.order)}
+    assert pl.order[-1] == KINECT_V2.root
+    for p, c in KINECT_V2.bones:  # every child before its parent
+        assert rank[c] < rank[p]
+    pattern = {tuple(p) for p in pl.pairs.tolist()}
+    for c in range(25):  # eliminating c only couples blocks already in the pattern
+        later = pl.nb_idx[pl.nb_ptr[c] : pl.nb_ptr[c + 1]].tolist()
+        for i in later:
+            assert rank[i] > rank[c] and (i, c) in pattern
+            for j in later:
+                assert (i, j) in pattern
+    # the pattern is small: tree edges, the rows' couplings, no dense fill
+    assert len(pl.pairs) < 4 * 25
+
+
+def test_project_gives_the_same_poses_with_and_without_the_compiled_solver(monkeypatch):
+    ntu = load_ntu("S001C001P001R001A001.skeleton")
+    cs = anatomical_constraints(KINECT_V2)
+    ref = reference_bone_lengths(ntu, KINECT_V2)
+    x0 = ntu[::4] + np.random.default_rng(5).normal(0, 0.04, ntu[::4].shape)
+    x_c, info_c = project(x0, cs, ref, return_info=True)
+    monkeypatch.setattr(anatomy, "_USE_COMPILED", False)
+    x_n, info_n = project(x0, cs, ref, return_info=True)
+    for x in (x_c, x_n):
+        assert_valid(x, cs, ref)
+    assert not info_c.fallback.any()
+    f_c, f_n = (((x - x0) ** 2).sum(axis=(1, 2)) for x in (x_c, x_n))
+    # Same local minimum on nearly every frame; never more than 1 % farther.
+    assert (f_c <= 1.01 * f_n + 1e-12).all()
+    same = np.abs(f_c / f_n - 1.0) < 1e-6
+    assert same.mean() >= 0.95
+    # The compiled solver converges quadratically: few iterations on most frames.
+    assert np.median(info_c.iterations[~info_c.unchanged]) <= 8
+
+
+def test_compiled_solver_handles_degenerate_and_far_frames():
+    cs = anatomical_constraints(KINECT_V2)
+    ntu = load_ntu("S001C001P001R001A001.skeleton")
+    ref = reference_bone_lengths(ntu, KINECT_V2)
+    x0 = np.repeat(ntu[:1], 3, axis=0)
+    x0[0] = 0.0  # every joint at one point
+    x0[1] += np.random.default_rng(1).normal(0, 10.0, (25, 3))  # a 10 m step
+    x0[2, 10:] = x0[2, 9]  # half the joints coincident
+    x = project(x0, cs, ref)
+    assert np.isfinite(x).all()
+    res = constraint_residuals(x, cs, ref)
+    assert res[:, :24].max() < 1e-9 and res[:, 24:].max() < 1e-3
