@@ -408,7 +408,14 @@ def constraint_residuals(
 # Eq 14 per frame: minimise f = 0.5 * |x - x0|^2 over the joint positions x (J, 3) subject
 # to every bone keeping its reference length and the angle and plane inequalities.
 #
-# `project` works in bone coordinates: the root position r and one unit direction u_b per
+# Three solvers, tried in turn. `project` runs the compiled one first (`_sqp.py`, numba):
+# a Newton SQP per frame in joint space whose KKT matrix is factored by block elimination
+# over the skeleton's tree, O(J) small blocks per iteration, with the exact Hessian
+# (plane row included; see that module's docstring). Frames it does not finish (or all,
+# where numba is missing) go to the batched numpy solvers below, and what they leave to
+# SLSQP.
+#
+# The batched solvers work in bone coordinates: the root position r and one unit direction u_b per
 # bone, x = FK(r, u) with x_child = x_parent + L_b u_b. That map is a bijection between
 # the poses with exact bone lengths and R^3 x (S^2)^B, so the bone constraints hold by
 # construction and the problem becomes one on a product of spheres with a handful of
@@ -1197,7 +1204,7 @@ class ProjectionInfo:
     iterations : ndarray of int, shape (T,)
         Newton iterations taken (0 for unchanged frames).
     fallback : ndarray of bool, shape (T,)
-        Newton did not converge in ``max_iter`` iterations and SciPy's SLSQP, started
+        No Newton solver converged in ``max_iter`` iterations and SciPy's SLSQP, started
         from Newton's last iterate, finished the frame (the better of the two is kept).
     max_violation : ndarray of float, shape (T,)
         Largest remaining violation of the returned pose: bone lengths in metres, the
@@ -1247,10 +1254,13 @@ def project(
 
     Each frame ``x0`` (J, 3) is replaced by the pose ``x`` that minimises
     ``sum_j |x_j - x0_j|^2`` among the poses whose bones have their reference lengths and
-    whose angles lie in their ranges. Frames are independent; the solver (a Newton SQP in
-    bone vectors with B x B Hessians, `_newton_z`, then for the frames it leaves the one in
-    bone coordinates, `_newton`; see the comments in the source) runs on all of them
-    together.
+    whose angles lie in their ranges. Frames are independent. Each is solved by a
+    compiled Newton SQP (`skvis_widgets._sqp`: joint space, exact Hessian, a block
+    factorisation along the skeleton's tree); a frame it does not finish in ``max_iter``
+    iterations goes to batched numpy solvers (`_newton_z`, then `_newton`; see the
+    comments in the source), then to SLSQP. A 300-frame, 25-joint sequence takes about
+    20 ms (``benchmarks/bench_projection.py``). The first call in a new environment
+    compiles the solver (some seconds; numba caches it on disk).
 
     Parameters
     ----------
@@ -1267,7 +1277,8 @@ def project(
         are exact to rounding whatever ``tol``. Frames already valid to ``tol`` are
         returned unchanged.
     max_iter : int
-        Newton iterations before a frame is handed to SLSQP (rare; see ``return_info``).
+        Newton iterations before a frame is handed to the next solver (rare; see
+        ``return_info``).
     return_info : bool
         Also return a `ProjectionInfo`.
 
