@@ -73,6 +73,7 @@ __all__ = [
     "constraint_residuals",
     "project",
     "project_slsqp",
+    "prepare_solver",
 ]
 
 Kind = Literal["bone", "angle", "plane"]
@@ -1357,6 +1358,31 @@ def project(
 
 # Whether `project` may use the compiled solver (tests switch it off to check the other).
 _USE_COMPILED = True
+
+
+def prepare_solver() -> bool:
+    """Compile `project`'s solver now, or load it from numba's disk cache.
+
+    The first `project` call in a new environment otherwise does it (about 10 s, once;
+    later processes load the cached code in a fraction of a second). The explorer calls
+    this in a background thread when it opens, so that its first activation maximization
+    does not wait. Safe to call from any thread, any number of times.
+
+    Returns
+    -------
+    bool
+        Whether the compiled solver is available (False where numba is missing; `project`
+        then uses its numpy solvers).
+    """
+    if not _sqp.available():
+        return False
+    from .skeleton import KINECT_V1
+
+    cs = anatomical_constraints(KINECT_V1)
+    x0 = np.random.default_rng(0).normal(0.0, 0.2, (1, KINECT_V1.num_joints, 3))
+    prog = _compile(cs, reference_bone_lengths(x0, KINECT_V1))
+    _compiled(x0, prog, 1e-6, 2)
+    return True
 
 
 def _compiled(

@@ -184,3 +184,11 @@ def test_compiled_solver_handles_degenerate_and_far_frames():
     assert np.isfinite(x).all()
     res = constraint_residuals(x, cs, ref)
     assert res[:, :24].max() < 1e-9 and res[:, 24:].max() < 1e-3
+
+
+def test_prepare_solver_compiles_it_for_every_topology():
+    assert anatomy.prepare_solver() is True
+    assert len(_sqp._solve_frames.signatures) == 1  # one specialisation serves all
+    x0 = load_msr("a06_s02_e01_skeleton3D.txt")[:3] + 0.02
+    project(x0, anatomical_constraints(MSR_ACTION3D))
+    assert len(_sqp._solve_frames.signatures) == 1

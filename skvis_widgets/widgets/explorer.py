@@ -45,6 +45,16 @@ from .timeline import Timeline
 __all__ = ["SkeletonVis"]
 
 
+def _prepare_solver() -> None:
+    """`anatomy.prepare_solver`, quietly: a failure shows where the solver is used."""
+    try:
+        from ..anatomy import prepare_solver
+
+        prepare_solver()
+    except Exception:  # noqa: BLE001 - reported by the maximization that needs it
+        pass
+
+
 def _shows_errors(method):
     """Run an observer; show any exception in the explorer's error area instead of raising."""
 
@@ -215,6 +225,9 @@ class SkeletonVis(W.VBox):
         self.maximization.on_cancel(self.cancel_maximization)
         self._update_header()
         self._update_all()
+        # Compile (or load) the projection solver while the user looks around, so that
+        # the first maximization does not wait for it.
+        threading.Thread(target=_prepare_solver, name="skvis-prepare-solver", daemon=True).start()
 
     # -- validation -----------------------------------------------------------------------
     @T.validate("sample")
