@@ -680,8 +680,14 @@ def _solve_frames(
     conv,
     iters,
 ):
+    """The SQP of the module docstring on each frame t of x0s (T, J, 3), from unit bone
+    directions u0s[t] (J, 3; row j: the bone ending at joint j) and root r0s[t] (3,).
+    Writes the poses to out (T, J, 3), whether each converged to conv (T,) and its
+    iterations to iters (T,). The other arguments are the `Plan`'s arrays. All scratch
+    space is allocated once, before the frames."""
     T, J, _ = x0s.shape
     m = ang_idx.shape[0] + plane_idx.shape[0]
+    mm = max(m, 1)  # arrays of size m, never empty
     geo = (pairs, root, parent, length, ang_idx, ang_sn, plane_idx, plane_inv, row_j)
     deg = 1
     for j in range(J):
@@ -701,21 +707,20 @@ def _solve_frames(
     rt = np.zeros(3)
     lam = np.zeros(J)
     lam_new = np.zeros(J)
-    mu = np.zeros(max(m, 1))
-    mu_new = np.zeros(max(m, 1))
-    caug = np.zeros(max(m, 1))
-    work = np.zeros(max(m, 1), dtype=np.bool_)
-    w0 = np.zeros(max(m, 1), dtype=np.bool_)
-    wl = np.zeros(max(m, 1), dtype=np.bool_)
-    h = np.zeros(max(m, 1))
-    ht = np.zeros(max(m, 1))
-    A = np.zeros((max(m, 1), J, 3))
-    At = np.zeros((max(m, 1), J, 3))
-    S = np.zeros((max(m, 1), max(m, 1)))
-    sv = np.zeros(max(m, 1))
+    mu = np.zeros(mm)
+    mu_new = np.zeros(mm)
+    caug = np.zeros(mm)
+    work = np.zeros(mm, dtype=np.bool_)
+    w0 = np.zeros(mm, dtype=np.bool_)
+    wl = np.zeros(mm, dtype=np.bool_)
+    h = np.zeros(mm)
+    ht = np.zeros(mm)
+    A = np.zeros((mm, J, 3))
+    At = np.zeros((mm, J, 3))
+    S = np.zeros((mm, mm))
+    sv = np.zeros(mm)
     dx = np.zeros((J, 3))
-    have = np.zeros(max(m, 1), dtype=np.bool_)
-    mm = max(m, 1)
+    have = np.zeros(mm, dtype=np.bool_)
     scr_i = np.zeros(mm, dtype=np.int64)
     scr_m = np.zeros((mm, mm))
     scr_v = np.zeros(mm)
