@@ -438,11 +438,13 @@ def _factor(K, Pinv, T, order, nb_ptr, nb_idx, root, delta):
 
 
 @_jit
-def _solve1(K, Pinv, T, order, nb_ptr, nb_idx, R, X, q):
+def _solve1(fac, R, X, q):
     """Solve K X = R for column q with the factors of `_factor` (R[..., q] is
     overwritten). Forward: from the leaves, each joint's block pushes into its later
     neighbours (skipped where it is zero: a row's column starts on a few joints); back:
-    ``X_c = Pinv_c (R_c - sum_j K[c, j] X_j)`` over the later neighbours j."""
+    ``X_c = Pinv_c (R_c - sum_j K[c, j] X_j)`` over the later neighbours j.
+    ``fac = (K, Pinv, T, order, nb_ptr, nb_idx)``."""
+    K, Pinv, T, order, nb_ptr, nb_idx = fac
     J = order.shape[0]
     for k in range(J):
         c = order[k]
@@ -529,7 +531,7 @@ def _dot_row(A, row_j, i, X, q):
 
 
 @_jit
-def _column(K, Pinv, Tf, order, nb_ptr, nb_idx, R, X, A, row_j, i):
+def _column(fac, R, X, A, row_j, i):
     """Column 1 + i of X: the solution for [a_i; 0]."""
     q = 1 + i
     for j in range(R.shape[0]):
@@ -541,41 +543,17 @@ def _column(K, Pinv, Tf, order, nb_ptr, nb_idx, R, X, A, row_j, i):
             break
         for d in range(3):
             R[j, d, q] = A[i, j, d]
-    _solve1(K, Pinv, Tf, order, nb_ptr, nb_idx, R, X, q)
+    _solve1(fac, R, X, q)
 
 
 @_jit
-def _active_set(
-    K,
-    Pinv,
-    Tf,
-    order,
-    nb_ptr,
-    nb_idx,
-    R,
-    X,
-    A,
-    row_j,
-    have,
-    S,
-    s,
-    h,
-    work,
-    m,
-    mu,
-    wl,
-    idx,
-    M,
-    rhs,
-    sol,
-    lin,
-    dg,
-):
+def _active_set(fac, R, X, A, row_j, have, S, s, h, work, m, mu, wl, scratch):
     """Multipliers mu (m,) and working set wl (m,) of the inequality QP: rows
     ``h + S mu - s >= 0`` with ``S = a K^-1 a'``, held at 0 in the working set, mu >= 0
     (see `anatomy._active_set`). Each pass adds the most violated row, else drops the
     most negative multiplier. Columns of K^-1 a' are computed when a row first enters
-    the working set (most rows never do)."""
+    the working set (most rows never do). ``scratch``: six arrays of size m."""
+    idx, M, rhs, sol, lin, dg = scratch
     for i in range(m):
         wl[i] = work[i]
         mu[i] = 0.0
@@ -584,7 +562,7 @@ def _active_set(
         for i in range(m):
             if wl[i]:
                 if not have[i]:
-                    _column(K, Pinv, Tf, order, nb_ptr, nb_idx, R, X, A, row_j, i)
+                    _column(fac, R, X, A, row_j, i)
                     have[i] = True
                     for k in range(m):
                         if have[k]:
@@ -721,12 +699,15 @@ def _solve_frames(
     sv = np.zeros(mm)
     dx = np.zeros((J, 3))
     have = np.zeros(mm, dtype=np.bool_)
-    scr_i = np.zeros(mm, dtype=np.int64)
-    scr_m = np.zeros((mm, mm))
-    scr_v = np.zeros(mm)
-    scr_w = np.zeros(mm)
-    scr_l = np.zeros(mm)
-    scr_d = np.zeros(mm)
+    scratch = (
+        np.zeros(mm, dtype=np.int64),
+        np.zeros((mm, mm)),
+        np.zeros(mm),
+        np.zeros(mm),
+        np.zeros(mm),
+        np.zeros(mm),
+    )
+    fac = (K, Pinv, Tf, order, nb_ptr, nb_idx)
     for t in range(T):
         x0 = x0s[t]
         for j in range(J):
@@ -775,36 +756,11 @@ def _solve_frames(
                 for d in range(3):
                     R[j, d, 0] = x0[j, d] - x[j, d]
                 R[j, 3, 0] = 0.0
-            _solve1(K, Pinv, Tf, order, nb_ptr, nb_idx, R, X, 0)
+            _solve1(fac, R, X, 0)
             for i in range(m):
                 have[i] = False
                 sv[i] = -_dot_row(A, row_j, i, X, 0)  # s = a hh, hh = -z_g
-            _active_set(
-                K,
-                Pinv,
-                Tf,
-                order,
-                nb_ptr,
-                nb_idx,
-                R,
-                X,
-                A,
-                row_j,
-                have,
-                S,
-                sv,
-                h,
-                w0,
-                m,
-                mu_new,
-                wl,
-                scr_i,
-                scr_m,
-                scr_v,
-                scr_w,
-                scr_l,
-                scr_d,
-            )
+            _active_set(fac, R, X, A, row_j, have, S, sv, h, w0, m, mu_new, wl, scratch)
             step = 0.0
             for j in range(J):
                 nrm = 0.0

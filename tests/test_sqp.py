@@ -47,6 +47,13 @@ def _dense(K, J):
     return K.transpose(0, 2, 1, 3).reshape(4 * J, 4 * J)
 
 
+def _real_frame(topo, t):
+    """Frame t of a real recording: NTU drinking (Kinect v2) or MSR high throw."""
+    if topo is KINECT_V2:
+        return load_ntu("S001C001P001R001A001.skeleton")[t]
+    return load_msr("a06_s02_e01_skeleton3D.txt")[t]
+
+
 def _exact_lengths(topo, x0):
     """x0 with every bone at the mean length (the solver's iterates have exact bones)."""
     cs = anatomical_constraints(topo)
@@ -63,10 +70,7 @@ def test_lagrangian_hessian_matches_finite_differences(topo):
     # writes them (`anatomy._evaluate`), by central differences of the gradient: exact
     # for the quadratic terms, O(eps^2) for the plane's cubic one.
     rng = np.random.default_rng(0)
-    if topo is KINECT_V2:
-        frame = load_ntu("S001C001P001R001A001.skeleton")[10]
-    else:
-        frame = load_msr("a06_s02_e01_skeleton3D.txt")[20]
+    frame = _real_frame(topo, 10 if topo is KINECT_V2 else 20)
     x = _exact_lengths(topo, frame + rng.normal(0.0, 0.02, frame.shape))
     x0 = x + rng.normal(0.0, 0.03, x.shape)
     prog, pl, lam, mu, u, h, A, geo = _state(topo, x, 1)
@@ -107,11 +111,7 @@ def test_lagrangian_hessian_matches_finite_differences(topo):
 @pytest.mark.parametrize("topo", [KINECT_V2, MSR_ACTION3D], ids=lambda t: t.name)
 def test_block_factorisation_solves_the_kkt_system(topo):
     rng = np.random.default_rng(2)
-    if topo is KINECT_V2:
-        frame = load_ntu("S001C001P001R001A001.skeleton")[40]
-    else:
-        frame = load_msr("a06_s02_e01_skeleton3D.txt")[10]
-    x = _exact_lengths(topo, frame)
+    x = _exact_lengths(topo, _real_frame(topo, 40 if topo is KINECT_V2 else 10))
     prog, pl, lam, mu, u, h, A, geo = _state(topo, x, 3)
     J, m = topo.num_joints, prog.n_ineq
     caug = np.zeros(m)
@@ -121,14 +121,15 @@ def test_block_factorisation_solves_the_kkt_system(topo):
     dense = _dense(K, J).copy()
     deg = int(np.diff(pl.nb_ptr).max())
     Pinv, T = np.zeros((J, 4, 4)), np.zeros((J, deg, 4, 4))
-    shifted = _sqp._factor(K, Pinv, T, pl.order, pl.nb_ptr, pl.nb_idx, pl.root, 1e-3)
+    fac = (K, Pinv, T, pl.order, pl.nb_ptr, pl.nb_idx)
+    shifted = _sqp._factor(*fac, pl.root, 1e-3)
     assert not shifted  # a modest state: the exact matrix is factored
     rhs = rng.normal(size=(J, 4, 2))
     rhs[pl.root, 3] = 0.0  # the root's dummy multiplier
     X = np.zeros_like(rhs)
     R = rhs.copy()
     for q in range(2):
-        _sqp._solve1(K, Pinv, T, pl.order, pl.nb_ptr, pl.nb_idx, R, X, q)
+        _sqp._solve1(fac, R, X, q)
     ref = np.linalg.solve(dense, rhs.reshape(4 * J, 2))
     np.testing.assert_allclose(X.reshape(4 * J, 2), ref, atol=1e-9 * np.abs(ref).max())
 
