@@ -53,23 +53,10 @@ from skvis_widgets.anatomy import (  # noqa: E402
     project,
     reference_bone_lengths,
 )
+from skvis_widgets.data import read_ntu_skeleton  # noqa: E402
 from skvis_widgets.skeleton import KINECT_V2  # noqa: E402
 
 NTU = Path(__file__).resolve().parent.parent / "tests" / "data" / "ntu"
-
-
-def ntu_first_body(path: Path) -> np.ndarray:
-    """The first body of an NTU RGB+D ``.skeleton`` file, (T, 25, 3) metres."""
-    lines = path.read_text().splitlines()
-    i, frames = 1, []
-    for _ in range(int(lines[0])):
-        bodies, i = int(lines[i]), i + 1
-        for b in range(bodies):
-            joints, i = int(lines[i + 1]), i + 2
-            if b == 0:
-                frames.append([[float(v) for v in lines[i + k].split()[:3]] for k in range(joints)])
-            i += joints
-    return np.array(frames)
 
 
 def rest_pose() -> np.ndarray:
@@ -100,7 +87,7 @@ def rest_pose() -> np.ndarray:
 def clean_sequence(frames: int) -> tuple[np.ndarray, str]:
     path = NTU / "S001C001P001R001A001.skeleton"
     if path.exists():
-        real = ntu_first_body(path)
+        real = read_ntu_skeleton(path)[0].astype(np.float64)  # its first body
         loop = np.concatenate([real, real[::-1]])  # forward and back: no jump
         return loop[np.arange(frames) % len(loop)], f"real NTU frames ({path.name})"
     return np.repeat(rest_pose(), frames, axis=0), "a hand-written rest pose"

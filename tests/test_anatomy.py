@@ -15,6 +15,7 @@ from skvis_widgets.anatomy import (
     project_slsqp,
     reference_bone_lengths,
 )
+from skvis_widgets.data import read_ntu_skeleton
 from skvis_widgets.errors import SkvisError
 from skvis_widgets.skeleton import KINECT_V1, KINECT_V2, MSR_ACTION3D, Topology
 
@@ -60,20 +61,8 @@ def load_msr(name: str) -> np.ndarray:
 
 
 def load_ntu(name: str) -> np.ndarray:
-    """The first body of a real NTU RGB+D ``.skeleton`` file as (T, 25, 3)."""
-    path = DATA / "ntu" / name
-    if not path.exists():
-        pytest.skip(f"{path} is not in the repository")
-    lines = path.read_text().splitlines()
-    i, frames = 1, []
-    for _ in range(int(lines[0])):
-        bodies, i = int(lines[i]), i + 1
-        for b in range(bodies):
-            joints, i = int(lines[i + 1]), i + 2
-            if b == 0:
-                frames.append([[float(v) for v in lines[i + k].split()[:3]] for k in range(joints)])
-            i += joints
-    return np.array(frames)
+    """The first body of a real NTU RGB+D ``.skeleton`` file as (T, 25, 3), float64."""
+    return read_ntu_skeleton(DATA / "ntu" / name)[0].astype(np.float64)
 
 
 def angle_columns(cs) -> list[int]:
