@@ -205,20 +205,16 @@ def _add_iso(K, i, j, w):
 
 @_jit
 def _skew_add(K, i, j, w, p0, p1, p2):
-    """K[i, j] += w [p]x and K[j, i] += (w [p]x)'."""
-    # [p]x = [[0, -p2, p1], [p2, 0, -p0], [-p1, p0, 0]]
-    K[i, j, 0, 1] += -w * p2
-    K[i, j, 0, 2] += w * p1
-    K[i, j, 1, 0] += w * p2
-    K[i, j, 1, 2] += -w * p0
-    K[i, j, 2, 0] += -w * p1
-    K[i, j, 2, 1] += w * p0
-    K[j, i, 1, 0] += -w * p2
-    K[j, i, 2, 0] += w * p1
-    K[j, i, 0, 1] += w * p2
-    K[j, i, 2, 1] += -w * p0
-    K[j, i, 0, 2] += -w * p1
-    K[j, i, 1, 2] += w * p0
+    """K[i, j] += w [p]x and K[j, i] += (w [p]x)' = -w [p]x, with
+    [p]x = [[0, -p2, p1], [p2, 0, -p0], [-p1, p0, 0]]."""
+    for a, b, sign in ((i, j, 1.0), (j, i, -1.0)):
+        v = sign * w
+        K[a, b, 0, 1] -= v * p2
+        K[a, b, 0, 2] += v * p1
+        K[a, b, 1, 0] += v * p2
+        K[a, b, 1, 2] -= v * p0
+        K[a, b, 2, 0] -= v * p1
+        K[a, b, 2, 1] += v * p0
 
 
 @_jit
