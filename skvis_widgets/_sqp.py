@@ -397,7 +397,9 @@ def _pivot(P, is_root, out, delta):
 @_jit
 def _factor(K, Pinv, T, order, nb_ptr, nb_idx, root, delta):
     """Block elimination of K in place. Pinv (J, 4, 4): pivot inverses; T (J, deg, 4, 4):
-    K[i, c] Pinv_c for the later neighbours i of c. Returns whether any pivot was shifted."""
+    K[i, c] Pinv_c for the later neighbours i of c. Returns whether any pivot was shifted.
+    The 4 x 4 products are written out: a helper taking block views made the whole
+    projection 20 % slower."""
     shifted = False
     tmp = np.empty((4, 4))
     for k in range(order.shape[0]):
