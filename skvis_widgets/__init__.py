@@ -8,6 +8,7 @@ Importing the package imports no widget library; ``skvis_widgets.widgets`` does.
 """
 
 from .errors import SkvisError
+from .limits import memory_limit, set_memory_limit
 from .skeleton import KINECT_V1, KINECT_V2, MSR_ACTION3D, Topology, get_topology
 
 __version__ = "0.1.0"
@@ -19,4 +20,6 @@ __all__ = [
     "KINECT_V2",
     "MSR_ACTION3D",
     "get_topology",
+    "memory_limit",
+    "set_memory_limit",
 ]

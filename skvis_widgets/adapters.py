@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._checks import as_model_input, check_layer, check_lengths, check_recurrent
 from .errors import SkvisError
 
 __all__ = [
@@ -43,20 +44,6 @@ __all__ = [
     "run_layers",
     "per_frame_jacobian",
 ]
-
-
-def check_recurrent(rnn: Any, *, where: str = "model.rnn") -> nn.RNNBase:
-    """Raise `SkvisError` unless ``rnn`` is a one-direction ``nn.LSTM``/``nn.GRU``."""
-    if not isinstance(rnn, (nn.LSTM, nn.GRU)):
-        raise SkvisError(
-            f"{where} must be an nn.LSTM or nn.GRU, got {type(rnn).__name__}; "
-            "wrap your module with as_recurrent_classifier(module, recurrent=..., head=...)"
-        )
-    if rnn.bidirectional:
-        raise SkvisError(f"{where}: bidirectional recurrent layers are not supported")
-    if getattr(rnn, "proj_size", 0):
-        raise SkvisError(f"{where}: LSTMs with proj_size > 0 are not supported")
-    return rnn
 
 
 def _layer_params(rnn: nn.RNNBase, k: int) -> dict[str, torch.Tensor]:
@@ -249,27 +236,33 @@ class RecurrentClassifier(nn.Module):
 
     def _input(self, x: Any) -> torch.Tensor:
         if not torch.is_tensor(x):
-            x = torch.as_tensor(np.asarray(x, dtype=np.float32))
-        p = self._param()
-        if not x.is_floating_point():
-            x = x.to(p.dtype)
-        x = x.to(p.device)
+            try:
+                x = torch.as_tensor(np.asarray(x, dtype=np.float32))
+            except (TypeError, ValueError) as exc:
+                raise SkvisError(f"input: cannot convert to a float array ({exc})") from None
         j = self.num_joints
+        shape = tuple(x.shape)
+        if x.dim() == 3 and j is not None and x.shape[-1] == 3 * j:
+            x = x.reshape(*x.shape[:2], j, 3)
         if x.dim() == 4:
             if x.shape[-1] != 3 or (j is not None and x.shape[-2] != j):
                 raise SkvisError(
-                    f"input of shape {tuple(x.shape)}: expected (B, T, {j or 'J'}, 3)"
+                    f"input of shape {shape}: expected (B, T, {j or 'J'}, 3)"
                     + (f" for a model of {j} joints" if j is not None else "")
                 )
-        elif x.dim() == 3 and j is not None and x.shape[-1] == 3 * j:
-            x = x.reshape(*x.shape[:2], j, 3)
-        elif not (x.dim() == 3 and j is None and self.preprocess_input == "features"):
+            return as_model_input(self, x, None, "input", detach=False, batch_only=True)[0]
+        if not (x.dim() == 3 and j is None and self.preprocess_input == "features"):
             raise SkvisError(
-                f"input of shape {tuple(x.shape)}: expected (B, T, {j or 'J'}, 3)"
+                f"input of shape {shape}: expected (B, T, {j or 'J'}, 3)"
                 + (f" or (B, T, {3 * j})" if j is not None else "")
             )
-        if x.shape[1] == 0:
-            raise SkvisError(f"input of shape {tuple(x.shape)} has zero frames")
+        # (B, T, F) features for a preprocess of unknown joint count
+        if x.shape[0] == 0 or x.shape[1] == 0:
+            raise SkvisError(f"input of shape {shape} has no samples or zero frames")
+        p = self._param()
+        x = x.to(device=p.device, dtype=p.dtype if not x.is_floating_point() else x.dtype)
+        if not torch.isfinite(x.detach()).all():
+            raise SkvisError(f"input of shape {shape} contains NaN or infinite values")
         return x
 
     def preprocess(self, x: Any) -> torch.Tensor:
@@ -312,10 +305,7 @@ class RecurrentClassifier(nn.Module):
 
     def hidden_states(self, x: Any, lengths: Any = None, *, layer: int = -1) -> torch.Tensor:
         """Hidden states ``(B, T, H)`` of one layer (default the last); zero past each length."""
-        try:
-            layer = range(self.num_layers)[layer]
-        except IndexError:
-            raise SkvisError(f"layer {layer} out of range for {self.num_layers} layers") from None
+        layer = check_layer(self.num_layers, layer)
         feats = self.preprocess(x)
         h = run_layers(self.rnn, feats, layer)[layer]
         if lengths is None:
@@ -344,12 +334,7 @@ class RecurrentClassifier(nn.Module):
 
 
 def _lengths(lengths: Any, b: int, t: int, device: torch.device) -> torch.Tensor:
-    out = torch.as_tensor(lengths, dtype=torch.int64).reshape(-1)
-    if len(out) != b:
-        raise SkvisError(f"{len(out)} lengths for a batch of {b}")
-    if (out < 1).any() or (out > t).any():
-        raise SkvisError(f"lengths must be in 1..{t}, got {out.tolist()}")
-    return out.to(device)
+    return check_lengths(lengths, b, t).to(device)
 
 
 def as_recurrent_classifier(

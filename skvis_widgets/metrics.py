@@ -41,8 +41,9 @@ import torch
 from scipy.stats import rankdata
 from torch import nn
 
+from ._checks import as_model_input, check_index, check_model, eval_view
 from .errors import SkvisError
-from .saliency import _check_model, _eval_mode, joint_sensitivity
+from .saliency import joint_sensitivity
 from .skeleton import Topology, get_topology
 
 __all__ = [
@@ -63,6 +64,10 @@ _REPLACE = ("interpolate", "mean_pose", "zero")
 
 #: Perturbed sequences per forward pass (bounds memory for long sequences).
 _BATCH = 512
+#: Bytes of perturbed sequences (float64, with _fill's temporaries) built at once.
+_CHUNK_BYTES = 2**26
+#: ``steps`` may exceed the number of cells of a tiny sequence up to this (duplicate points).
+_MIN_STEPS = 20
 
 
 # ---------------------------------------------------------------------------------------------
@@ -231,25 +236,10 @@ def _dtype(model: Any) -> torch.dtype:
 
 def _check_sequence(model: Any, sequence: Any, name: str = "sequence") -> np.ndarray:
     """A finite ``(T, J, 3)`` float64 array with the model's joint count."""
-    try:
-        if torch.is_tensor(sequence):
-            sequence = sequence.detach().cpu().numpy()
-        seq = np.array(sequence, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise SkvisError(f"{name}: cannot convert to a float array ({exc})") from None
-    if seq.ndim != 3 or seq.shape[-1] != 3 or seq.shape[0] < 1 or seq.shape[1] < 1:
-        raise SkvisError(f"{name}: expected shape (T, J, 3) with T, J >= 1, got {seq.shape}")
-    j = getattr(model, "num_joints", None)
-    if j is not None and seq.shape[1] != j:
-        raise SkvisError(
-            f"{name}: has {seq.shape[1]} joints (shape {seq.shape}); the model expects {j}"
-        )
-    if not np.isfinite(seq).all():
-        t, jj, _ = np.argwhere(~np.isfinite(seq))[0]
-        raise SkvisError(
-            f"{name}: contains NaN or infinite values (first at frame {t}, joint {jj})"
-        )
-    return seq
+    x, _, single = as_model_input(model, sequence, name=name)
+    if not single:
+        raise SkvisError(f"{name}: expected shape (T, J, 3), got {tuple(x.shape)}")
+    return x[0].cpu().numpy().astype(np.float64)
 
 
 def _check_saliency(saliency: Any, shape: tuple[int, int]) -> np.ndarray:
@@ -269,16 +259,6 @@ def _check_saliency(saliency: Any, shape: tuple[int, int]) -> np.ndarray:
             f"saliency: contains NaN or infinite values (first at frame {t}, joint {j})"
         )
     return sal
-
-
-def _check_target(target: Any, num_classes: int) -> int:
-    if torch.is_tensor(target) and target.numel() == 1:
-        target = target.item()
-    if isinstance(target, bool) or not isinstance(target, (int, np.integer)):
-        raise SkvisError(f"target must be an int class index, got {target!r}")
-    if not 0 <= target < num_classes:
-        raise SkvisError(f"target {target} out of range 0..{num_classes - 1}")
-    return int(target)
 
 
 def _check_seeds(seeds: Any) -> tuple[int, ...]:
@@ -340,7 +320,7 @@ def _probabilities(model: nn.Module, batch: np.ndarray, target: int) -> np.ndarr
     """``p(target)`` for each ``(T, J, 3)`` sequence of ``batch``, in batches of `_BATCH`."""
     p = model.rnn.weight_ih_l0
     out = []
-    with _eval_mode(model), torch.no_grad():
+    with eval_view(model) as model, torch.no_grad():
         for i in range(0, len(batch), _BATCH):
             x = torch.as_tensor(batch[i : i + _BATCH], dtype=p.dtype, device=p.device)
             logits = model(x)
@@ -364,14 +344,19 @@ def _curve(
     mean_pose: Any,
     seeds: Any,
 ) -> PerturbationCurve:
-    _, fc = _check_model(model)
+    _, fc = check_model(model)
     seq = _check_sequence(model, sequence)
     t, j = seq.shape[:2]
     sal = _check_saliency(saliency, (t, j))
-    target = _check_target(target, fc.out_features)
+    target = check_index(target, fc.out_features, "target")
     seeds = _check_seeds(seeds)
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise SkvisError(f"steps must be a positive int, got {steps!r}")
+    if steps > max(t * j, _MIN_STEPS):
+        raise SkvisError(
+            f"steps={steps} for a sequence of {t} x {j} = {t * j} joint-frame cells: a curve "
+            f"has at most one point per cell, so steps can be at most {max(t * j, _MIN_STEPS)}"
+        )
     if replace not in _REPLACE:
         raise SkvisError(f"replace must be one of {_REPLACE}, got {replace!r}")
     if mean_pose is not None:
@@ -393,10 +378,18 @@ def _curve(
     ranks[0, np.argsort(-sal.reshape(-1), kind="stable")] = np.arange(n)
     for r, s in enumerate(seeds, 1):
         ranks[r] = np.random.default_rng(s).permutation(n)
-    first = ranks[:, None, :] < counts[None, :, None]  # (orders, steps, cells)
-    removed = first if kind == "deletion" else ~first
-    batch = _fill(seq, removed.reshape(-1, t, j), replace, pose)
-    probs = _probabilities(model, batch, target).reshape(len(ranks), len(fractions))
+    # (order, step) pairs in chunks: the perturbed sequences never exist all at once
+    pairs = len(ranks) * len(fractions)
+    chunk = max(1, min(_BATCH, _CHUNK_BYTES // (seq.nbytes * 4)))
+    probs = np.empty(pairs)
+    for start in range(0, pairs, chunk):
+        idx = np.arange(start, min(pairs, start + chunk))
+        order, step = np.divmod(idx, len(fractions))
+        first = ranks[order] < counts[step][:, None]  # (chunk, cells)
+        removed = first if kind == "deletion" else ~first
+        batch = _fill(seq, removed.reshape(-1, t, j), replace, pose)
+        probs[idx] = _probabilities(model, batch, target)
+    probs = probs.reshape(len(ranks), len(fractions))
     aucs = _auc(fractions, probs)
     return PerturbationCurve(
         kind=kind,
@@ -594,7 +587,7 @@ def _layer_groups(model: Any) -> dict[str, list[tuple[nn.Module, str, float]]]:
     every weight and bias of a recurrent layer, ``U(-1/sqrt(in), 1/sqrt(in))`` for
     the linear layer.
     """
-    rnn, fc = _check_model(model)
+    rnn, fc = check_model(model)
     groups = {"fc": [(fc, n, 1 / math.sqrt(fc.in_features)) for n, _ in fc.named_parameters()]}
     names = ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if rnn.bias else ())
     bound = 1 / math.sqrt(rnn.hidden_size)
@@ -685,7 +678,7 @@ def randomization_test(
         depends on the model should show. The input standardization (statistics,
         not learned weights) is kept.
     """
-    _check_model(model)
+    check_model(model)
     explain = _explainer(method, normalize)
     try:
         seqs, labels = dataset.sequences, np.asarray(dataset.labels)
@@ -714,8 +707,8 @@ def randomization_test(
             raise SkvisError(f"indices must be ints in 0..{n - 1}, got {indices!r}")
     if not (cascade or single):
         raise SkvisError("randomization_test: nothing to do (cascade=False and single=False)")
-    num_classes = _check_model(model)[1].out_features
-    targets = np.array([_check_target(int(labels[i]), num_classes) for i in idx])
+    num_classes = check_model(model)[1].out_features
+    targets = np.array([check_index(int(labels[i]), num_classes, "target") for i in idx])
     sequences = [_check_sequence(model, seqs[i], f"dataset sequence {i}") for i in idx]
 
     layers = list(_layer_groups(model))  # fc, then the recurrent layers top down

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from .data.arrays import as_sequence
+from . import _checks
 from .errors import SkvisError
 
 __all__ = [
@@ -118,41 +118,33 @@ class SkeletonLSTM(nn.Module):
         self.feature_std.copy_(torch.as_tensor(std, dtype=torch.float32))
 
     # -- the forward pass ------------------------------------------------------------------
-    def _check(self, x: torch.Tensor) -> torch.Tensor:
+    def _check(self, x: Any, lengths: Any = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(B, T, J*3)`` input on the model's device and dtype, and checked lengths."""
         if not torch.is_tensor(x):
-            x = torch.as_tensor(np.asarray(x, dtype=np.float32))
-        if x.dim() == 4:
-            if x.shape[-2:] != (self.num_joints, 3):
+            try:
+                x = np.asarray(x, dtype=np.float32)
+            except (TypeError, ValueError) as exc:
+                raise SkvisError(f"input: cannot convert to a float array ({exc})") from None
+        shape = tuple(x.shape)
+        if len(shape) == 3:
+            if shape[-1] != self.input_size:
                 raise SkvisError(
-                    f"input of shape {tuple(x.shape)}: expected (B, T, {self.num_joints}, 3) "
-                    f"for a model of {self.num_joints} joints"
+                    f"input of shape {shape}: expected (B, T, {self.num_joints}, 3) or "
+                    f"(B, T, {self.input_size}) for a model of {self.num_joints} joints"
                 )
-            x = x.reshape(x.shape[0], x.shape[1], self.input_size)
-        elif x.dim() != 3 or x.shape[-1] != self.input_size:
-            raise SkvisError(
-                f"input of shape {tuple(x.shape)}: expected (B, T, {self.num_joints}, 3) or "
-                f"(B, T, {self.input_size}) for a model of {self.num_joints} joints"
-            )
-        if x.shape[1] == 0:
-            raise SkvisError(f"input of shape {tuple(x.shape)} has zero frames")
-        if not x.is_floating_point():
-            x = x.float()
-        return x.to(self.feature_mean.device)
+            x = x.reshape(shape[0], shape[1], self.num_joints, 3)
+        x, lens, _ = _checks.as_model_input(
+            self, x, lengths, "input", detach=False, batch_only=True
+        )
+        x = x.reshape(x.shape[0], x.shape[1], self.input_size)
+        return x, (None if lengths is None else lens.cpu())
+
+    def _standardize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.feature_mean.to(x.dtype)) / self.feature_std.to(x.dtype)
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, T, J, 3)`` or ``(B, T, J*3)`` -> standardized features ``(B, T, J*3)``."""
-        x = self._check(x)
-        return (x - self.feature_mean.to(x.dtype)) / self.feature_std.to(x.dtype)
-
-    def _lengths(self, x: torch.Tensor, lengths: Any) -> torch.Tensor | None:
-        if lengths is None:
-            return None
-        lengths = torch.as_tensor(lengths, dtype=torch.int64).reshape(-1).cpu()
-        if len(lengths) != x.shape[0]:
-            raise SkvisError(f"{len(lengths)} lengths for a batch of {x.shape[0]}")
-        if (lengths < 1).any() or (lengths > x.shape[1]).any():
-            raise SkvisError(f"lengths must be in 1..{x.shape[1]}, got {lengths.tolist()}")
-        return lengths
+        return self._standardize(self._check(x)[0])
 
     def hidden_states(
         self, x: torch.Tensor, lengths: Any = None, *, layer: int = -1
@@ -162,77 +154,89 @@ class SkeletonLSTM(nn.Module):
         Differentiable. Frames past a sequence's length are zero. A lower layer's
         states are computed without dropout between the layers.
         """
-        layer = range(self.num_layers)[layer]
+        layer = _checks.check_layer(self.num_layers, layer)
         if layer == self.num_layers - 1:
-            return self._top(x, lengths)
+            return self._top(x, lengths)[0]
         from .adapters import run_layers  # adapters imports no model code
 
-        feats = self.preprocess(x)
-        lengths = self._lengths(feats, lengths)
-        out = run_layers(self.rnn, feats, layer)[layer]
+        feats, lengths = self._check(x, lengths)
+        out = run_layers(self.rnn, self._standardize(feats), layer)[layer]
         if lengths is not None:  # frames past a length: zero, as in the top layer
             valid = torch.arange(out.shape[1])[None] < lengths[:, None]
             out = out * valid[..., None].to(out.device, out.dtype)
         return out
 
-    def _top(self, x: torch.Tensor, lengths: Any) -> torch.Tensor:
-        feats = self.preprocess(x)
-        lengths = self._lengths(feats, lengths)
+    def _top(self, x: Any, lengths: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The last layer's hidden states ``(B, T, H)`` (zero past lengths) and the lengths."""
+        feats, lengths = self._check(x, lengths)
+        feats = self._standardize(feats)
         if lengths is None:
             out, _ = self.rnn(feats)
-            return out
+            return out, None
         packed = pack_padded_sequence(feats, lengths, batch_first=True, enforce_sorted=False)
         out, _ = self.rnn(packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=feats.shape[1])
-        return out
+        return out, lengths
 
     def forward(self, x: torch.Tensor, lengths: Any = None) -> torch.Tensor:
-        """Class logits ``(B, C)`` from each sequence's last valid frame."""
-        h = self._top(x, lengths)
+        """Class logits ``(B, C)`` from each sequence's last valid frame.
+
+        ``x`` is ``(B, T, J, 3)`` or ``(B, T, J*3)``, finite, with the model's joint
+        count; ``lengths`` (whole numbers in ``1..T``) per sequence. Anything else
+        raises `SkvisError` naming the shape or value.
+        """
+        h, lengths = self._top(x, lengths)
         if lengths is None:
             last = h[:, -1]
         else:
-            idx = torch.as_tensor(lengths, dtype=torch.int64, device=h.device).reshape(-1) - 1
+            idx = lengths.to(h.device) - 1
             last = h[torch.arange(h.shape[0], device=h.device), idx]
         return self.fc(self.drop(last))
 
     def frame_logits(self, x: torch.Tensor, lengths: Any = None) -> torch.Tensor:
         """The FC layer applied at every frame: ``(B, T, C)``."""
-        return self.fc(self.drop(self._top(x, lengths)))
+        return self.fc(self.drop(self._top(x, lengths)[0]))
 
     @torch.no_grad()
     def classify(self, sequence: np.ndarray) -> np.ndarray:
-        """Class probabilities ``(C,)`` for one ``(T, J, 3)`` sequence."""
-        seq = as_sequence(sequence, name="sequence")
-        if seq.shape[1] != self.num_joints:
+        """Class probabilities ``(C,)`` for one ``(T, J, 3)`` sequence.
+
+        Evaluated in eval mode without changing the model's own ``training`` flags
+        (`skvis_widgets._checks.eval_view`), so it is safe beside a training loop.
+        """
+        x, _, single = _checks.as_model_input(self, sequence)
+        if not single:
             raise SkvisError(
-                f"sequence of shape {seq.shape}: this model expects {self.num_joints} joints"
+                f"sequence: expected shape (T, {self.num_joints}, 3), got {tuple(x.shape)}"
             )
-        was = self.training
-        self.eval()
-        try:
-            logits = self(torch.as_tensor(seq[None], device=self.feature_mean.device))
-        finally:
-            self.train(was)
+        with _checks.eval_view(self) as model:
+            logits = model(x)
         return torch.softmax(logits[0].double(), -1).cpu().numpy()
 
     @torch.no_grad()
     def predict(self, sequences: list[np.ndarray], batch_size: int = 64) -> np.ndarray:
-        """Class probabilities ``(N, C)`` for a list of ``(T_i, J, 3)`` sequences."""
-        was = self.training
-        self.eval()
+        """Class probabilities ``(N, C)`` for a list of ``(T_i, J, 3)`` sequences.
+
+        Every sequence is checked (shape, joint count, frames, finiteness) before any
+        is run; the model's ``training`` flags are left as they are (as in `classify`).
+        """
+        batch_size = _checks.check_positive_int(batch_size, "batch_size")
+        checked = []
+        for i, s in enumerate(sequences):
+            x, _, single = _checks.as_model_input(self, s, name=f"sequences[{i}]")
+            if not single:
+                raise SkvisError(
+                    f"sequences[{i}]: expected shape (T, {self.num_joints}, 3), got "
+                    f"{tuple(x.shape)}"
+                )
+            checked.append(x[0])
         out = []
-        try:
-            for i in range(0, len(sequences), batch_size):
-                chunk = sequences[i : i + batch_size]
+        with _checks.eval_view(self) as model:
+            for i in range(0, len(checked), batch_size):
+                chunk = checked[i : i + batch_size]
                 lengths = [len(s) for s in chunk]
-                batch = np.zeros((len(chunk), max(lengths), self.num_joints, 3), np.float32)
-                for k, s in enumerate(chunk):
-                    batch[k, : len(s)] = s
-                x = torch.as_tensor(batch, device=self.feature_mean.device)
-                out.append(torch.softmax(self(x, lengths).double(), -1).cpu().numpy())
-        finally:
-            self.train(was)
+                x = nn.utils.rnn.pad_sequence(chunk, batch_first=True)
+                out.append(torch.softmax(model(x, lengths).double(), -1).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.num_classes))
 
 

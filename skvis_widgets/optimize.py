@@ -105,6 +105,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from ._checks import as_model_input, check_index, check_layer, check_model, eval_view
 from .adapters import run_layers
 from .anatomy import (
     ConstraintSet,
@@ -114,7 +115,8 @@ from .anatomy import (
     reference_bone_lengths,
 )
 from .errors import SkvisError
-from .saliency import _check_model, _eval_mode, instantaneous_jacobian
+from .limits import check_memory
+from .saliency import instantaneous_jacobian
 from .skeleton import TOPOLOGIES, Topology, get_topology
 
 __all__ = [
@@ -232,55 +234,27 @@ def _dtype(model: Any) -> tuple[torch.dtype, torch.device, type]:
 
 
 def _as_sequence(model: Any, sequence: Any, np_dtype: type) -> np.ndarray:
-    if torch.is_tensor(sequence):
-        sequence = sequence.detach().cpu().numpy()
-    try:
-        x = np.array(sequence, dtype=np_dtype)
-    except (TypeError, ValueError) as exc:
-        raise SkvisError(f"sequence: cannot convert to a float array ({exc})") from None
-    j = getattr(model, "num_joints", None)
-    want = f"(T, {j}, 3)" if j is not None else "(T, J, 3)"
-    if x.ndim != 3 or x.shape[-1] != 3:
-        raise SkvisError(f"sequence: expected shape {want}, got {x.shape}")
-    if j is not None and x.shape[1] != j:
-        raise SkvisError(
-            f"sequence: has {x.shape[1]} joints (shape {x.shape}); the model expects {j}"
-        )
-    if x.shape[0] == 0:
-        raise SkvisError(f"sequence: has zero frames (shape {x.shape}); expected T >= 1")
-    if not np.isfinite(x).all():
-        t, jj, _ = np.argwhere(~np.isfinite(x))[0]
-        raise SkvisError(
-            f"sequence: contains NaN or infinite values (first at frame {t}, joint {jj})"
-        )
-    return x
-
-
-def _index(value: Any, size: int, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise SkvisError(f"{what} must be an int, got {value!r}")
-    if not 0 <= value < size:
-        raise SkvisError(f"{what} {value} out of range 0..{size - 1}")
-    return int(value)
+    """A checked ``(T, J, 3)`` copy of ``sequence`` in the model's dtype."""
+    x, _, single = as_model_input(model, sequence)
+    if not single:
+        raise SkvisError(f"sequence: expected shape (T, J, 3), got {tuple(x.shape)}")
+    return np.array(x[0].cpu().numpy(), dtype=np_dtype)
 
 
 def _what(model: Any, target: Any, unit: Any, layer: Any) -> tuple[int | None, int | None, int]:
     """Checked ``(target, unit, layer)``; the layer is an index >= 0."""
-    rnn, fc = _check_model(model)
+    rnn, fc = check_model(model)
     if (target is None) == (unit is None):
         raise SkvisError(
             "give exactly one of target= (a class) and unit= (a hidden unit); "
             f"got target={target!r}, unit={unit!r}"
         )
-    try:
-        layer = range(rnn.num_layers)[layer]
-    except (IndexError, TypeError):
-        raise SkvisError(f"layer {layer!r} out of range for {rnn.num_layers} layer(s)") from None
+    layer = check_layer(rnn.num_layers, layer)
     if target is not None:
         if layer != rnn.num_layers - 1:
             raise SkvisError(f"target={target!r} reads the last layer; layer={layer} is not it")
-        return _index(target, fc.out_features, "target"), None, layer
-    return None, _index(unit, rnn.hidden_size, "unit"), layer
+        return check_index(target, fc.out_features, "target"), None, layer
+    return None, check_index(unit, rnn.hidden_size, "unit"), layer
 
 
 def _topology(model: Any, topology: Any, num_joints: int) -> tuple[Topology | None, str | None]:
@@ -498,7 +472,8 @@ def ascent_direction(
         raise SkvisError(f"gradient must be one of {_GRADIENTS}, got {gradient!r}")
     dtype, device, np_dtype = _dtype(model)
     x = _as_sequence(model, sequence, np_dtype)
-    with _eval_mode(model):
+    # autograd works here even inside the caller's torch.inference_mode()/no_grad()
+    with eval_view(model) as model, torch.inference_mode(False), torch.enable_grad():
         d, _ = _direction(model, x, target, unit, layer, gradient, device, dtype)
     return d.astype(np_dtype, copy=False)
 
@@ -645,6 +620,11 @@ def maximize_activation(
 
     dtype, device, np_dtype = _dtype(model)
     x0 = _as_sequence(model, sequence, np_dtype)
+    check_memory(
+        (iterations + 1) * x0.nbytes,
+        f"the history of {iterations} iterations on a sequence of {x0.shape[0]} frames",
+        "run fewer iterations per call and continue from result.final",
+    )
     topo, source = _topology(model, topology, x0.shape[1])
     if isinstance(constraints, ConstraintSet):
         given = constraints.topology
@@ -752,7 +732,7 @@ def maximize_activation(
 
     bar = tqdm(total=iterations, desc="activation maximization", disable=not progress)
     try:
-        with _eval_mode(model):
+        with eval_view(model) as model, torch.inference_mode(False), torch.enable_grad():
             scores[0] = _score(model, x0, target, unit, layer, device, dtype)
             x, current = x0, scores[0]
             for it in range(1, iterations + 1):

@@ -40,8 +40,7 @@ and dtype, and return numpy arrays (float32, or float64 for a float64 model).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -49,14 +48,24 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._checks import (
+    as_model_input,
+    check_finite,
+    check_index,
+    check_layer,
+    check_model,
+    check_positive_int,
+    check_targets,
+    eval_view,
+)
 from .adapters import (
     RecurrentClassifier,
     as_recurrent_classifier,
-    check_recurrent,
     per_frame_jacobian,
     run_layers,
 )
 from .errors import SkvisError
+from .limits import check_memory
 from .model import SkeletonLSTM
 from .skeleton import BODY_PARTS, Topology
 
@@ -89,114 +98,9 @@ _CONST = 16.0
 # ---------------------------------------------------------------------------------------------
 # Input checking and model state
 # ---------------------------------------------------------------------------------------------
-def _check_model(model: Any) -> tuple[nn.RNNBase, nn.Linear]:
-    for name in ("preprocess", "rnn", "fc"):
-        if not hasattr(model, name):
-            raise SkvisError(
-                f"{type(model).__name__} has no {name!r}: expected a SkeletonLSTM or a model "
-                "wrapped with as_recurrent_classifier(module, recurrent=..., head=...)"
-            )
-    rnn = check_recurrent(model.rnn)
-    fc = model.fc
-    if not isinstance(fc, nn.Linear) or fc.in_features != rnn.hidden_size:
-        raise SkvisError(
-            f"model.fc must be an nn.Linear taking the {rnn.hidden_size} hidden units, got {fc!r}"
-        )
-    return rnn, fc
-
-
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode inside; every submodule's own mode restored afterwards."""
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, was in flags:
-            m.training = was
-
-
-def _as_input(
-    model: Any, sequence: Any, lengths: Any, name: str = "sequence"
-) -> tuple[torch.Tensor, torch.Tensor, bool]:
-    """``(x (N, T, J, 3), lengths (N,), single)`` on the model's device and dtype."""
-    p = model.rnn.weight_ih_l0
-    if torch.is_tensor(sequence):
-        x = sequence.detach()
-    else:
-        try:
-            arr = np.asarray(sequence, dtype=np.float64 if p.dtype == torch.float64 else np.float32)
-        except (TypeError, ValueError) as exc:
-            raise SkvisError(f"{name}: cannot convert to a float array ({exc})") from None
-        # shares the caller's memory when it can; nothing below writes to x
-        x = torch.from_numpy(arr if arr.flags.writeable else arr.copy())
-    shape = tuple(x.shape)
-    single = x.dim() == 3
-    if single:
-        x = x[None]
-    if x.dim() != 4 or x.shape[-1] != 3:
-        raise SkvisError(f"{name}: expected shape (T, J, 3) or (N, T, J, 3), got {shape}")
-    j = getattr(model, "num_joints", None)
-    if j is not None and x.shape[2] != j:
-        raise SkvisError(f"{name}: has {x.shape[2]} joints (shape {shape}); the model expects {j}")
-    if x.shape[0] == 0:
-        raise SkvisError(f"{name}: empty batch (shape {shape})")
-    if x.shape[1] == 0:
-        raise SkvisError(f"{name}: has zero frames (shape {shape}); expected T >= 1")
-    x = x.to(device=p.device, dtype=p.dtype)
-    if not torch.isfinite(x).all():
-        bad = torch.nonzero(~torch.isfinite(x))[0].tolist()
-        where = f"frame {bad[1]}, joint {bad[2]}" + (f" of sample {bad[0]}" if not single else "")
-        raise SkvisError(f"{name}: contains NaN or infinite values (first at {where})")
-    n, t = x.shape[:2]
-    if lengths is None:
-        lens = torch.full((n,), t, dtype=torch.int64)
-    else:
-        if single:
-            raise SkvisError(f"{name}: lengths are for a batch (N, T, J, 3), got shape {shape}")
-        if torch.is_tensor(lengths):
-            lengths = lengths.detach().cpu()
-        lens = torch.as_tensor(np.asarray(lengths), dtype=torch.int64).reshape(-1)
-        if len(lens) != n:
-            raise SkvisError(f"{len(lens)} lengths for a batch of {n} (shape {shape})")
-        if (lens < 1).any() or (lens > t).any():
-            raise SkvisError(f"lengths must be in 1..{t} for shape {shape}, got {lens.tolist()}")
-    return x, lens.to(p.device), single
-
-
-def _layer_index(rnn: nn.RNNBase, layer: int) -> int:
-    try:
-        return range(rnn.num_layers)[layer]
-    except (IndexError, TypeError):
-        raise SkvisError(f"layer {layer!r} out of range for {rnn.num_layers} layer(s)") from None
-
-
 def _check_mode(mode: str) -> None:
     if mode not in _MODES:
         raise SkvisError(f"mode must be one of {_MODES}, got {mode!r}")
-
-
-def _check_index(value: Any, size: int, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise SkvisError(f"{what} must be an int, got {value!r}")
-    if not 0 <= value < size:
-        raise SkvisError(f"{what} {value} out of range 0..{size - 1}")
-    return int(value)
-
-
-def _targets(target: Any, n: int, num_classes: int) -> torch.Tensor:
-    """One class per sample: an int, or a sequence / tensor of N ints."""
-    if torch.is_tensor(target):
-        target = target.detach().cpu().numpy()
-    arr = np.asarray(target)
-    if arr.ndim == 0:
-        arr = np.full(n, arr)
-    if arr.shape != (n,) or not np.issubdtype(arr.dtype, np.integer):
-        raise SkvisError(f"target must be an int or {n} ints, got {target!r}")
-    for c in arr:
-        _check_index(int(c), num_classes, "target")
-    return torch.as_tensor(arr, dtype=torch.int64)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -500,37 +404,50 @@ def _compute(
     reduce: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tensor],
     name: str = "sequence",
     signed: bool = False,
+    all_units: bool = False,
 ) -> tuple[np.ndarray, bool]:
-    """Run the engine chunk by chunk; ``reduce(sens (n,K,T,F), targets, slice)`` per chunk."""
+    """Run the engine chunk by chunk; ``reduce(sens (n,K,T,F), targets, slice)`` per chunk.
+
+    ``all_units``: ``reduce`` keeps every unit (the result is ``(n, H, T, F)``), which
+    counts in the memory estimate checked before any work starts.
+    """
     _check_mode(mode)
-    rnn, fc = _check_model(model)
-    layer = _layer_index(rnn, layer)
-    x, lens, single = _as_input(model, sequence, lengths, name)
+    rnn, fc = check_model(model)
+    layer = check_layer(rnn.num_layers, layer)
+    x, lens, single = as_model_input(model, sequence, lengths, name)
     n, t = x.shape[:2]
     hdim = rnn.hidden_size
     rows = cot_w = None
     targets = torch.zeros(n, dtype=torch.int64)
     if units is not None:
-        rows = torch.tensor([_check_index(units, hdim, "unit")], device=x.device)
+        rows = torch.tensor([check_index(units, hdim, "unit")], device=x.device)
     if target is not None:
         if layer != rnn.num_layers - 1:
             raise SkvisError(
                 f"target {target!r} weighs the last layer's units by the FC layer; "
                 f"layer={layer} is not the last of {rnn.num_layers}"
             )
-        targets = _targets(target, n, fc.out_features)
+        targets = check_targets(target, n, fc.out_features)
         if mode == "through_time":
             cot_w = fc.weight.detach()[targets.to(x.device)][:, None, :]  # (N, 1, H)
     k = 1 if (rows is not None or cot_w is not None) else hdim
+    width = max(x[0, 0].numel(), hdim, getattr(rnn, "input_size", 0))
+    per_sample = k * t * width * (2 if rnn.num_layers > 1 else 1) + 8 * t * hdim
     if chunk_size is None:
-        width = max(x[0, 0].numel(), hdim, getattr(rnn, "input_size", 0))
-        per_sample = k * t * width * (2 if rnn.num_layers > 1 else 1) + 8 * t * hdim
         chunk_size = max(1, _WORK // per_sample)
-    elif not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
-        raise SkvisError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    else:
+        chunk_size = check_positive_int(chunk_size, "chunk_size")
+    itemsize = x.element_size()
+    result = n * (hdim if all_units else 1) * t * x[0, 0].numel() * itemsize
+    check_memory(
+        result + per_sample * min(chunk_size, n) * itemsize,
+        f"sensitivity of {n} sequence(s) of {t} frames"
+        + (f" for all {hdim} units" if all_units else ""),
+        "pass fewer sequences per call (a slice of the batch) or a smaller chunk_size"
+        + (", or one unit / class at a time (joint_sensitivity)" if all_units else ""),
+    )
     out: np.ndarray | None = None
-    chunk_size = int(chunk_size)
-    with _eval_mode(model), torch.no_grad():
+    with eval_view(model) as model, torch.no_grad():
         for start in range(0, n, chunk_size):
             sl = slice(start, min(n, start + chunk_size))
             sens = _sensitivity_chunk(
@@ -623,6 +540,7 @@ def unit_sensitivity(
         normalize=normalize,
         chunk_size=chunk_size,
         reduce=reduce,
+        all_units=True,
     )
     return out[0] if single else out
 
@@ -667,6 +585,7 @@ def instantaneous_jacobian(
         chunk_size=chunk_size,
         reduce=reduce,
         signed=True,
+        all_units=True,
     )
     return out[0] if single else out
 
@@ -774,7 +693,7 @@ def _fc_weight(model_or_fc_weight: Any) -> np.ndarray:
     w = np.asarray(w)
     if w.ndim != 2:
         raise SkvisError(f"FC weight must be (C, H), got shape {w.shape}")
-    return w
+    return check_finite(w, "FC weight")
 
 
 def class_map(unit_sens: Any, model_or_fc_weight: Any, target: int) -> np.ndarray:
@@ -813,7 +732,7 @@ def class_map(unit_sens: Any, model_or_fc_weight: Any, target: int) -> np.ndarra
             f"unit_sens of shape {np.shape(unit_sens)} has {s.shape[1]} units; "
             f"the FC layer has {w.shape[1]}"
         )
-    c = _check_index(target, w.shape[0], "target")
+    c = check_index(target, w.shape[0], "target")
     weights = np.abs(w[c]).astype(s.dtype, copy=False)
     flat = s.reshape(s.shape[0], s.shape[1], -1)
     # numpy's own einsum loop: a BLAS gemv is no faster here and, with its threads
@@ -822,6 +741,12 @@ def class_map(unit_sens: Any, model_or_fc_weight: Any, target: int) -> np.ndarra
     out = out.reshape(s.shape[0], *s.shape[2:])
     if s.ndim == 5:
         out = out.sum(-1)
+    # every entry of unit_sens reaches the result times a finite weight, so a NaN or
+    # inf anywhere shows here, in the small result
+    if not np.isfinite(out).all():
+        raise SkvisError(
+            f"unit_sens of shape {np.shape(unit_sens)} contains NaN or infinite values"
+        )
     return out if batch else out[0]
 
 
@@ -846,7 +771,7 @@ class JointSensitivity:
     multiplies_by_inputs = False
 
     def __init__(self, forward_func: Any) -> None:
-        _check_model(forward_func)
+        check_model(forward_func)
         self.forward_func = forward_func
 
     def has_convergence_delta(self) -> bool:
@@ -964,7 +889,7 @@ def rank_units(
         Ties keep the lower unit index first.
     """
     w = _fc_weight(model_or_fc_weight)
-    c = _check_index(target, w.shape[0], "target")
+    c = check_index(target, w.shape[0], "target")
     row = w[c].astype(np.float64)
     if by == "weight":
         if unit_sens is not None:
@@ -983,6 +908,8 @@ def rank_units(
                 f"unit_sens of shape {s.shape}: expected (H, T, J[, 3]) or (N, H, T, J[, 3]) "
                 f"with H = {w.shape[1]}"
             )
+        if not np.isfinite(mean).all():
+            raise SkvisError(f"unit_sens of shape {s.shape} contains NaN or infinite values")
         scores = np.abs(row) * mean.astype(np.float64)
     else:
         raise SkvisError(f"by must be 'weight' or 'sensitivity', got {by!r}")

@@ -467,7 +467,8 @@ def test_eq3_maps_of_the_shipped_model_survive_randomization(msr):
     [
         ({"sequence": np.zeros((T, J))}, r"expected shape \(T, J, 3\)"),
         ({"sequence": np.zeros((T, J + 1, 3))}, "has 5 joints"),
-        ({"sequence": np.zeros((0, J, 3))}, r"T, J >= 1"),
+        ({"sequence": np.zeros((0, J, 3))}, "zero frames"),
+        ({"sequence": np.full((T, J, 3), np.inf)}, "NaN or infinite"),
         ({"sequence": "abc"}, "cannot convert"),
         ({"saliency": np.zeros((T, J + 1))}, r"saliency of shape \(20, 5\)"),
         ({"saliency": np.zeros((T - 1, J))}, "does not match"),
@@ -476,6 +477,7 @@ def test_eq3_maps_of_the_shipped_model_survive_randomization(msr):
         ({"target": 1.0}, "must be an int"),
         ({"target": True}, "must be an int"),
         ({"steps": 0}, "steps must be"),
+        ({"steps": 10**4}, rf"steps can be at most {T * J}\b"),
         ({"replace": "origin"}, "replace must be one of"),
         ({"replace": "mean_pose"}, "needs mean_pose"),
         ({"mean_pose": np.zeros((J, 2))}, r"mean_pose: expected shape \(J, 3\)"),

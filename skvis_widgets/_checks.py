@@ -1,0 +1,279 @@
+"""Checks and model state shared by every layer: one place for each.
+
+The model's input (shape, joints, finiteness, lengths), index and target checks, the
+model contract, and `eval_view`, the one way the engines run a model
+in eval mode without touching the caller's module (which a training loop or another
+thread may be using at the same time).
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import warnings
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import SkvisError
+
+__all__ = [
+    "check_recurrent",
+    "check_model",
+    "as_model_input",
+    "check_lengths",
+    "check_index",
+    "check_targets",
+    "check_layer",
+    "check_positive_int",
+    "check_finite",
+    "eval_view",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# The model contract
+# ---------------------------------------------------------------------------------------------
+def check_recurrent(rnn: Any, *, where: str = "model.rnn") -> nn.RNNBase:
+    """Raise `SkvisError` unless ``rnn`` is a one-direction ``nn.LSTM``/``nn.GRU``."""
+    if not isinstance(rnn, (nn.LSTM, nn.GRU)):
+        raise SkvisError(
+            f"{where} must be an nn.LSTM or nn.GRU, got {type(rnn).__name__}; "
+            "wrap your module with as_recurrent_classifier(module, recurrent=..., head=...)"
+        )
+    if rnn.bidirectional:
+        raise SkvisError(f"{where}: bidirectional recurrent layers are not supported")
+    if getattr(rnn, "proj_size", 0):
+        raise SkvisError(f"{where}: LSTMs with proj_size > 0 are not supported")
+    return rnn
+
+
+def check_model(model: Any) -> tuple[nn.RNNBase, nn.Linear]:
+    """``(rnn, fc)`` of a model that follows the `SkeletonLSTM` protocol, or `SkvisError`."""
+    for name in ("preprocess", "rnn", "fc"):
+        if not hasattr(model, name):
+            raise SkvisError(
+                f"{type(model).__name__} has no {name!r}: expected a SkeletonLSTM or a model "
+                "wrapped with as_recurrent_classifier(module, recurrent=..., head=...)"
+            )
+    rnn = check_recurrent(model.rnn)
+    fc = model.fc
+    if not isinstance(fc, nn.Linear) or fc.in_features != rnn.hidden_size:
+        raise SkvisError(
+            f"model.fc must be an nn.Linear taking the {rnn.hidden_size} hidden units, got {fc!r}"
+        )
+    return rnn, fc
+
+
+def check_layer(num_layers: int, layer: Any) -> int:
+    """``layer`` (negative counts from the top) as an index in ``0..num_layers-1``."""
+    if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)):
+        raise SkvisError(f"layer must be an int, got {layer!r}")
+    try:
+        return range(num_layers)[layer]
+    except IndexError:
+        raise SkvisError(f"layer {layer!r} out of range for {num_layers} layer(s)") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Input
+# ---------------------------------------------------------------------------------------------
+def check_lengths(
+    lengths: Any, n: int, t: int, shape: tuple[int, ...] | None = None
+) -> torch.Tensor:
+    """``lengths`` of a batch ``(n, t, ...)`` as an int64 CPU tensor, each in ``1..t``.
+
+    Only whole numbers are lengths: ``2.7`` or ``True`` is an error, not a truncation.
+    """
+    where = f" for shape {shape}" if shape is not None else f" for a batch of {n} x {t} frames"
+    if torch.is_tensor(lengths):
+        lengths = lengths.detach().cpu().numpy()
+    try:
+        arr = np.asarray(lengths)
+    except (TypeError, ValueError) as exc:
+        raise SkvisError(f"lengths: cannot convert to an array ({exc})") from None
+    arr = arr.reshape(-1)
+    if arr.dtype == bool or not (
+        np.issubdtype(arr.dtype, np.integer)
+        or (
+            np.issubdtype(arr.dtype, np.floating)
+            and np.all(np.isfinite(arr))
+            and np.all(arr == np.round(arr))
+        )
+    ):
+        raise SkvisError(f"lengths must be whole numbers of frames{where}, got {lengths!r}")
+    if len(arr) != n:
+        raise SkvisError(f"{len(arr)} lengths for a batch of {n}{where}")
+    if (arr < 1).any() or (arr > t).any():
+        raise SkvisError(f"lengths must be in 1..{t}{where}, got {arr.tolist()}")
+    return torch.as_tensor(arr.astype(np.int64))
+
+
+def as_model_input(
+    model: Any,
+    sequence: Any,
+    lengths: Any = None,
+    name: str = "sequence",
+    *,
+    detach: bool = True,
+    batch_only: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """``(x (N, T, J, 3), lengths (N,), single)`` on the model's device and dtype.
+
+    The one check of what goes into a model: a ``(T, J, 3)`` sequence (unless
+    ``batch_only``) or an ``(N, T, J, 3)`` batch, with the model's joint count, at
+    least one frame and one sample, finite, and whole-number ``lengths`` in
+    ``1..T``. ``detach=False`` keeps a tensor input in the autograd graph.
+    """
+    p = model.rnn.weight_ih_l0
+    if torch.is_tensor(sequence):
+        x = sequence.detach() if detach else sequence
+    else:
+        try:
+            arr = np.asarray(sequence, dtype=np.float64 if p.dtype == torch.float64 else np.float32)
+        except (TypeError, ValueError) as exc:
+            raise SkvisError(f"{name}: cannot convert to a float array ({exc})") from None
+        # shares the caller's memory when it can; nothing below writes to x
+        x = torch.from_numpy(arr if arr.flags.writeable else arr.copy())
+    shape = tuple(x.shape)
+    single = x.dim() == 3 and not batch_only
+    if single:
+        x = x[None]
+    if x.dim() != 4 or x.shape[-1] != 3:
+        want = "(N, T, J, 3)" if batch_only else "(T, J, 3) or (N, T, J, 3)"
+        raise SkvisError(f"{name}: expected shape {want}, got {shape}")
+    j = getattr(model, "num_joints", None)
+    if j is not None and x.shape[2] != j:
+        raise SkvisError(
+            f"{name}: has {x.shape[2]} joints (shape {shape}); the model expects {j} joints"
+        )
+    if x.shape[0] == 0:
+        raise SkvisError(f"{name}: empty batch (shape {shape})")
+    if x.shape[1] == 0:
+        raise SkvisError(f"{name}: has zero frames (shape {shape}); expected T >= 1")
+    if x.is_complex():
+        raise SkvisError(f"{name}: expected real numbers, got dtype {x.dtype}")
+    x = x.to(device=p.device, dtype=p.dtype)
+    finite = torch.isfinite(x.detach())
+    if not finite.all():
+        bad = torch.nonzero(~finite)[0].tolist()
+        where = f"frame {bad[1]}, joint {bad[2]}" + (f" of sample {bad[0]}" if not single else "")
+        raise SkvisError(f"{name}: contains NaN or infinite values (first at {where})")
+    n, t = x.shape[:2]
+    if lengths is None:
+        lens = torch.full((n,), t, dtype=torch.int64)
+    else:
+        if single:
+            raise SkvisError(f"{name}: lengths are for a batch (N, T, J, 3), got shape {shape}")
+        lens = check_lengths(lengths, n, t, shape)
+    return x, lens.to(p.device), single
+
+
+def check_index(value: Any, size: int, what: str) -> int:
+    """An int in ``0..size-1`` (no bools, no floats), or `SkvisError` naming ``what``."""
+    if torch.is_tensor(value) and value.numel() == 1 and not value.is_floating_point():
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise SkvisError(f"{what} must be an int, got {value!r}")
+    if not 0 <= value < size:
+        raise SkvisError(f"{what} {value} out of range 0..{size - 1}")
+    return int(value)
+
+
+def check_targets(target: Any, n: int, num_classes: int) -> torch.Tensor:
+    """One class per sample: an int, or a sequence / tensor of ``n`` ints."""
+    if torch.is_tensor(target):
+        target = target.detach().cpu().numpy()
+    arr = np.asarray(target)
+    if arr.ndim == 0:
+        arr = np.full(n, arr)
+    if arr.shape != (n,) or not np.issubdtype(arr.dtype, np.integer):
+        raise SkvisError(f"target must be an int or {n} ints, got {target!r}")
+    for c in arr:
+        check_index(int(c), num_classes, "target")
+    return torch.as_tensor(arr, dtype=torch.int64)
+
+
+def check_positive_int(value: Any, name: str) -> int:
+    """A positive int (no bools, no floats), or `SkvisError` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise SkvisError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def check_finite(arr: np.ndarray, name: str) -> np.ndarray:
+    """``arr`` itself if every entry is finite; else `SkvisError` naming the first bad index."""
+    if not np.isfinite(arr).all():
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+        raise SkvisError(
+            f"{name} of shape {arr.shape} contains NaN or infinite values (first at index {bad})"
+        )
+    return arr
+
+
+# ---------------------------------------------------------------------------------------------
+# Eval mode without touching the caller's module
+# ---------------------------------------------------------------------------------------------
+_FALLBACK_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+_warned_copy = False
+
+
+def _modules(model: Any) -> list[nn.Module]:
+    return list(model.modules()) if isinstance(model, nn.Module) else []
+
+
+@contextmanager
+def eval_view(model: Any) -> Iterator[Any]:
+    """The model in eval mode, without changing ``model`` or any of its submodules.
+
+    A model already in eval mode is yielded as it is. Otherwise the module tree is
+    copied with every parameter and buffer *shared* (no tensor is copied, so the
+    view sees the caller's weights, even as a training loop updates them), and the
+    copy is put in eval mode. The caller's ``training`` flags are never written, so a
+    training loop or another thread using the same model is unaffected.
+
+    Where a module cannot be copied (an attribute that refuses ``deepcopy``), the
+    flags are switched on the model itself under a per-model lock and restored
+    afterwards, with a warning once.
+    """
+    mods = _modules(model)
+    if not any(m.training for m in mods):
+        yield model
+        return
+    shared: dict[int, Any] = {}
+    for m in mods:
+        for t in (*m._parameters.values(), *m._buffers.values()):
+            if t is not None:
+                shared[id(t)] = t
+    try:
+        view = copy.deepcopy(model, shared)
+    except Exception as exc:  # noqa: BLE001 - anything deepcopy refuses: use the lock
+        global _warned_copy
+        if not _warned_copy:
+            _warned_copy = True
+            warnings.warn(
+                f"{type(model).__name__} cannot be copied for evaluation ({exc}); switching its "
+                "training flags under a lock instead (a training loop in another thread may "
+                "see eval mode meanwhile)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        with _LOCKS_GUARD:
+            lock = _FALLBACK_LOCKS.setdefault(model, threading.RLock())
+        with lock:
+            flags = [(m, m.training) for m in mods]
+            model.eval()
+            try:
+                yield model
+            finally:
+                for m, was in flags:
+                    m.training = was
+        return
+    view.eval()
+    yield view
