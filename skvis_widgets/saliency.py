@@ -1031,8 +1031,13 @@ def sensitivity_colors(
             raise SkvisError("vmax goes with scale='global'; scale='sequence' uses the max")
         top = v.max() if v.size else 0.0
     elif scale == "global":
-        if vmax is None or not np.isfinite(vmax) or vmax <= 0:
-            raise SkvisError(f"scale='global' needs a positive vmax, got {vmax!r}")
+        if (
+            isinstance(vmax, bool)
+            or not isinstance(vmax, (int, float, np.number))
+            or not np.isfinite(vmax)
+            or vmax <= 0
+        ):
+            raise SkvisError(f"scale='global' needs a positive number vmax, got {vmax!r}")
         top = float(vmax)
     else:
         raise SkvisError(f"scale must be 'sequence' or 'global', got {scale!r}")

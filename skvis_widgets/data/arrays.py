@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import SkvisError
 from ..skeleton import Topology
 
-__all__ = ["as_sequence", "as_batch"]
+__all__ = ["as_sequence", "as_batch", "as_labels", "as_indices"]
 
 
 def as_sequence(
@@ -62,3 +62,44 @@ def as_batch(batch: object, num_joints: int | None = None, *, name: str = "batch
     if not np.isfinite(arr).all():
         raise SkvisError(f"{name}: contains NaN or infinite values")
     return arr
+
+
+def as_labels(labels: object, n: int, *, name: str = "labels") -> np.ndarray:
+    """``n`` class labels as int64: whole numbers only (``1.7`` or ``"walk"`` is an error)."""
+    arr = np.asarray(labels)
+    if arr.ndim != 1 or len(arr) != n:
+        raise SkvisError(f"{name}: expected {n} labels, got shape {arr.shape}")
+    if arr.dtype == bool or not (
+        np.issubdtype(arr.dtype, np.integer)
+        or (
+            np.issubdtype(arr.dtype, np.floating)
+            and np.isfinite(arr).all()
+            and (arr == np.round(arr)).all()
+        )
+    ):
+        bad = next((v for v in arr.tolist() if not isinstance(v, int) or isinstance(v, bool)), arr)
+        raise SkvisError(
+            f"{name}: class labels must be whole numbers (class indices), got {bad!r} "
+            f"(dtype {arr.dtype}); map names to indices first, e.g. "
+            "class_names.index(name)"
+        )
+    return arr.astype(np.int64)
+
+
+def as_indices(indices: object, n: int, *, name: str = "indices") -> np.ndarray:
+    """Indices into ``n`` items as int64 in ``0..n-1``: ints (negative count from the end)
+    or a boolean mask of length ``n``; an empty list selects nothing."""
+    arr = np.asarray(indices)
+    if arr.dtype == bool:
+        if arr.shape != (n,):
+            raise SkvisError(f"{name}: a boolean mask must have shape ({n},), got {arr.shape}")
+        return np.flatnonzero(arr).astype(np.int64)
+    arr = arr.reshape(-1)
+    if arr.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise SkvisError(f"{name}: expected ints or a boolean mask, got dtype {arr.dtype}")
+    out_of_range = (arr < -n) | (arr >= n)
+    if out_of_range.any():
+        raise SkvisError(f"{name}: index {int(arr[out_of_range][0])} out of range for {n} items")
+    return np.where(arr < 0, arr + n, arr).astype(np.int64)

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import SkvisError
 from ..skeleton import Topology, get_topology
-from .arrays import as_sequence
+from .arrays import as_indices, as_labels, as_sequence
 from .normalize import BodyFrame, normalize_sequence
 
 __all__ = ["SkeletonDataset"]
@@ -48,7 +48,8 @@ class SkeletonDataset:
 
     def __post_init__(self) -> None:
         n = len(self.sequences)
-        self.labels = np.asarray(self.labels, dtype=np.int64).reshape(-1)
+        labels = np.asarray(self.labels).reshape(-1)
+        self.labels = as_labels(labels, len(labels), name=f"{self.name}: labels")
         self.subjects = np.asarray(self.subjects, dtype=np.int64).reshape(-1)
         self.class_names = tuple(self.class_names)
         if len(self.labels) != n or len(self.subjects) != n:
@@ -107,9 +108,7 @@ class SkeletonDataset:
                 frame = None
             seqs.append(arr)
             frames.append(frame)
-        labels = np.asarray(labels)
-        if labels.ndim != 1 or len(labels) != len(seqs):
-            raise SkvisError(f"{name}: expected {len(seqs)} labels, got shape {labels.shape}")
+        labels = as_labels(labels, len(seqs), name=f"{name}: labels")
         if subjects is None:
             subjects = -np.ones(len(seqs), dtype=np.int64)
         return cls(
@@ -145,8 +144,7 @@ class SkeletonDataset:
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> SkeletonDataset:
         """A dataset of the samples at ``indices`` (ints or a boolean mask)."""
-        idx = np.arange(len(self))[np.asarray(indices)] if len(self) else np.asarray(indices)
-        idx = np.asarray(idx, dtype=np.int64).reshape(-1)
+        idx = as_indices(indices, len(self))
         return SkeletonDataset(
             [self.sequences[i] for i in idx],
             self.labels[idx],

@@ -1,0 +1,307 @@
+"""The shared checks (`skvis_widgets._checks`, `skvis_widgets.limits`): model input, eval mode
+without touching the caller's module (several threads, a model in train mode), memory caps,
+and the small validation holes of the reliability issue."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+import skvis_widgets
+from skvis_widgets.data import SkeletonDataset
+from skvis_widgets.errors import SkvisError
+from skvis_widgets.metrics import deletion_curve
+from skvis_widgets.model import SkeletonLSTM
+from skvis_widgets.optimize import ascent_direction, maximize_activation
+from skvis_widgets.saliency import (
+    class_map,
+    joint_sensitivity,
+    rank_units,
+    sensitivity_colors,
+    unit_sensitivity,
+)
+
+J, C, H, T = 20, 4, 12, 15
+
+
+def dropout_model(seed: int = 0) -> SkeletonLSTM:
+    """Two layers and dropout 0.5: in train mode every forward differs."""
+    torch.manual_seed(seed)
+    return SkeletonLSTM(J, C, H, num_layers=2, dropout=0.5).train()
+
+
+def sequence(seed: int = 1, t: int = T) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0, 0.3, (t, J, 3)).astype(np.float32)
+
+
+def flags(model: torch.nn.Module) -> list[bool]:
+    return [m.training for m in model.modules()]
+
+
+# ---------------------------------------------------------------------------------------------
+# Eval mode that never writes the caller's flags
+# ---------------------------------------------------------------------------------------------
+def test_engines_leave_a_training_model_untouched_across_threads():
+    """Three threads of engines on one model in train mode while a fourth watches its
+    flags: nothing ever switches them, and every result is the eval-mode one."""
+    model = dropout_model()
+    seq = sequence()
+    sal = np.abs(seq).sum(-1)
+    ref_model = dropout_model().eval()  # same seed: the same weights, in eval mode
+    ref_map = joint_sensitivity(ref_model, seq, target=1)
+    ref_curve = deletion_curve(ref_model, seq, sal, target=1, steps=6).probabilities
+    ref_probs = ref_model.classify(seq)
+
+    before = flags(model)
+    changed: list[list[bool]] = []
+    done = threading.Event()
+    errors: list[BaseException] = []
+    results: dict[str, list[np.ndarray]] = {"map": [], "curve": [], "probs": []}
+
+    def watch() -> None:
+        while not done.is_set():
+            now = flags(model)
+            if now != before:
+                changed.append(now)
+
+    def work(kind: str) -> None:
+        try:
+            for _ in range(6):
+                if kind == "map":
+                    out = joint_sensitivity(model, seq, target=1)
+                elif kind == "curve":
+                    out = deletion_curve(model, seq, sal, target=1, steps=6).probabilities
+                else:
+                    out = model.classify(seq)
+                results[kind].append(out)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    watcher = threading.Thread(target=watch)
+    workers = [threading.Thread(target=work, args=(k,)) for k in results]
+    watcher.start()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    done.set()
+    watcher.join()
+
+    assert not errors, errors
+    assert not changed, f"the model's training flags changed during evaluation: {changed[0]}"
+    assert flags(model) == before and model.training
+    for out in results["map"]:
+        np.testing.assert_allclose(out, ref_map, rtol=1e-5, atol=1e-7)
+    for out in results["curve"]:  # dropout active would scatter these
+        np.testing.assert_allclose(out, ref_curve, rtol=1e-5, atol=1e-7)
+    for out in results["probs"]:
+        np.testing.assert_allclose(out, ref_probs, rtol=1e-5, atol=1e-9)
+
+
+def test_eval_view_shares_the_weights_and_follows_updates():
+    from skvis_widgets._checks import eval_view
+
+    model = dropout_model()
+    with eval_view(model) as view:
+        assert view is not model and not view.training and model.training
+        assert view.rnn.weight_ih_l0 is model.rnn.weight_ih_l0
+        with torch.no_grad():  # a training step updates the weights in place
+            model.fc.weight.add_(1.0)
+        assert torch.equal(view.fc.weight, model.fc.weight)
+    eval_model = model.eval()
+    with eval_view(eval_model) as view:
+        assert view is eval_model  # nothing to change: no copy
+
+
+def test_eval_view_falls_back_to_a_lock_for_modules_that_refuse_copying():
+    from skvis_widgets import _checks
+
+    class Uncopyable(SkeletonLSTM):
+        def __deepcopy__(self, memo):
+            raise TypeError("holds a handle")
+
+    torch.manual_seed(0)
+    model = Uncopyable(J, C, H, dropout=0.5).train()
+    _checks._warned_copy = False
+    with pytest.warns(RuntimeWarning, match="cannot be copied"):
+        with _checks.eval_view(model) as view:
+            assert view is model and not model.training
+    assert model.training and model.drop.training
+
+
+# ---------------------------------------------------------------------------------------------
+# The model checks its input
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("x", "lengths", "match"),
+    [
+        (np.full((1, T, J, 3), np.nan, np.float32), None, "NaN or infinite"),
+        (np.full((1, T, J, 3), np.inf, np.float32), None, "NaN or infinite"),
+        (np.zeros((1, T, 25, 3), np.float32), None, r"25 joints.*expects 20 joints"),
+        (np.zeros((1, T, 75), np.float32), None, r"\(1, 15, 75\).*\(B, T, 60\)"),
+        (np.zeros((2, T, J, 3), np.float32), [T, 2.7], "whole numbers"),
+        (np.zeros((2, T, J, 3), np.float32), [T, T + 1], r"lengths must be in 1\.\.15"),
+        (np.zeros((1, T, J, 3), np.complex64), None, "real numbers"),
+        ("abc", None, "cannot convert"),
+    ],
+)
+def test_forward_rejects_bad_input(x, lengths, match):
+    model = SkeletonLSTM(J, C, H).eval()
+    inp = torch.as_tensor(x) if isinstance(x, np.ndarray) else x
+    with pytest.raises(SkvisError, match=match):
+        model(inp, lengths)
+    with pytest.raises(SkvisError, match=match):
+        model.frame_logits(inp, lengths)
+
+
+def test_forward_accepts_flat_features_and_keeps_gradients():
+    model = SkeletonLSTM(J, C, H).eval()
+    x = torch.as_tensor(sequence()[None]).requires_grad_()
+    out = model(x)
+    out[0, 1].backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    torch.testing.assert_close(model(x.detach().reshape(1, T, J * 3)), out.detach())
+
+
+def test_hidden_states_layer_out_of_range():
+    model = SkeletonLSTM(J, C, H, num_layers=2)
+    with pytest.raises(SkvisError, match=r"layer 5 out of range for 2 layer"):
+        model.hidden_states(torch.zeros(1, T, J, 3), layer=5)
+    with pytest.raises(SkvisError, match="layer must be an int"):
+        model.hidden_states(torch.zeros(1, T, J, 3), layer=1.0)
+
+
+def test_predict_checks_every_sequence_and_pads_like_forward():
+    model = dropout_model()
+    seqs = [sequence(1, 9), sequence(2, T)]
+    probs = model.predict(seqs)
+    assert model.training  # left as it was
+    ref = dropout_model().eval()
+    np.testing.assert_allclose(probs[0], ref.classify(seqs[0]), rtol=1e-5)
+    np.testing.assert_allclose(probs[1], ref.classify(seqs[1]), rtol=1e-5)
+    bad = sequence(3).copy()
+    bad[4, 7, 1] = np.nan
+    with pytest.raises(SkvisError, match=r"sequences\[1\].*frame 4, joint 7"):
+        model.predict([seqs[0], bad])
+    with pytest.raises(SkvisError, match=r"sequences\[0\].*zero frames"):
+        model.predict([np.zeros((0, J, 3))])
+
+
+# ---------------------------------------------------------------------------------------------
+# Resource limits
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture
+def small_limit():
+    previous = skvis_widgets.set_memory_limit(50 * 2**20)
+    yield
+    skvis_widgets.set_memory_limit(previous)
+
+
+def test_all_unit_sensitivity_refuses_a_result_over_the_limit(small_limit):
+    model = SkeletonLSTM(J, C, H).eval()
+    batch = np.zeros((300, 200, J, 3), np.float32)  # result: 300*12*200*60*4 = 173 MB
+    with pytest.raises(SkvisError, match=r"fewer sequences per call") as err:
+        unit_sensitivity(model, batch)
+    estimate = float(str(err.value).split("needs about ")[1].split(" MiB")[0])
+    assert estimate >= 300 * H * 200 * J * 3 * 4 / 2**20  # at least the result itself
+    # the same batch, one class at a time, fits
+    assert joint_sensitivity(model, batch[:2], target=0).shape == (2, 200, J)
+
+
+def test_maximization_history_over_the_limit(small_limit):
+    model = SkeletonLSTM(J, C, H).eval()
+    seq = sequence(t=2000)  # 480 kB a step
+    with pytest.raises(SkvisError, match=r"history of 200 iterations.*fewer iterations"):
+        maximize_activation(model, seq, target=0, iterations=200, constraints=False)
+
+
+def test_memory_limit_default_and_validation(monkeypatch):
+    from skvis_widgets import limits
+
+    previous = skvis_widgets.set_memory_limit(None)
+    try:
+        import os
+
+        phys = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        assert skvis_widgets.memory_limit() == phys // 2
+        monkeypatch.setenv("SKVIS_MEMORY_LIMIT", "3e9")
+        skvis_widgets.set_memory_limit(None)
+        assert skvis_widgets.memory_limit() == 3 * 10**9
+        for bad in (0, -1, float("nan"), "1GB", True):
+            with pytest.raises(SkvisError, match="memory limit"):
+                skvis_widgets.set_memory_limit(bad)
+        monkeypatch.setenv("SKVIS_MEMORY_LIMIT", "lots")
+        with pytest.raises(SkvisError, match="SKVIS_MEMORY_LIMIT"):
+            limits._default_limit()
+    finally:
+        monkeypatch.delenv("SKVIS_MEMORY_LIMIT", raising=False)
+        skvis_widgets.set_memory_limit(previous)
+
+
+def test_deletion_curve_bounds_steps_and_streams_its_batch():
+    model = SkeletonLSTM(J, C, H).eval()
+    seq = sequence(t=54)
+    sal = np.abs(seq).sum(-1)
+    with pytest.raises(SkvisError, match=r"steps can be at most 1080"):
+        deletion_curve(model, seq, sal, target=0, steps=10**4)
+    # the most steps allowed still runs, in bounded chunks, with the same points as
+    # a direct computation at a few of them
+    curve = deletion_curve(model, seq, sal, target=0, steps=1080, seeds=(0,))
+    assert curve.probabilities.shape == (1081,)
+    few = deletion_curve(model, seq, sal, target=0, steps=4, seeds=(0,))
+    np.testing.assert_allclose(curve.probabilities[::270], few.probabilities, rtol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# Small holes
+# ---------------------------------------------------------------------------------------------
+def test_small_validation_holes():
+    model = SkeletonLSTM(J, C, H).eval()
+    seq = sequence()
+    with pytest.raises(SkvisError, match="chunk_size must be a positive int"):
+        joint_sensitivity(model, seq, target=0, chunk_size=True)
+    with pytest.raises(SkvisError, match="positive number vmax"):
+        sensitivity_colors(np.ones((3, 4)), scale="global", vmax="1")
+    s = unit_sensitivity(model, seq)
+    s[2, 3, 4, 1] = np.nan
+    with pytest.raises(SkvisError, match="unit_sens of shape .* NaN"):
+        class_map(s, model, 0)
+    with pytest.raises(SkvisError, match="unit_sens of shape .* NaN"):
+        rank_units(model, 0, by="sensitivity", unit_sens=s)
+    w = model.fc.weight.detach().clone()
+    w[0, 0] = float("inf")
+    with pytest.raises(SkvisError, match="FC weight .* NaN or infinite"):
+        class_map(np.abs(s[:, :, :, 0]) * 0, w, 0)
+
+
+def test_dataset_labels_and_subsets():
+    seqs = [sequence(i) for i in range(3)]
+    with pytest.raises(SkvisError, match=r"whole numbers.*1\.7"):
+        SkeletonDataset.from_arrays(seqs, [1.7, 0.2, 0], "msr_action3d", ["a", "b"])
+    with pytest.raises(SkvisError, match=r"whole numbers.*'walk'"):
+        SkeletonDataset.from_arrays(seqs, ["walk", "run", "walk"], "msr_action3d", ["a", "b"])
+    ds = SkeletonDataset.from_arrays(seqs, [1.0, 0.0, 1.0], "msr_action3d", ["a", "b"])
+    assert ds.labels.tolist() == [1, 0, 1]
+    assert len(ds.subset([])) == 0
+    assert ds.subset([-1]).ids == (ds.ids[2],)
+    assert ds.subset(ds.labels == 1).labels.tolist() == [1, 1]
+    with pytest.raises(SkvisError, match="index 3 out of range for 3"):
+        ds.subset([3])
+    with pytest.raises(SkvisError, match="boolean mask must have shape"):
+        ds.subset([True, False])
+    with pytest.raises(SkvisError, match="expected ints"):
+        ds.subset([0.5])
+
+
+def test_maximization_runs_inside_inference_mode():
+    model = SkeletonLSTM(J, C, H).eval()
+    seq = sequence()
+    ref = maximize_activation(model, seq, target=1, iterations=2, constraints=False)
+    with torch.inference_mode():
+        got = maximize_activation(model, seq, target=1, iterations=2, constraints=False)
+        d = ascent_direction(model, seq, target=1)
+    np.testing.assert_allclose(got.history, ref.history, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(d, ascent_direction(model, seq, target=1), rtol=1e-6)
