@@ -53,20 +53,16 @@ def probabilities(model: Any, sequences: list[np.ndarray]) -> np.ndarray:
         return np.asarray(model.predict(list(sequences)), dtype=np.float64)
     import torch
 
+    from .._checks import eval_view
+
     params = list(model.parameters()) if hasattr(model, "parameters") else []
     device = params[0].device if params else "cpu"
-    was = getattr(model, "training", False)
-    if hasattr(model, "eval"):
-        model.eval()
     out = []
-    try:
-        with torch.no_grad():
-            for s in sequences:
-                logits = model(torch.as_tensor(np.asarray(s, np.float32)[None], device=device))
-                out.append(torch.softmax(logits.reshape(-1).double(), -1).cpu().numpy())
-    finally:
-        if hasattr(model, "train"):
-            model.train(was)
+    # eval mode without switching the caller's flags: a training loop may share the model
+    with eval_view(model) as evaluated, torch.no_grad():
+        for s in sequences:
+            logits = evaluated(torch.as_tensor(np.asarray(s, np.float32)[None], device=device))
+            out.append(torch.softmax(logits.reshape(-1).double(), -1).cpu().numpy())
     return np.stack(out) if out else np.zeros((0, 0))
 
 
