@@ -47,26 +47,28 @@ def probabilities(model: Any, sequences: list[np.ndarray]) -> np.ndarray:
     """Class probabilities ``(N, C)`` for ``(T_i, J, 3)`` sequences, from any classifier.
 
     Uses ``model.predict`` when it has one, else runs ``model`` on one sequence at a
-    time and applies a softmax to its logits.
+    time and applies a softmax to its logits, in the engines' evaluation context
+    (`skvis_widgets.saliency._eval_mode`): the explorer has no mode switching of its
+    own on a module that the user's training loop shares.
     """
     if hasattr(model, "predict"):
         return np.asarray(model.predict(list(sequences)), dtype=np.float64)
+    import contextlib
+
     import torch
+
+    from ..saliency import _eval_mode
 
     params = list(model.parameters()) if hasattr(model, "parameters") else []
     device = params[0].device if params else "cpu"
-    was = getattr(model, "training", False)
-    if hasattr(model, "eval"):
-        model.eval()
+    evaluating = (
+        _eval_mode(model) if isinstance(model, torch.nn.Module) else contextlib.nullcontext()
+    )
     out = []
-    try:
-        with torch.no_grad():
-            for s in sequences:
-                logits = model(torch.as_tensor(np.asarray(s, np.float32)[None], device=device))
-                out.append(torch.softmax(logits.reshape(-1).double(), -1).cpu().numpy())
-    finally:
-        if hasattr(model, "train"):
-            model.train(was)
+    with evaluating, torch.no_grad():
+        for s in sequences:
+            logits = model(torch.as_tensor(np.asarray(s, np.float32)[None], device=device))
+            out.append(torch.softmax(logits.reshape(-1).double(), -1).cpu().numpy())
     return np.stack(out) if out else np.zeros((0, 0))
 
 
