@@ -6,14 +6,24 @@ Browser tests are marked ``browser``. They skip when Chromium is missing (set
 
 `jupyter_server` starts ``jupyter lab`` or ``voila`` on a free localhost port with
 an empty token, in a private HOME / runtime / settings directory so that the
-user's configuration is neither read nor touched, and stops it (and its kernels)
-when the test is done.
+user's configuration is neither read nor touched, on a temporary copy of
+``notebooks/`` (so that nothing, autosave included, writes to the checkout), and
+stops it (and its kernels) when the test is done. Its kernels import this
+checkout's package (``PYTHONPATH``).
+
+`waits` polls a condition until a deadline and, on time-out, fails with the name of
+what it waited for and a screenshot in ``test-artifacts/``; `JupyterServer.kernel`
+reads a notebook's kernel from the server's REST API (``/api/sessions``), the same in
+JupyterLab 4 and Notebook 7. The browser tests use them and never sleep for a
+fixed time.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -117,10 +127,13 @@ def free_port() -> int:
 
 @dataclass
 class JupyterServer:
+    """A running ``jupyter lab`` or ``voila``; ``root`` is the temporary copy it serves."""
+
     url: str
     process: subprocess.Popen
     home: Path
     log: Path
+    root: Path
 
     def tail(self, n: int = 40) -> str:
         try:
@@ -128,9 +141,27 @@ class JupyterServer:
         except OSError:
             return ""
 
+    def api(self, path: str):
+        """``GET /api/<path>`` as JSON (None when the server does not answer with 200)."""
+        try:
+            with urllib.request.urlopen(f"{self.url}api/{path}", timeout=5) as r:
+                return json.load(r) if r.status == 200 else None
+        except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError):
+            return None
+
+    def kernel(self, notebook: str) -> dict | None:
+        """The kernel model (``execution_state``, ``connections``, ...) of the session of
+        ``notebook`` (a path relative to ``root``), or None while there is none."""
+        for session in self.api("sessions") or []:
+            if session.get("path") == notebook and session.get("kernel"):
+                return session["kernel"]
+        return None
+
 
 def _private_env(home: Path) -> dict[str, str]:
     env = dict(os.environ)
+    # Kernels run in the temporary copy of notebooks/: they must import this checkout.
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
     dirs = {
         "HOME": home,
         "JUPYTER_RUNTIME_DIR": home / "runtime",
@@ -149,6 +180,8 @@ def _private_env(home: Path) -> dict[str, str]:
     for plugin, value in {
         "@jupyterlab/apputils-extension/notification": {"fetchNews": "false"},
         "@jupyterlab/extensionmanager-extension/plugin": {"enabled": False},
+        # The notebooks are temporary copies anyway; no saving behind the test's back.
+        "@jupyterlab/docmanager-extension/plugin": {"autosave": False},
     }.items():
         f = settings / f"{plugin}.jupyterlab-settings"
         f.parent.mkdir(parents=True, exist_ok=True)
@@ -187,11 +220,24 @@ def _stop(proc: subprocess.Popen) -> None:
             pass
 
 
+def _copy_of_notebooks(root: Path) -> Path:
+    """``root/notebooks/*.ipynb`` copied from the checkout, and ``root/tests/data`` linked
+    (read by ``04_kinect_v2_ntu.ipynb`` as ``../tests/data``)."""
+    (root / "notebooks").mkdir(parents=True)
+    for nb in sorted((REPO / "notebooks").glob("*.ipynb")):
+        shutil.copy2(nb, root / "notebooks" / nb.name)
+    (root / "tests").mkdir()
+    (root / "tests" / "data").symlink_to(REPO / "tests" / "data", target_is_directory=True)
+    return root
+
+
 @pytest.fixture
 def jupyter_server(tmp_path_factory) -> Iterator[Callable[..., JupyterServer]]:
     """A factory: ``jupyter_server("lab")`` or ``jupyter_server("voila", notebook=...)``.
 
-    Returns a `JupyterServer` whose ``url`` is the base URL (``http://127.0.0.1:PORT/``).
+    Returns a `JupyterServer` whose ``url`` is the base URL (``http://127.0.0.1:PORT/``)
+    and whose ``root`` is a temporary copy of the checkout's notebooks (``notebook`` and
+    the paths opened in the browser are relative to it, as they are to the checkout).
     Every server started is stopped when the test ends.
     """
     started: list[subprocess.Popen] = []
@@ -200,6 +246,7 @@ def jupyter_server(tmp_path_factory) -> Iterator[Callable[..., JupyterServer]]:
         app: str = "lab", *, notebook: str | None = None, timeout: float = 90
     ) -> JupyterServer:
         home = tmp_path_factory.mktemp(f"jupyter-{app}-home")
+        root = _copy_of_notebooks(tmp_path_factory.mktemp(f"jupyter-{app}-root"))
         port = free_port()
         if app == "lab":
             argv = [
@@ -209,7 +256,7 @@ def jupyter_server(tmp_path_factory) -> Iterator[Callable[..., JupyterServer]]:
                 "--ServerApp.ip=127.0.0.1",
                 "--ServerApp.token=",
                 "--ServerApp.password=",
-                f"--ServerApp.root_dir={REPO}",
+                f"--ServerApp.root_dir={root}",
                 "--ServerApp.port_retries=0",
                 "--LabApp.news_url=",
                 *(["--allow-root"] if os.geteuid() == 0 else []),
@@ -222,7 +269,7 @@ def jupyter_server(tmp_path_factory) -> Iterator[Callable[..., JupyterServer]]:
                 "--no-browser",
                 f"--port={port}",
                 "--Voila.ip=127.0.0.1",
-                f"--Voila.root_dir={REPO}",
+                f"--Voila.root_dir={root}",
             ]  # fmt: skip
             ready = f"http://127.0.0.1:{port}/"
         else:
@@ -231,14 +278,14 @@ def jupyter_server(tmp_path_factory) -> Iterator[Callable[..., JupyterServer]]:
         with open(log, "wb") as out:
             proc = subprocess.Popen(
                 argv,
-                cwd=REPO,
+                cwd=root,
                 env=_private_env(home),
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         started.append(proc)
-        server = JupyterServer(f"http://127.0.0.1:{port}/", proc, home, log)
+        server = JupyterServer(f"http://127.0.0.1:{port}/", proc, home, log, root)
         try:
             _wait_http(ready, proc, timeout)
         except Exception as exc:
@@ -255,3 +302,51 @@ def artifacts() -> Path:
     """``test-artifacts/`` (gitignored): screenshots for people to look at."""
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+class WaitTimeout(AssertionError):
+    """A wait of the browser tests ran out of time (the message names which)."""
+
+
+@dataclass
+class Waits:
+    """Named waits on a page: poll a condition, fail clearly with a screenshot on time-out."""
+
+    page: object
+    artifacts: Path
+    poll_ms: float = 250
+
+    def until(self, what: str, check: Callable[[], object], timeout: float, detail=None):
+        """Poll ``check()`` until it returns something other than None, False or 0 (an
+        array counts as an answer), and return that.
+
+        ``page.wait_for_timeout`` between polls keeps Playwright's events flowing (the
+        console log, the page's own timers). On time-out: a `WaitTimeout` that names
+        ``what``, says what ``detail()`` (if given) reads at that moment, and points to
+        the screenshot ``test-artifacts/timeout_<what>.png``.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            result = check()
+            if result is not None and not (isinstance(result, (bool, int)) and not result):
+                return result
+            if time.monotonic() >= deadline:
+                self.fail(what, timeout, detail() if detail else None)
+            self.page.wait_for_timeout(self.poll_ms)
+
+    def fail(self, what: str, timeout: float, detail: object = None) -> None:
+        slug = re.sub(r"[^a-z0-9]+", "_", what.lower()).strip("_")[:60]
+        shot = self.artifacts / f"timeout_{slug}.png"
+        try:
+            self.page.screenshot(path=str(shot), full_page=True)
+            where = f"screenshot: {shot}"
+        except Exception as exc:  # noqa: BLE001 - the time-out is the error to report
+            where = f"no screenshot ({exc})"
+        extra = f"\n  last seen: {detail}" if detail is not None else ""
+        raise WaitTimeout(f"timed out after {timeout:.0f} s waiting for {what}{extra}\n  {where}")
+
+
+@pytest.fixture
+def waits(page, artifacts) -> Waits:
+    """`Waits` on the test's page."""
+    return Waits(page, artifacts)

@@ -1,10 +1,15 @@
 """The quickstart notebook in a real JupyterLab, in headless Chromium, as a person uses it.
 
-Runs every cell of ``notebooks/01_quickstart.ipynb``, then checks the 3D canvas
-(the skeleton is drawn in the sensitivity colours), drags the frame slider
-(the drawing changes), picks another target class (the colours change), and
-reads the browser console (no errors but the known harmless ones). Screenshots
-go to ``test-artifacts/``.
+Opens ``notebooks/01_quickstart.ipynb`` (a temporary copy: nothing is written to the
+checkout), waits until its kernel is idle and connected (the server's ``/api/sessions``
+and the page's kernel indicator agree), runs every cell (Run > Run All Cells, tried again
+if it queued nothing) and waits for each code cell's execution count. Then it checks the
+3D canvas (the skeleton is drawn in the sensitivity colours), drags the frame slider (the
+drawing changes), picks another target class (the colours change), hovers and clicks the
+heatmap, runs activation maximization, and reads the browser console (no errors but the
+known harmless ones). Every wait polls a condition and fails with its name and a
+screenshot (``test-artifacts/timeout_*.png``); none is a fixed sleep. Screenshots go to
+``test-artifacts/``.
 """
 
 from __future__ import annotations
@@ -53,33 +58,113 @@ def joint_pixels(img: np.ndarray, ramp: np.ndarray, tol: float = 10.0) -> np.nda
 
 
 # -- the page ------------------------------------------------------------------------------------
-def _run_all_cells(page) -> None:
-    page.get_by_role("menuitem", name="Run", exact=True).click()
-    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+#: Prompts of the code cells, as JupyterLab 4 and Notebook 7 draw them: "[ ]:", "[*]:", "[3]:".
+_PROMPTS = """() => [...document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputPrompt')]
+    .map(p => p.textContent.replace(/\\s+/g, ''))"""
+
+#: The notebook's kernel status as the page shows it (the toolbar's execution indicator, in
+#: JupyterLab 4 and Notebook 7); it reads "idle" before a kernel exists too, so it is only
+#: trusted together with the server's view.
+_INDICATOR = """() => {
+    const e = document.querySelector('.jp-NotebookPanel .jp-Notebook-ExecutionIndicator');
+    return e ? e.dataset.status : null;
+}"""
 
 
-def _wait_cells_done(page, timeout: float) -> None:
-    """Wait until no cell is queued or running (no ``[*]`` prompt) and one has run."""
-    page.wait_for_function(
-        """() => {
-            const prompts = [...document.querySelectorAll('.jp-Notebook .jp-InputPrompt')]
-                .map(p => p.textContent.trim());
-            return prompts.some(t => /\\[\\d+\\]/.test(t)) && !prompts.some(t => t.includes('*'));
-        }""",
-        timeout=timeout * 1000,
+def _kernel_ready(page, server, notebook: str):
+    """The server has a kernel for ``notebook``, idle, with the page's websocket connected,
+    and the page shows it idle."""
+    kernel = server.kernel(notebook)
+    ok = (
+        kernel is not None
+        and kernel.get("execution_state") == "idle"
+        and kernel.get("connections", 0) >= 1
+        and page.evaluate(_INDICATOR) == "idle"
     )
+    return kernel if ok else None
 
 
-def _scene_canvas(page):
+def _kernel_state(page, server, notebook: str) -> str:
+    kernel = server.kernel(notebook)
+    server_view = (
+        "no session"
+        if kernel is None
+        else f"{kernel.get('execution_state')}, {kernel.get('connections')} connection(s)"
+    )
+    return f"server: {server_view}; page indicator: {page.evaluate(_INDICATOR)}"
+
+
+def _run_all_cells(page) -> None:
+    """Run > Run All Cells; a menu that does not open or answer is closed (tried again)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.get_by_role("menuitem", name="Run", exact=True).click(timeout=10_000)
+        page.get_by_role("menuitem", name="Run All Cells", exact=True).click(timeout=10_000)
+    except PlaywrightTimeout:
+        page.keyboard.press("Escape")
+
+
+def run_notebook(page, server, notebook: str, waits, *, timeout: float = 240) -> list[str]:
+    """Run every cell of the open ``notebook`` as a person does (Run > Run All Cells), once
+    its kernel is idle and connected; return the code cells' prompts once each has run.
+
+    A Run All that queued nothing (no prompt left "[ ]:", the kernel not busy) is tried
+    again, up to three times, each time once the kernel is idle again.
+    """
+    state = lambda: _kernel_state(page, server, notebook)  # noqa: E731
+    for attempt in range(1, 4):
+        waits.until(
+            f"the kernel to be idle and connected (Run All, try {attempt})",
+            lambda: _kernel_ready(page, server, notebook),
+            timeout=180,
+            detail=state,
+        )
+        _run_all_cells(page)
+
+        def queued():
+            prompts = page.evaluate(_PROMPTS)
+            kernel = server.kernel(notebook) or {}
+            return any(p != "[]:" for p in prompts) or kernel.get("execution_state") == "busy"
+
+        try:
+            waits.until("Run All to queue a cell", queued, timeout=15, detail=state)
+            break
+        except AssertionError:
+            if attempt == 3:
+                raise
+
+    def all_counted():
+        prompts = page.evaluate(_PROMPTS)
+        done = prompts and all(re.fullmatch(r"\[\d+\]:", p) for p in prompts)
+        return prompts if done else None
+
+    prompts = waits.until(
+        "every code cell's execution count ([1]:, [2]:, ...)",
+        all_counted,
+        timeout=timeout,
+        detail=lambda: f"prompts {page.evaluate(_PROMPTS)}; {state()}",
+    )
+    waits.until(
+        "the kernel to be idle after the run",
+        lambda: _kernel_ready(page, server, notebook),
+        timeout=60,
+        detail=state,
+    )
+    return prompts
+
+
+def _scene_canvas(page, waits):
     """The pythreejs canvas (the explorer's 3D view), found by its size."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def find():
         for c in page.locator(".jp-OutputArea-output canvas").all():
             box = c.bounding_box()
             if box and 400 <= box["width"] <= 560 and 350 <= box["height"] <= 500:
                 return c
-        time.sleep(0.5)
-    raise AssertionError("no pythreejs canvas of the explorer's size appeared")
+        return None
+
+    return waits.until("the explorer's pythreejs canvas", find, timeout=90)
 
 
 def changed_pixels(a: np.ndarray, b: np.ndarray, levels: float = 30) -> int:
@@ -87,16 +172,20 @@ def changed_pixels(a: np.ndarray, b: np.ndarray, levels: float = 30) -> int:
     return int((np.abs(a - b).max(axis=-1) > levels).sum()) if a.shape == b.shape else a.size
 
 
-def _wait_changed(canvas, before: np.ndarray, timeout: float = 20.0) -> np.ndarray:
-    """The canvas once it differs from ``before`` (or after ``timeout``)."""
-    deadline = time.monotonic() + timeout
-    img = before
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        img = _image(canvas.screenshot())
-        if changed_pixels(img, before, levels=6) > 20:
-            return img
-    return img
+def _wait_changed(waits, canvas, before: np.ndarray, what: str, timeout: float = 30.0):
+    """The canvas once it differs from ``before``; a named time-out otherwise."""
+    last = {}
+
+    def changed():
+        img = last["img"] = _image(canvas.screenshot())
+        return img if changed_pixels(img, before, levels=6) > 20 else None
+
+    return waits.until(
+        f"the canvas to change after {what}",
+        changed,
+        timeout,
+        detail=lambda: f"{changed_pixels(last['img'], before, levels=6)} pixels changed",
+    )
 
 
 def _labelled(page, kind: str, label: str):
@@ -106,18 +195,21 @@ def _labelled(page, kind: str, label: str):
     )
 
 
-def test_quickstart_in_jupyterlab(jupyter_server, page, artifacts):
+def test_quickstart_in_jupyterlab(jupyter_server, page, artifacts, waits):
     t_start = time.monotonic()
     server = jupyter_server("lab")
     page.goto(f"{server.url}lab/tree/{NOTEBOOK}", wait_until="domcontentloaded", timeout=60_000)
-    page.wait_for_selector(".jp-NotebookPanel .jp-Notebook .jp-Cell", timeout=60_000)
-    page.wait_for_timeout(1000)
-    _run_all_cells(page)
+    waits.until(
+        "the notebook's cells to appear",
+        lambda: page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell").count(),
+        timeout=90,
+    )
     try:
-        _wait_cells_done(page, timeout=150)
-        canvas = _scene_canvas(page)
+        prompts = run_notebook(page, server, NOTEBOOK, waits)
+        canvas = _scene_canvas(page, waits)
     finally:
         page.screenshot(path=str(artifacts / "lab_notebook.png"), full_page=True)
+    print(f"cells ran ({' '.join(prompts)}) at {time.monotonic() - t_start:.1f} s")
     errors_in_cells = page.locator(
         ".jp-OutputArea-output[data-mime-type*='error']"
     ).all_inner_texts()
@@ -127,8 +219,19 @@ def test_quickstart_in_jupyterlab(jupyter_server, page, artifacts):
 
     ramp = _ramp()
     canvas.scroll_into_view_if_needed()
-    page.wait_for_timeout(1500)
-    first = _image(canvas.screenshot(path=str(artifacts / "lab_canvas_initial.png")))
+    seen = {}
+
+    def skeleton_drawn():
+        img = seen["img"] = _image(canvas.screenshot())
+        return img if joint_pixels(img, ramp).sum() >= 40 else None
+
+    first = waits.until(
+        "the skeleton to be drawn in joint colours",
+        skeleton_drawn,
+        timeout=60,
+        detail=lambda: f"{joint_pixels(seen['img'], ramp).sum()} pixels in joint colours",
+    )
+    canvas.screenshot(path=str(artifacts / "lab_canvas_initial.png"))
     page.locator(".skvis-explorer").screenshot(path=str(artifacts / "lab_explorer_initial.png"))
     joints = joint_pixels(first, ramp)
     distinct = {tuple(c) for c in (first[joints] // 8).astype(int)}
@@ -148,7 +251,7 @@ def test_quickstart_in_jupyterlab(jupyter_server, page, artifacts):
     page.mouse.down()
     page.mouse.move(track["x"] + 0.6 * track["width"], box["y"] + box["height"] / 2, steps=8)
     page.mouse.up()
-    moved = _wait_changed(canvas, first)
+    moved = _wait_changed(waits, canvas, first, "dragging the frame slider")
     canvas.screenshot(path=str(artifacts / "lab_canvas_frame.png"))
     assert readout.inner_text() != frame_before, "the frame slider did not move"
     assert changed_pixels(moved, first) > 20, "the drawing did not change"
@@ -160,7 +263,7 @@ def test_quickstart_in_jupyterlab(jupyter_server, page, artifacts):
     values = target.locator("option").evaluate_all("os => os.map(o => o.value)")
     other = next(v for v in values[len(values) // 2 :] + values if v != current)
     target.select_option(other)
-    recoloured = _wait_changed(canvas, moved)
+    recoloured = _wait_changed(waits, canvas, moved, "choosing another class")
     canvas.screenshot(path=str(artifacts / "lab_canvas_class.png"))
     page.locator(".skvis-explorer").screenshot(path=str(artifacts / "lab_explorer_class.png"))
     before_px, after_px = joint_pixels(moved, ramp), joint_pixels(recoloured, ramp)
@@ -176,11 +279,16 @@ def test_quickstart_in_jupyterlab(jupyter_server, page, artifacts):
     num_frames = round(float(handle.get_attribute("aria-valuemax"))) + 1
     cell = cells.nth(3 * num_frames + 7)  # row 3, frame 7
     cell.hover()
-    page.locator(".skvis-explorer", has_text=re.compile(r"\w+, frame 7: ")).wait_for(timeout=15_000)
+    hovered = page.locator(".skvis-explorer", has_text=re.compile(r"\w+, frame 7: "))
+    waits.until("the hovered heatmap cell to be named", hovered.count, timeout=30)
     cell.click()
-    page.wait_for_function(
-        "el => el.textContent.trim() === '7'", arg=readout.element_handle(), timeout=15_000
+    waits.until(
+        "a click on the heatmap to move the frame slider to 7",
+        lambda: readout.inner_text().strip() == "7",
+        timeout=30,
+        detail=readout.inner_text,
     )
+    clicked = _wait_changed(waits, canvas, recoloured, "a click on the heatmap (frame 7)")
     page.locator(".skvis-explorer").screenshot(
         path=str(artifacts / "lab_explorer_heatmap_click.png")
     )
@@ -193,15 +301,21 @@ def test_quickstart_in_jupyterlab(jupyter_server, page, artifacts):
 
     # Activation maximization: Run, wait for the history, see it beside the original.
     page.get_by_role("button", name="Activation maximization").click()
+    plain = _wait_changed(waits, canvas, clicked, "switching to activation maximization")
     page.locator(".skvis-explorer button", has_text=re.compile(r"^\s*Run\s*$")).click()
     status = page.locator(".skvis-explorer .widget-html-content", has_text="constraint residuals")
-    status.first.wait_for(timeout=90_000)
-    optimized = _wait_changed(canvas, recoloured)
+    waits.until(
+        "activation maximization to finish (its constraint residuals shown)",
+        status.count,
+        timeout=180,
+        detail=lambda: page.locator(".skvis-explorer .widget-html-content").all_inner_texts(),
+    )
+    optimized = _wait_changed(waits, canvas, plain, "activation maximization")
     canvas.screenshot(path=str(artifacts / "lab_canvas_maximization.png"))
     page.locator(".skvis-explorer").screenshot(
         path=str(artifacts / "lab_explorer_maximization.png")
     )
-    assert changed_pixels(optimized, recoloured) > 20, "the maximization view did not draw"
+    assert changed_pixels(optimized, plain) > 20, "the maximization view did not draw"
     assert re.search(r"iteration (\d+)/\1", status.first.inner_text()), status.first.inner_text()
 
     errors = page.console.errors()

@@ -20,6 +20,7 @@ import base64
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -48,13 +49,17 @@ def exported(tmp_path_factory) -> str:
                      ("IPYTHONDIR", "ipython"), ("MPLCONFIGDIR", "matplotlib")):  # fmt: skip
         (out / sub).mkdir()
         env[key] = str(out / sub)
+    # The kernel imports this checkout's package, and runs (and writes) in the temporary
+    # folder, on a copy of the notebook: nothing lands in the checkout.
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
+    notebook = shutil.copy2(NOTEBOOK, out / NOTEBOOK.name)
     cmd = [
         sys.executable, "-m", "nbconvert", "--execute", "--to", "html",
         "--ExecutePreprocessor.store_widget_state=True",
         "--ExecutePreprocessor.timeout=600",
-        "--output-dir", str(out), str(NOTEBOOK),
+        "--output-dir", str(out), str(notebook),
     ]  # fmt: skip
-    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(cmd, cwd=out, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, f"nbconvert failed:\n{done.stderr[-4000:]}"
     html = out / "02_throw_and_kick.html"
     assert html.is_file(), done.stderr[-2000:]

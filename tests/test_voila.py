@@ -13,6 +13,8 @@ what a reader sees and does:
   changes that drawing too;
 - the console holds no errors but the known harmless ones.
 
+Voila serves a temporary copy of the notebooks (nothing is written to the checkout); every
+wait polls a condition and fails with its name and a screenshot, none is a fixed sleep.
 Screenshots go to ``test-artifacts/voila_*.png``. Skips without Chromium unless
 ``SKVIS_REQUIRE_BROWSER=1`` (see ``conftest.py``).
 """
@@ -64,20 +66,21 @@ def changed_pixels(a: np.ndarray, b: np.ndarray, levels: float = 30) -> int:
     return int((np.abs(a - b).max(axis=-1) > levels).sum()) if a.shape == b.shape else a.size
 
 
-def _wait_for(take, ok, timeout: float):
-    """Call ``take()`` until ``ok(result)`` or the timeout; return the last result."""
-    deadline = time.monotonic() + timeout
-    result = take()
-    while not ok(result) and time.monotonic() < deadline:
-        time.sleep(0.5)
-        result = take()
-    return result
+def _wait_for(waits, what: str, take, ok, timeout: float = 30, describe=None):
+    """``take()`` once ``ok`` of it holds (a named time-out otherwise)."""
+    last = {}
+
+    def check():
+        result = last["r"] = take()
+        return result if ok(result) else None
+
+    detail = (lambda: describe(last["r"])) if describe else None
+    return waits.until(what, check, timeout, detail=detail)
 
 
 # -- the page --------------------------------------------------------------------------------
-def _canvas_of_size(scope, width: tuple[int, int], height: tuple[int, int], timeout: float = 120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def _canvas_of_size(waits, scope, width: tuple[int, int], height: tuple[int, int], what: str):
+    def find():
         for c in scope.locator("canvas").all():
             box = c.bounding_box()
             if (
@@ -86,8 +89,9 @@ def _canvas_of_size(scope, width: tuple[int, int], height: tuple[int, int], time
                 and height[0] <= box["height"] <= height[1]
             ):
                 return c
-        time.sleep(0.5)
-    raise AssertionError(f"no canvas of {width} x {height} pixels appeared")
+        return None
+
+    return waits.until(f"{what} ({width} x {height} pixels)", find, timeout=120)
 
 
 def _drag(page, slider, fraction: float) -> None:
@@ -103,16 +107,26 @@ def _drag(page, slider, fraction: float) -> None:
     page.mouse.up()
 
 
-def test_case_study_page_in_voila(jupyter_server, page, artifacts):
+def test_case_study_page_in_voila(jupyter_server, page, artifacts, waits):
     t_start = time.monotonic()
     server = jupyter_server("voila", notebook=NOTEBOOK, timeout=120)
     page.goto(server.url, wait_until="commit", timeout=120_000)
     try:
         # Voila streams the outputs as the cells run; the animations come from the last cell.
-        page.wait_for_selector(".skvis-explorer canvas", timeout=300_000)
-        page.get_by_text("Play it in the browser").wait_for(timeout=300_000)
-        page.wait_for_function(
-            "() => document.querySelectorAll('canvas').length >= 5", timeout=300_000
+        canvases = page.locator("canvas")
+        waits.until(
+            "the explorer's canvas", page.locator(".skvis-explorer canvas").count, timeout=300
+        )
+        waits.until(
+            "the text of the last cell ('Play it in the browser')",
+            page.get_by_text("Play it in the browser").count,
+            timeout=300,
+        )
+        waits.until(
+            "the five canvases (explorer and two animations)",
+            lambda: canvases.count() >= 5,
+            timeout=300,
+            detail=canvases.count,
         )
     finally:
         page.screenshot(path=str(artifacts / "voila_page_top.png"))
@@ -126,11 +140,15 @@ def test_case_study_page_in_voila(jupyter_server, page, artifacts):
 
     # The explorer's 3D view: a skeleton in the sensitivity colours.
     explorer = page.locator(".skvis-explorer").first
-    canvas = _canvas_of_size(explorer, (400, 560), (350, 500))
+    canvas = _canvas_of_size(waits, explorer, (400, 560), (350, 500), "the explorer's canvas")
     canvas.scroll_into_view_if_needed()
     ramp = _ramp()
     first = _wait_for(
-        lambda: _image(canvas.screenshot()), lambda im: coloured_pixels(im, ramp) >= 40, 30
+        waits,
+        "the explorer's skeleton in the sensitivity colours",
+        lambda: _image(canvas.screenshot()),
+        lambda im: coloured_pixels(im, ramp) >= 40,
+        describe=lambda im: f"{coloured_pixels(im, ramp)} coloured pixels",
     )
     canvas.screenshot(path=str(artifacts / "voila_canvas_initial.png"))
     explorer.screenshot(path=str(artifacts / "voila_explorer_initial.png"))
@@ -148,7 +166,11 @@ def test_case_study_page_in_voila(jupyter_server, page, artifacts):
     _drag(page, slider, 0.65)
     canvas.scroll_into_view_if_needed()
     moved = _wait_for(
-        lambda: _image(canvas.screenshot()), lambda im: changed_pixels(im, first, 6) > 20, 30
+        waits,
+        "the explorer's canvas to change after dragging the frame slider",
+        lambda: _image(canvas.screenshot()),
+        lambda im: changed_pixels(im, first, 6) > 20,
+        describe=lambda im: f"{changed_pixels(im, first, 6)} pixels changed",
     )
     canvas.screenshot(path=str(artifacts / "voila_canvas_frame.png"))
     explorer.screenshot(path=str(artifacts / "voila_explorer_frame.png"))
@@ -159,14 +181,22 @@ def test_case_study_page_in_voila(jupyter_server, page, artifacts):
     # The animated maximization (ipyvolume): its slider is linked in the browser.
     box = page.locator(".widget-vbox", has_text="distance moved").last
     box.scroll_into_view_if_needed()
-    page.wait_for_timeout(1000)
-    anim_canvas = _canvas_of_size(box, (300, 460), (280, 440))
-    still = _wait_for(lambda: _image(box.screenshot()), lambda im: drawn_pixels(im) > 500, 30)
-    box.screenshot(path=str(artifacts / "voila_animation_initial.png"))
-    assert drawn_pixels(_image(anim_canvas.screenshot())) > 300, "the animation is blank"
+    anim_canvas = _canvas_of_size(waits, box, (300, 460), (280, 440), "the animation's canvas")
+    _wait_for(
+        waits,
+        "the animation to draw the skeleton",
+        lambda: _image(anim_canvas.screenshot()),
+        lambda im: drawn_pixels(im) > 300,
+        describe=lambda im: f"{drawn_pixels(im)} pixels drawn",
+    )
+    still = _image(box.screenshot(path=str(artifacts / "voila_animation_initial.png")))
     _drag(page, box.locator(".widget-hslider").first, 0.9)
     played = _wait_for(
-        lambda: _image(box.screenshot()), lambda im: changed_pixels(im, still, 6) > 20, 30
+        waits,
+        "the animation to change after dragging its slider",
+        lambda: _image(box.screenshot()),
+        lambda im: changed_pixels(im, still, 6) > 20,
+        describe=lambda im: f"{changed_pixels(im, still, 6)} pixels changed",
     )
     box.screenshot(path=str(artifacts / "voila_animation_frame.png"))
     assert changed_pixels(played, still) > 20, "the animation did not move to another frame"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -57,6 +58,27 @@ def _links():
     from ipywidgets.widgets.widget_link import Link
 
     return [w for w in _instances.values() if isinstance(w, Link)]
+
+
+@pytest.fixture
+def held(monkeypatch):
+    """Every activation maximization started waits, in its thread, until the test sets
+    ``held.release`` (``held.started`` is set once one waits): the test acts during a run
+    with no race and no sleep."""
+    from skvis_widgets import optimize
+
+    started, release = threading.Event(), threading.Event()
+    real = optimize.maximize_activation
+
+    def held_run(*args, **kwargs):
+        started.set()
+        if not release.wait(60):
+            raise RuntimeError("the test never released the maximization")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(optimize, "maximize_activation", held_run)
+    yield SimpleNamespace(started=started, release=release)
+    release.set()
 
 
 def _luminance(rgb):
@@ -143,6 +165,25 @@ def test_animation_survives_html_export(vis, dataset, tmp_path):
     html = out.read_text()
     # The state (all frames) and the browser-side links travel inside the page.
     assert "LinkModel" in html and "sequence_index" in html and "ScatterModel" in html
+
+
+def test_error_area_clears_by_source_and_keeps_the_header():
+    from skvis_widgets.widgets.panels import ErrorArea
+
+    area = ErrorArea()
+    area.show(ValueError("no accuracy"), context="accuracy", source="header")
+    for k in range(5):
+        area.show(f"view error {k}", source="view")
+    lines = area.message.splitlines()
+    assert len(lines) == ErrorArea.max_items  # the oldest went, the header's stayed
+    assert lines[0] == "accuracy: ValueError: no accuracy" and lines[-1] == "view error 4"
+    area.show("sample refused", source="input:sample")
+    area.clear(keep=("header", "input:"))
+    assert area.message.splitlines() == ["accuracy: ValueError: no accuracy", "sample refused"]
+    area.clear("input:sample")
+    assert area.message == "accuracy: ValueError: no accuracy" and "Error" in area.value
+    area.clear()
+    assert area.message == "" and area.value == ""
 
 
 # -- the explorer --------------------------------------------------------------------------------
@@ -298,13 +339,43 @@ def test_nan_sample_shows_an_error_and_keeps_working(model, dataset):
     )
     ds.sequences[1][4, 7, 0] = np.nan
     vis = SkeletonVis(model, ds)
-    assert vis.error.message == ""
+    header_error = vis.error.message  # the accuracy needs every sample (see the next test)
     vis.sample = 1
     assert "non-finite" in vis.error.message and "frame 4" in vis.error.message
     assert "Error" in vis.error.value
     vis.sample = 2
-    assert vis.error.message == ""
+    assert vis.error.message == header_error  # the sample's error is gone, not the header's
     np.testing.assert_array_equal(vis.scene.positions, ds.sequences[2][vis.frame])
+
+
+def test_the_header_keeps_its_error(model, dataset):
+    """A header that could not measure the accuracy says why, and keeps saying it while
+    the rest of the explorer redraws (issue 11, item 10)."""
+    from skvis_widgets.widgets import SkeletonVis
+
+    ds = SkeletonDataset.from_arrays(
+        [s.copy() for s in dataset.sequences],
+        dataset.labels,
+        MSR_ACTION3D,
+        dataset.class_names,
+        normalize=False,
+    )
+    ds.sequences[5][2, 3, 1] = np.inf  # a sample the accuracy needs, not the one shown
+    vis = SkeletonVis(model, ds, sample=0)
+    assert "could not be measured" in vis.header.value
+    assert vis.error.message.startswith("accuracy:"), vis.error.message
+    assert "sample 5" in vis.error.message
+    for change in (dict(sample=2), dict(target=3), dict(sample=0, mode="activation_maximization")):
+        vis.select(**change)
+        assert "accuracy:" in vis.error.message and "sample 5" in vis.error.message, change
+    bad = "the first at frame 2, joint 3"
+    vis.sample = 5  # its own error joins the header's
+    assert vis.error.message.count(bad) == 2
+    vis.sample = 1
+    assert vis.error.message.count(bad) == 1 and "accuracy:" in vis.error.message
+    ds.sequences[5][2, 3, 1] = 0.0  # repaired: the next refresh measures it
+    vis.refresh()
+    assert vis.error.message == "" and "on this data" in vis.header.value
 
 
 def test_a_model_that_raises_is_shown_not_raised(dataset):
@@ -382,3 +453,128 @@ def test_faithfulness_panel_checks_the_current_class_map(vis, model, dataset):
     assert vis.faithfulness.summary is None
     assert "class itself" in vis.faithfulness.message.value
     assert vis.faithfulness.figure.layout.visibility == "hidden"
+
+
+# -- issue 11, item 10: threads, runs and refused values ---------------------------------------
+def test_close_stops_the_explorers_threads(model, dataset):
+    from skvis_widgets.widgets import SkeletonVis
+
+    before = set(threading.enumerate())
+    explorers = [SkeletonVis(model, dataset, sample=i % len(dataset)) for i in range(8)]
+    busy = explorers[0]
+    busy.select(mode="activation_maximization")
+    busy.iterations = 500
+    run = busy.run_maximization()
+    assert run is not None
+    explorers[1].select(sample=3, target=2)  # a deletion check in flight
+    for vis in explorers:
+        vis.close()
+    assert not run.is_alive()
+    left = [
+        t.name
+        for t in set(threading.enumerate()) - before
+        if t.name.startswith("skvis-") and t.name != "skvis-prepare-solver"
+    ]
+    assert left == [], f"threads left by closed explorers: {sorted(left)}"
+    # The solver's warm-up is one thread per process, not one per explorer.
+    warm_ups = [t for t in threading.enumerate() if t.name == "skvis-prepare-solver"]
+    assert len(warm_ups) <= 1
+    assert busy.run_maximization() is None  # closed: nothing starts
+
+
+def test_refresh_during_a_run_cancels_it_and_run_starts_again(vis, held):
+    vis.select(mode="activation_maximization")
+    vis.iterations = 3
+    first = vis.run_maximization()
+    assert first is not None and held.started.wait(60)
+    vis.refresh()
+    assert not vis.running
+    assert not vis.maximization.running and not vis.maximization.run_button.disabled
+    second = vis.run_maximization()
+    assert second is not None and second is not first, "Run after refresh did not start"
+    held.release.set()
+    assert vis.wait(60)
+    first.join(60)
+    assert not first.is_alive()
+    # What is shown is the new run's result (the old one, cancelled, was let go).
+    result = vis.result
+    assert result is not None and not result.cancelled
+    assert 2 <= len(result.history) <= 4 and vis.iteration == len(result.history) - 1
+    assert vis.error.message == "" and not vis.maximization.running
+
+
+def test_a_kept_result_is_shown_at_its_final_step(vis, dataset, held):
+    vis.select(mode="activation_maximization", frame=5)
+    vis.iterations = 3
+    target = vis.target
+    assert vis.run_maximization() is not None and held.started.wait(60)
+    vis.target = target + 1  # during the run
+    held.release.set()
+    assert vis.wait(60) and vis.error.message == ""
+    assert vis.iteration == 0  # no result for this target: the input
+    np.testing.assert_array_equal(vis.scene.positions, dataset.sequences[0][5])
+    history = np.asarray(vis.result.history)
+    last = len(history) - 1
+    assert last >= 1 and not np.allclose(history[last], history[0])
+
+    def shows_the_final_step():
+        assert vis.iteration == last and vis.maximization.iteration_slider.value == last
+        np.testing.assert_allclose(vis.scene.positions, history[last][5])
+        assert f"iteration {last}/{last}" in vis.maximization.status.value
+
+    vis.target = target  # back to the state the result was made for
+    shows_the_final_step()
+    vis.iteration = 0  # the user looks at the input, goes elsewhere, and comes back
+    vis.sample = 3
+    vis.sample = 0
+    vis.frame = 5
+    shows_the_final_step()
+
+
+@pytest.mark.parametrize("how", ["python", "browser"])
+def test_refused_values_are_shown_not_raised(vis, dataset, monkeypatch, how):
+    sent = []
+    monkeypatch.setattr(vis, "send_state", lambda key=None: sent.append(key))
+    vis.select(sample=2, target=1, unit=3, frame=4)
+    kept = dict(sample=2, target=1, unit=3, mode="sensitivity")
+    refused = [
+        ("sample", len(dataset)),
+        ("sample", -1),
+        ("sample", "3"),
+        ("target", dataset.num_classes),
+        ("unit", 16),  # the model has 16 hidden units
+        ("unit", -2),
+        ("mode", "nonsense"),
+    ]
+    for k, (name, value) in enumerate(refused):
+        if how == "python":
+            setattr(vis, name, value)
+        else:
+            vis.set_state({name: value})
+            assert sent[-1] == name  # the browser is told the value kept
+        assert getattr(vis, name) == kept[name]
+        last = vis.error.message.splitlines()[-1]
+        assert last.startswith(f"{name} = {value!r} refused, kept {kept[name]!r}: TraitError"), last
+        vis.frame = 6 + k  # the widget keeps working
+        np.testing.assert_array_equal(vis.scene.positions, dataset.sequences[2][6 + k])
+    assert (vis.sample, vis.target, vis.unit, vis.mode) == (2, 1, 3, "sensitivity")
+    # A good value clears its trait's error; the others' stay.
+    vis.mode = "activation_maximization"
+    assert "mode =" not in vis.error.message and "unit =" in vis.error.message
+    # From the browser, several traits at once: the good ones are applied.
+    vis.set_state({"target": 99, "sample": 3, "frame": 7})
+    assert (vis.sample, vis.target, vis.frame) == (3, 1, 7)
+    assert "target = 99 refused" in vis.error.message.splitlines()[-1]
+    np.testing.assert_array_equal(vis.scene.positions, dataset.sequences[3][7])
+
+
+def test_bad_constructor_arguments_raise_skvis_errors(model, dataset):
+    from skvis_widgets.errors import SkvisError
+    from skvis_widgets.widgets import SkeletonVis
+
+    with pytest.raises(SkvisError, match=r"sample 8 is out of range 0\.\.7"):
+        SkeletonVis(model, dataset, sample=8)
+    with pytest.raises(SkvisError, match=r"target 20 is out of range 0\.\.19"):
+        SkeletonVis(model, dataset, target=20)
+    with pytest.raises(SkvisError, match="sample must be an integer"):
+        SkeletonVis(model, dataset, sample=1.5)

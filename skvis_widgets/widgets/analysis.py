@@ -47,7 +47,8 @@ def probabilities(model: Any, sequences: list[np.ndarray]) -> np.ndarray:
     """Class probabilities ``(N, C)`` for ``(T_i, J, 3)`` sequences, from any classifier.
 
     Uses ``model.predict`` when it has one, else runs ``model`` on one sequence at a
-    time and applies a softmax to its logits.
+    time and applies a softmax to its logits, in `skvis_widgets._checks.eval_view`:
+    the explorer never switches the mode of a module a training loop may share.
     """
     if hasattr(model, "predict"):
         return np.asarray(model.predict(list(sequences)), dtype=np.float64)

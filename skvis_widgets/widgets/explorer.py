@@ -12,14 +12,22 @@
 The state is in traits (`sample`, `target`, `unit`, `mode`, `iterations`,
 `iteration`, `frame`, `constraints`); the panels' traits are linked to them.
 Observers ask `Analysis` (cached saliency) or the optimizer for arrays and hand
-them to the scene and the timeline. Activation maximization runs in a thread.
+them to the scene and the timeline. Activation maximization runs in a thread, the
+deletion check in another (which ends when it has nothing left to check); `close`
+stops both.
+
+Errors never reach the notebook: a state trait set to a value it refuses (from
+Python, a link, or the browser through `set_state`) keeps its value and the error is
+shown in the error area, as are the errors of every update.
 """
 
 from __future__ import annotations
 
 import functools
+import operator
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future
+from dataclasses import dataclass
 from typing import Any
 
 import ipywidgets as W
@@ -55,18 +63,114 @@ def _prepare_solver() -> None:
         pass
 
 
-def _shows_errors(method):
-    """Run an observer; show any exception in the explorer's error area instead of raising."""
+_warm_up_lock = threading.Lock()
+_warm_up: threading.Thread | None = None
 
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        try:
-            return method(self, *args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - shown to the user, the widget keeps working
-            self.error.show(exc)
-            return None
 
-    return wrapper
+def _warm_up_solver() -> None:
+    """Compile (or load) the projection solver in the background, once per process (the
+    first explorer starts it; it ends by itself), so that the first maximization does not
+    wait for it."""
+    global _warm_up
+    with _warm_up_lock:
+        if _warm_up is None:
+            _warm_up = threading.Thread(
+                target=_prepare_solver, name="skvis-prepare-solver", daemon=True
+            )
+            _warm_up.start()
+
+
+def _shows_errors(source: str, context: str = ""):
+    """Run an update; show any exception in the explorer's error area (under ``source``)
+    instead of raising it."""
+
+    def decorate(method):
+        @functools.wraps(method)
+        def wrapper(self, *args, **kwargs):
+            try:
+                return method(self, *args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - shown to the user, the widget keeps working
+                self.error.show(exc, context=context, source=source)
+                return None
+
+        return wrapper
+
+    return decorate
+
+
+class _LatestWorker:
+    """Runs the latest job submitted in one background thread, which ends when it has
+    nothing left to do (so no idle thread stays behind); a job still waiting when a newer
+    one comes is cancelled (its result would be stale)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._lock = threading.Lock()
+        self._pending: tuple[Any, Future] | None = None
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def submit(self, fn) -> Future:
+        future: Future = Future()
+        with self._lock:
+            if self._closed:
+                future.cancel()
+                return future
+            if self._pending is not None:
+                self._pending[1].cancel()
+            self._pending = (fn, future)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name=self.name, daemon=True)
+                self._thread.start()
+        return future
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                job, self._pending = self._pending, None
+                if job is None:
+                    self._thread = None  # under the lock: a later submit starts a new thread
+                    return
+            fn, future = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn())
+            except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on it
+                future.set_exception(exc)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Cancel what waits, and wait (up to ``timeout`` s) for the running job to end."""
+        with self._lock:
+            self._closed = True
+            job, self._pending = self._pending, None
+            thread = self._thread
+        if job is not None:
+            job[1].cancel()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+
+@dataclass
+class _Run:
+    """One activation maximization: its cancel event and its thread."""
+
+    cancel: threading.Event
+    thread: threading.Thread | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+
+def _index(value: Any, n: int, what: str) -> int:
+    try:
+        i = operator.index(value)
+    except TypeError:
+        raise SkvisError(f"{what} must be an integer, got {value!r}") from None
+    if not 0 <= i < n:
+        raise SkvisError(f"{what} {i} is out of range 0..{n - 1}")
+    return i
 
 
 def _colors(values: np.ndarray, vmax: float | None = None) -> np.ndarray:
@@ -109,7 +213,9 @@ class SkeletonVis(W.VBox):
     sample : int
         The first input sequence (an index into ``dataset``).
     target : int, optional
-        The first target class (default: the sample's label).
+        The first target class (default: the sample's label). An out-of-range ``sample``
+        or ``target`` raises `SkvisError`; later, out-of-range values are shown in the
+        error area and not applied.
     sensitivity_mode : str
         ``"instantaneous"`` (the paper's eq 1) or another mode of
         `skvis_widgets.saliency.unit_sensitivity`.
@@ -144,6 +250,11 @@ class SkeletonVis(W.VBox):
     frame = T.Int(0).tag(sync=True)
     constraints = T.Bool(True).tag(sync=True)
 
+    #: The state traits: a value one of them refuses is shown, never raised.
+    _STATE = frozenset(
+        ("sample", "target", "unit", "mode", "iterations", "iteration", "frame", "constraints")
+    )
+
     def __init__(
         self,
         model: Any,
@@ -156,14 +267,19 @@ class SkeletonVis(W.VBox):
     ) -> None:
         if len(dataset) == 0:
             raise SkvisError("SkeletonVis needs a dataset with at least one sample")
+        first = _index(sample, len(dataset), "sample")
+        target = int(dataset.labels[first]) if target is None else target
+        target = _index(target, dataset.num_classes, "target")
         self.model = model
         self.dataset = dataset
         self.analysis = Analysis(model, dataset, mode=sensitivity_mode)
         topo = dataset.topology
         self.result = None
         self._result_key: tuple | None = None
-        self._thread: threading.Thread | None = None
-        self._cancel: threading.Event | None = None
+        self._iteration_of = None  # the result whose history `iteration` indexes
+        self._run: _Run | None = None  # the maximization shown (None: none, or detached)
+        self._runs: list[_Run] = []  # every maximization started and maybe still running
+        self._closed = False
         self._lock = threading.RLock()
         self._batch = False
         self._generation = 0
@@ -184,7 +300,7 @@ class SkeletonVis(W.VBox):
         self.faithfulness = FaithfulnessPanel()
         self._faith_key: tuple | None = None
         self._faith_future: Future | None = None
-        self._faith_pool: ThreadPoolExecutor | None = None
+        self._checks = _LatestWorker("skvis-check")
         self.scene = SkeletonScene(topo)
         self.timeline = Timeline(topo.joint_names, 1, colors=SEQUENTIAL_COLORS)
         controls = W.VBox(
@@ -203,12 +319,10 @@ class SkeletonVis(W.VBox):
         self.add_class("skvis-explorer")
 
         # Initial state before the links, so that no observer runs on half-built state.
-        n = len(dataset)
-        first = int(min(max(sample, 0), n - 1))
         with self.hold_trait_notifications():
             self._batch = True
             self.sample = first
-            self.target = int(dataset.labels[first]) if target is None else int(target)
+            self.target = target
         self._batch = False
         for a, b in [
             ("sample", self.samples),
@@ -225,9 +339,27 @@ class SkeletonVis(W.VBox):
         self.maximization.on_cancel(self.cancel_maximization)
         self._update_header()
         self._update_all()
-        # Compile (or load) the projection solver while the user looks around, so that
-        # the first maximization does not wait for it.
-        threading.Thread(target=_prepare_solver, name="skvis-prepare-solver", daemon=True).start()
+        self._ready = True  # from now on, refused values are shown, not raised
+        _warm_up_solver()
+
+    # -- errors in, never out ---------------------------------------------------------------
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in self._STATE and self.__dict__.get("_ready", False):
+            try:
+                super().__setattr__(name, value)
+            except Exception as exc:  # noqa: BLE001 - shown in the widget, the value kept
+                self._refused(name, value, exc)
+            else:
+                self.error.clear(f"input:{name}")
+            return
+        super().__setattr__(name, value)
+
+    def _refused(self, name: str, value: Any, exc: BaseException) -> None:
+        """Show why trait ``name`` refused ``value`` (it keeps its value)."""
+        kept = getattr(self, name)
+        self.error.show(
+            exc, context=f"{name} = {value!r} refused, kept {kept!r}", source=f"input:{name}"
+        )
 
     # -- validation -----------------------------------------------------------------------
     @T.validate("sample")
@@ -299,23 +431,60 @@ class SkeletonVis(W.VBox):
                 self.frame = frame
 
     def set_state(self, sync_data) -> None:
-        """Apply a state (e.g. from `get_state`); the sample first, since the frame's range
-        depends on it."""
+        """Apply a state (e.g. from `get_state`, or the browser's); the sample first, since
+        the frame's range depends on it.
+
+        Each trait is set on its own: a value it refuses is shown in the error area, the
+        trait keeps its value (sent back to the browser) and the others are still set.
+        """
         data = dict(sync_data)
-        if "sample" in data:
-            super().set_state({"sample": data.pop("sample")})
-        super().set_state(data)
+        for name in sorted(data, key=lambda k: k != "sample"):
+            try:
+                super().set_state({name: data[name]})
+            except Exception as exc:  # noqa: BLE001 - shown in the widget, the value kept
+                self._refused(name, data[name], exc)
+                if name in self.keys:
+                    self.send_state(name)
+            else:
+                self.error.clear(f"input:{name}")
 
     def refresh(self) -> None:
-        """Pick up new weights (e.g. during training): clear caches, recompute, redraw."""
-        self.cancel_maximization()
+        """Pick up new weights (e.g. during training): clear caches, recompute, redraw.
+
+        A maximization still running (on the old weights) is cancelled and let go: it
+        no longer shows anything, and Run starts a new one at once.
+        """
         with self._lock:
-            self._generation += 1  # a maximization still running used the old weights
+            self._detach_run()
+            self._generation += 1
             self.analysis.clear()
             self.result = None
             self._result_key = None
             self._update_header(use_metadata=False)
             self._update_all()
+
+    def close(self, timeout: float | None = 60.0) -> None:
+        """Stop the explorer's threads and close the widget.
+
+        Cancels the maximization and the deletion check and waits (up to ``timeout`` s
+        each) for their threads to end. The solver's one-off warm-up thread, shared by
+        every explorer of the process, ends by itself.
+        """
+        if "_lock" not in self.__dict__:  # __init__ failed (close is also called by __del__)
+            super().close()
+            return
+        with self._lock:
+            self._closed = True
+            self._detach_run()
+            runs, self._runs = self._runs, []
+        for run in runs:
+            run.cancel.set()
+        self._checks.close(timeout)
+        me = threading.current_thread()
+        for run in runs:
+            if run.thread is not None and run.thread is not me:
+                run.thread.join(timeout)
+        super().close()
 
     def animated(self, **kwargs: Any):
         """What is shown now (the input, or the maximization step) with its colours, as an
@@ -329,15 +498,17 @@ class SkeletonVis(W.VBox):
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for a running activation maximization; True when none is running."""
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
-            return not thread.is_alive()
+        run = self._run
+        if run is not None and run.thread is not None:
+            run.thread.join(timeout)
+            return not run.thread.is_alive()
         return True
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        """An activation maximization is running (and shown)."""
+        run = self._run
+        return run is not None and run.alive
 
     # -- observers ---------------------------------------------------------------------------
     # `_batch` is only set with `_lock` held, so it is read under the lock too: a thread
@@ -370,7 +541,7 @@ class SkeletonVis(W.VBox):
                 self._draw_frame()
 
     # -- updates ----------------------------------------------------------------------------
-    @_shows_errors
+    @_shows_errors("header", context="accuracy")
     def _update_header(self, use_metadata: bool = True) -> None:
         ds = self.dataset
         info = dict(
@@ -386,8 +557,9 @@ class SkeletonVis(W.VBox):
             self.header.update(**info, accuracy=None, accuracy_source="could not be measured")
             raise
         self.header.update(**info, accuracy=acc, accuracy_source=source)
+        self.error.clear("header")
 
-    @_shows_errors
+    @_shows_errors("view")
     def _update_ranking(self) -> None:
         units, weights = self.analysis.ranked_units(self.target)
         self.targets.set_ranking(units, weights)
@@ -396,15 +568,16 @@ class SkeletonVis(W.VBox):
         """Everything that depends on the sample, then the values for the target.
 
         Each step shows its own error and the others still run: a model that fails
-        still lets the user browse the data.
+        still lets the user browse the data. The errors of the header and of refused
+        values stay shown.
         """
-        self.error.clear()
+        self.error.clear(keep=("header", "input:"))
         self._update_ranking()
         if self._update_sample():
             self._update_prediction()
             self._update_values()
 
-    @_shows_errors
+    @_shows_errors("view")
     def _update_sample(self) -> bool:
         try:
             seq = self.analysis.sequence(self.sample)
@@ -416,15 +589,11 @@ class SkeletonVis(W.VBox):
         self._frame_camera(("input", self.sample, len(seq)), seq)
         self.timeline.num_frames = len(seq)
         if self.frame >= len(seq):
-            self._batch, was = True, self._batch
-            try:
-                self.frame = len(seq) - 1
-            finally:
-                self._batch = was
+            self._set_quietly("frame", len(seq) - 1)
         self._draw_frame()
         return True
 
-    @_shows_errors
+    @_shows_errors("view")
     def _update_prediction(self) -> None:
         try:
             probs = self.analysis.probs(self.sample)
@@ -444,7 +613,7 @@ class SkeletonVis(W.VBox):
     def _current_key(self) -> tuple:
         return (self.sample, self.target, self.unit, self.iterations, self.constraints)
 
-    @_shows_errors
+    @_shows_errors("view")
     def _update_values(self) -> None:
         """Colours and heatmap for the current mode, target and iteration (no new gradients)."""
         seq = self._sequence
@@ -481,8 +650,6 @@ class SkeletonVis(W.VBox):
             )
             return
         panel.show_text("checking the map against random deletion orders ...")
-        if self._faith_pool is None:
-            self._faith_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="skvis-check")
         sample, target = self.sample, self.target
 
         def check() -> None:
@@ -497,7 +664,7 @@ class SkeletonVis(W.VBox):
                 if self._faith_key == key:
                     panel.show(summary)
 
-        self._faith_future = self._faith_pool.submit(check)
+        self._faith_future = self._checks.submit(check)
 
     def wait_faithfulness(self, timeout: float | None = None) -> bool:
         """Wait for the running deletion check; True when none is running."""
@@ -507,12 +674,20 @@ class SkeletonVis(W.VBox):
                 future.result(timeout)
             except TimeoutError:
                 return False
+            except CancelledError:  # superseded by a newer check, or the explorer closed
+                return True
         return True
 
     def _update_maximization_view(self) -> None:
         seq = self._sequence
         result = self._shown_result()
         self.maximization.num_steps = 1 if result is None else len(result.history)
+        if result is not self._iteration_of:
+            # Another result is shown (a new run, or the state came back to a kept one):
+            # show it at its final step, not at whatever step the previous one was.
+            self._iteration_of = result
+            if result is not None:
+                self._set_quietly("iteration", len(result.history) - 1)
         if result is None:
             self._positions = seq
             self._frame_colors = None
@@ -540,6 +715,14 @@ class SkeletonVis(W.VBox):
         self._frame_camera(("maximization", id(result)), both)
         self.maximization.report(self._describe_step(result, k))
 
+    def _set_quietly(self, name: str, value: Any) -> None:
+        """Set a trait without its observer redrawing (the caller draws)."""
+        self._batch, was = True, self._batch
+        try:
+            setattr(self, name, value)
+        finally:
+            self._batch = was
+
     def _frame_camera(self, key: tuple, points: np.ndarray) -> None:
         """Aim the camera at ``points`` when what is shown changed (not at every frame, so
         that the user's orbit stays while scrubbing)."""
@@ -566,7 +749,7 @@ class SkeletonVis(W.VBox):
             parts.append(_describe_residuals(residuals[k], getattr(result, "constraint_names", ())))
         return "<br>".join(parts)
 
-    @_shows_errors
+    @_shows_errors("view")
     def _draw_frame(self) -> None:
         """Draw the current frame of what is displayed (call with `_lock` held)."""
         positions = self._positions
@@ -582,80 +765,102 @@ class SkeletonVis(W.VBox):
     def run_maximization(self) -> threading.Thread | None:
         """Start activation maximization for the current state in a background thread.
 
-        Returns the thread (`wait` joins it); None if one is already running.
+        Returns the thread (`wait` joins it); None if one is already running (or the
+        explorer is closed, or the sample cannot be read: the error area says why).
         """
-        if self.running:
-            return None
+        with self._lock:
+            if self._closed or self.running:
+                return None
+            key = self._current_key()
+            try:
+                seq = self.analysis.sequence(key[0])
+            except SkvisError as exc:
+                self.error.show(exc, context="activation maximization", source="maximization")
+                return None
+            run = _Run(threading.Event())
+            run.thread = threading.Thread(
+                target=self._maximize,
+                args=(run, key, seq, self._generation),
+                name="skvis-maximization",
+                daemon=True,
+            )
+            self._runs = [r for r in self._runs if r.alive] + [run]
+            self._run = run
+            self.maximization.running = True
+            self.maximization.progress.max = key[3]
+            self.error.clear("maximization")
+            run.thread.start()
+            return run.thread
+
+    def _maximize(self, run: _Run, key: tuple, seq: np.ndarray, generation: int) -> None:
+        """The maximization thread: run the optimizer, then show its result if ``run`` is
+        still the one shown (not let go by `refresh` or `close`)."""
         from .. import optimize
 
-        key = self._current_key()
         sample, target, unit, iterations, constraints = key
-        generation = self._generation
-        try:
-            seq = self.analysis.sequence(sample)
-        except SkvisError as exc:
-            self.error.show(exc)
-            return None
-        cancel = threading.Event()
-        self._cancel = cancel
-        self.maximization.running = True
-        self.maximization.progress.max = iterations
-        self.error.clear()
+
+        def shown() -> bool:  # call with `_lock` held
+            return self._run is run and generation == self._generation
 
         def callback(iteration: int, partial: Any) -> None:
-            self.maximization.progress.value = int(min(iteration, iterations))
             score = np.asarray(getattr(partial, "scores", [np.nan]), dtype=np.float64).reshape(-1)
-            self.maximization.report(
-                f"running: iteration {iteration}/{iterations}, score {score[-1]:.4g}"
-            )
-
-        def work() -> None:
-            try:
-                result = optimize.maximize_activation(
-                    self.model,
-                    seq,
-                    target=target if unit is None else None,
-                    unit=unit,
-                    iterations=iterations,
-                    constraints=constraints,
-                    topology=self.dataset.topology,
-                    callback=callback,
-                    cancel=cancel,
-                    progress=False,
-                )
-                history = np.asarray(result.history)
-                if not np.all(np.isfinite(history)):
-                    raise SkvisError("activation maximization diverged (non-finite poses)")
-                with self._lock:
-                    if generation != self._generation:
-                        return  # the weights changed meanwhile (refresh)
-                    self.result = result
-                    self._result_key = key
-                    self.maximization.progress.bar_style = (
-                        "warning" if getattr(result, "cancelled", False) else "success"
+            with self._lock:
+                if shown():
+                    self.maximization.progress.value = int(min(iteration, iterations))
+                    self.maximization.report(
+                        f"running: iteration {iteration}/{iterations}, score {score[-1]:.4g}"
                     )
-                    if key == self._current_key():
-                        self._batch, was = True, self._batch
-                        try:
-                            self.maximization.num_steps = len(result.history)
-                            self.iteration = len(result.history) - 1
-                        finally:
-                            self._batch = was
-                        if self.mode == "activation_maximization":
-                            self._update_values()
-            except Exception as exc:  # noqa: BLE001 - a failed run is shown, never raised
-                self.maximization.progress.bar_style = "danger"
-                self.maximization.report("failed")
-                self.error.show(exc, context="activation maximization")
-            finally:
-                self.maximization.running = False
 
-        thread = threading.Thread(target=work, name="skvis-maximization", daemon=True)
-        self._thread = thread
-        thread.start()
-        return thread
+        try:
+            result = optimize.maximize_activation(
+                self.model,
+                seq,
+                target=target if unit is None else None,
+                unit=unit,
+                iterations=iterations,
+                constraints=constraints,
+                topology=self.dataset.topology,
+                callback=callback,
+                cancel=run.cancel,
+                progress=False,
+            )
+            if not np.all(np.isfinite(np.asarray(result.history))):
+                raise SkvisError("activation maximization diverged (non-finite poses)")
+            with self._lock:
+                if not shown():
+                    return
+                self.result = result
+                self._result_key = key
+                self.maximization.progress.bar_style = (
+                    "warning" if getattr(result, "cancelled", False) else "success"
+                )
+                if key == self._current_key():
+                    self.maximization.num_steps = len(result.history)
+                    self._iteration_of = result
+                    self._set_quietly("iteration", len(result.history) - 1)
+                    if self.mode == "activation_maximization":
+                        self._update_values()
+        except Exception as exc:  # noqa: BLE001 - a failed run is shown, never raised
+            with self._lock:
+                if shown():
+                    self.maximization.progress.bar_style = "danger"
+                    self.maximization.report("failed")
+                    self.error.show(exc, context="activation maximization", source="maximization")
+        finally:
+            with self._lock:
+                if self._run is run:
+                    self.maximization.running = False
 
     def cancel_maximization(self) -> None:
         """Ask a running activation maximization to stop (it keeps the steps done)."""
-        if self._cancel is not None:
-            self._cancel.set()
+        run = self._run
+        if run is not None:
+            run.cancel.set()
+
+    def _detach_run(self) -> None:
+        """Cancel the running maximization and let it go: it shows nothing any more
+        (call with `_lock` held)."""
+        run, self._run = self._run, None
+        if run is not None:
+            run.cancel.set()
+            self.maximization.running = False

@@ -38,6 +38,11 @@ def _esc(text: object) -> str:
 class ErrorArea(W.HTML):
     """Where errors are shown instead of being raised into the notebook.
 
+    Each error belongs to a ``source`` (what failed: ``"header"``, ``"input"``, ...), so
+    that redrawing one part clears its own errors and leaves the others' shown. At most
+    `max_items` errors are kept; the oldest go first, those of a source in ``sticky``
+    (the header's) last.
+
     Attributes
     ----------
     message : str
@@ -46,11 +51,15 @@ class ErrorArea(W.HTML):
 
     message = T.Unicode("")
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self._items: list[str] = []
+    #: How many errors are shown at once.
+    max_items = 3
 
-    def show(self, error: BaseException | str, *, context: str = "") -> None:
+    def __init__(self, *, sticky: tuple[str, ...] = ("header",), **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.sticky = tuple(sticky)
+        self._items: list[tuple[str, str, str]] = []  # (source, text, html)
+
+    def show(self, error: BaseException | str, *, context: str = "", source: str = "") -> None:
         """Add an exception (type, message, last lines of its traceback) or a text."""
         if isinstance(error, BaseException):
             text = f"{type(error).__name__}: {error}"
@@ -65,19 +74,37 @@ class ErrorArea(W.HTML):
             if tb
             else ""
         )
-        self._items = (self._items + [f"<div><b>Error</b> {_esc(text)}{details}</div>"])[-3:]
-        lines = [m for m in self.message.split("\n") if m] + [text]
-        self.message = "\n".join(lines[-3:])
-        self.value = (
-            "<div style='border-left:4px solid #c0392b;background:#fdecea;padding:4px 8px;"
-            f"{_SMALL}'>{''.join(self._items)}</div>"
-        )
+        items = self._items + [(source, text, f"<div><b>Error</b> {_esc(text)}{details}</div>")]
+        while len(items) > self.max_items:
+            drop = next((k for k, it in enumerate(items) if it[0] not in self.sticky), 0)
+            del items[drop]
+        self._render(items)
 
-    def clear(self) -> None:
-        self._items = []
-        if self.message or self.value:
-            self.message = ""
-            self.value = ""
+    def clear(self, source: str | None = None, *, keep: tuple[str, ...] = ()) -> None:
+        """Forget the errors of ``source`` (of every source when None), but those whose
+        source starts with one of ``keep``."""
+        items = [
+            it
+            for it in self._items
+            if (source is not None and it[0] != source) or it[0].startswith(keep)
+        ]
+        if len(items) != len(self._items):
+            self._render(items)
+
+    def _render(self, items: list[tuple[str, str, str]]) -> None:
+        self._items = items
+        message = "\n".join(text for _, text, _ in items)
+        value = (
+            "<div style='border-left:4px solid #c0392b;background:#fdecea;padding:4px 8px;"
+            f"{_SMALL}'>{''.join(html for _, _, html in items)}</div>"
+            if items
+            else ""
+        )
+        with self.hold_sync():
+            if self.message != message:
+                self.message = message
+            if self.value != value:
+                self.value = value
 
 
 class Header(W.HTML):
