@@ -32,7 +32,7 @@ READERS = [read_ntu_skeleton, read_msr_action3d]
 BOUND = 10.0  # the readers' default max_abs, in metres
 
 FUZZ = settings(
-    max_examples=150,
+    max_examples=200,
     deadline=None,
     derandomize=True,
     database=None,  # nothing written to the checkout

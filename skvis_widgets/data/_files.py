@@ -24,8 +24,8 @@ from ..errors import SkvisError
 DEFAULT_MAX_ABS = 10.0
 
 #: The largest file a reader accepts. Real recordings are far smaller (MSR Action3D:
-#: under 1 MB; NTU RGB+D: a few MB); parsing costs up to ~20 bytes of memory per byte
-#: of file, so this keeps a reader well under 1 GB whatever the file holds.
+#: under 1 MB; NTU RGB+D: a few MB). Parsing costs up to ~25 bytes of memory per byte
+#: of file (a file of 2-character lines), so a reader stays under 1 GB whatever it reads.
 MAX_FILE_BYTES = 32 * 2**20
 
 _F32_MAX = float(np.finfo(np.float32).max)

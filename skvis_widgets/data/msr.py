@@ -85,10 +85,12 @@ def read_msr_action3d(path: str | Path, *, max_abs: float = DEFAULT_MAX_ABS) -> 
     rows = [ln for ln in text.splitlines() if ln and not ln.isspace()]
     if not rows:
         raise SkvisError(f"{path}: empty file; expected 20 lines of 'x y z confidence' per frame")
+    num_rows = len(rows)
     try:
         values = np.loadtxt(rows, dtype=np.float64, comments=None, ndmin=2)
     except ValueError:
         values = None
+    del rows  # one list of lines at a time: the scan below makes its own
     if values is None or values.shape[1] != 4:
         for k, ln in _numbered_rows(text):
             parts = ln.split()
@@ -99,12 +101,11 @@ def read_msr_action3d(path: str | Path, *, max_abs: float = DEFAULT_MAX_ABS) -> 
                     f"{path}, line {k}: {len(parts)} values; expected 4 (x y z confidence)"
                 )
         raise SkvisError(f"{path}: expected lines of 4 numbers (x y z confidence)")
-    if len(rows) % MSR_ACTION3D.num_joints:
+    if num_rows % MSR_ACTION3D.num_joints:
         raise SkvisError(
-            f"{path}: {len(rows)} lines is not a whole number of frames of "
+            f"{path}: {num_rows} lines is not a whole number of frames of "
             f"{MSR_ACTION3D.num_joints} joints (truncated file, or a wrong joint count?)"
         )
-    del rows
 
     def bad(row: int, reason: str) -> SkvisError:
         k, ln = next(itertools.islice(_numbered_rows(text), row, None))

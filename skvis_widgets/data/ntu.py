@@ -49,6 +49,8 @@ def _show(line: str) -> str:
 
 def _count(line: str) -> int | None:
     """A line holding one integer (optional sign, ASCII digits), or None."""
+    if line.isascii() and line.isdigit():  # the usual case, quick: frames are many
+        return int(line)
     s = line.strip()
     digits = s[1:] if s[:1] in ("+", "-") else s
     return int(s) if digits.isascii() and digits.isdigit() else None
@@ -154,6 +156,8 @@ def _parse(
         if num_bodies < 0:
             raise fail(i, f"expected a non-negative body count, got {num_bodies}")
         i += 1
+        if num_bodies == 0:
+            continue
         seen: set[str] = set()
         for _ in range(num_bodies):
             if i >= end:
