@@ -345,7 +345,7 @@ def test_empty_file(tmp_path):
     check_error(blank, 1, "empty")
 
 
-@pytest.mark.parametrize("first", ["abc", "103.0", "", "103 1", "1_03"])
+@pytest.mark.parametrize("first", ["abc", "103.0", "", "103 1", "1_03", "1" * 5000])
 def test_first_line_not_a_frame_count(tmp_path, first):
     path = edit_lines(ONE_BODY_CRLF, tmp_path / "first.skeleton", {1: first})
     check_error(path, 1, "frame count")

@@ -48,12 +48,13 @@ def _show(line: str) -> str:
 
 
 def _count(line: str) -> int | None:
-    """A line holding one integer (optional sign, ASCII digits), or None."""
-    if line.isascii() and line.isdigit():  # the usual case, quick: frames are many
+    """A line holding one integer (optional sign, at most 18 ASCII digits), or None."""
+    if line.isascii() and line.isdigit() and len(line) <= 18:  # the usual case, quick
         return int(line)
     s = line.strip()
     digits = s[1:] if s[:1] in ("+", "-") else s
-    return int(s) if digits.isascii() and digits.isdigit() else None
+    # More digits than any count a file can hold (and than int() takes from a str).
+    return int(s) if digits.isascii() and digits.isdigit() and len(digits) <= 18 else None
 
 
 def read_ntu_skeleton(
@@ -176,7 +177,7 @@ def _parse(
             if bid not in body_ids and (len(body_ids) + 1) * frame_bytes > max_out_bytes:
                 raise fail(
                     i,
-                    f"body id {bid} is distinct body {len(body_ids) + 1}: with {num_frames} "
+                    f"body id {_show(bid)} is distinct body {len(body_ids) + 1}: with {num_frames} "
                     f"frames the (M, T, 25, 3) float32 array would take "
                     f"{(len(body_ids) + 1) * frame_bytes / 2**20:.2f} MiB, more than the "
                     f"{max_out_bytes / 2**20:.2f} MiB a file of {len(text)} bytes can "
@@ -213,7 +214,8 @@ def _parse(
         )
     if not starts:
         empty = np.zeros((0, NTU_NUM_JOINTS, 3), dtype=np.float32)
-        return len(body_ids), num_frames, np.zeros(0, int), np.zeros(0, int), empty
+        none = np.zeros(0, dtype=np.intp)
+        return len(body_ids), num_frames, none, none, empty
 
     def joint_line(row: int) -> int:
         return starts[row // NTU_NUM_JOINTS] + row % NTU_NUM_JOINTS
