@@ -130,3 +130,91 @@ def test_lost_track_frames_are_dropped(bundled):
     i = bundled.ids.index("a20_s02_e01")
     assert len(bundled.sequences[i]) == 24
     assert all(np.any(s.reshape(len(s), -1), axis=1).all() for s in bundled.sequences)
+
+
+def write_edited(tmp_path: Path, edit) -> Path:
+    lines = THROW_FREE.read_text().splitlines()
+    path = tmp_path / THROW_FREE.name
+    path.write_text("\n".join(edit(lines)) + "\n")
+    return path
+
+
+def move_last_value(lines: list[str], frm: int, to: int) -> list[str]:
+    """Move the last value of line ``frm`` to the end of line ``to`` (0-based)."""
+    lines = list(lines)
+    *rest, value = lines[frm].split()
+    lines[frm] = " ".join(rest)
+    lines[to] = f"{lines[to]} {value}"
+    return lines
+
+
+@pytest.mark.parametrize(
+    ("frm", "to", "match"),
+    [(4, 5, r"line 5: 3 values"), (5, 4, r"line 5: 5 values"), (30, 900, r"line 31: 3 values")],
+)
+def test_every_line_has_four_values(tmp_path, frm, to, match):
+    # As many values in all as 4 per line, but a 3-value and a 5-value line: refused,
+    # not read with the coordinates shifted.
+    path = write_edited(tmp_path, lambda lines: move_last_value(lines, frm, to))
+    assert len(path.read_text().split()) == 4 * len(path.read_text().splitlines())
+    with pytest.raises(SkvisError, match=match):
+        read_msr_action3d(path)
+
+
+@pytest.mark.parametrize("value", ["1e60", "-3.5e38", "1e39"])
+def test_float32_overflow_is_an_error_not_a_warning(tmp_path, value):
+    def edit(lines):
+        lines[4] = f"{value} {lines[4].split(maxsplit=1)[1]}"
+        return lines
+
+    path = write_edited(tmp_path, edit)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(SkvisError, match=r"line 5: .*float32") as info:
+            read_msr_action3d(path, max_abs=float("inf"))
+        with pytest.raises(SkvisError, match=r"line 5: "):
+            read_msr_action3d(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize(("value", "shown"), [("12.5", "12.5"), ("-0371736", "-371736")])
+def test_implausible_coordinate(tmp_path, value, shown):
+    def edit(lines):
+        fields = lines[20].split()
+        fields[2] = value
+        lines[20] = " ".join(fields)
+        return lines
+
+    path = write_edited(tmp_path, edit)
+    with pytest.raises(
+        SkvisError, match=rf"line 21: implausible coordinate {shown} m.*max_abs = 10 m"
+    ):
+        read_msr_action3d(path)
+    expected = read_msr_action3d(THROW_FREE)
+    expected[1, 0, 2] = float(value)  # line 21: frame 2, joint 1, z
+    np.testing.assert_array_equal(read_msr_action3d(path, max_abs=1e6), expected)
+
+
+@pytest.mark.parametrize("value", ["0.37_1031", "\u0660.5"])
+def test_numbers_are_plain_ascii_decimals(tmp_path, value):
+    def edit(lines):
+        fields = lines[7].split()
+        fields[1] = value
+        lines[7] = " ".join(fields)
+        return lines
+
+    path = write_edited(tmp_path, edit)
+    with pytest.raises(SkvisError, match=r"line 8: .*not numeric"):
+        read_msr_action3d(path)
+
+
+def test_crlf_and_blank_lines(tmp_path):
+    ref = read_msr_action3d(THROW_FREE)
+    lines = THROW_FREE.read_text().splitlines()
+    path = tmp_path / THROW_FREE.name
+    path.write_bytes(("\r\n".join(lines[:10] + ["", "  "] + lines[10:]) + "\r\n\r\n").encode())
+    np.testing.assert_array_equal(read_msr_action3d(path), ref)
+    # Line numbers count the blank lines.
+    path.write_text("\n".join(lines[:10] + ["", ""] + ["nan 0 0 1"] + lines[11:]))
+    with pytest.raises(SkvisError, match=r"line 13: NaN"):
+        read_msr_action3d(path)

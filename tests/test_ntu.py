@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import re
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -342,7 +345,7 @@ def test_empty_file(tmp_path):
     check_error(blank, 1, "empty")
 
 
-@pytest.mark.parametrize("first", ["abc", "103.0", "", "103 1"])
+@pytest.mark.parametrize("first", ["abc", "103.0", "", "103 1", "1_03", "1" * 5000])
 def test_first_line_not_a_frame_count(tmp_path, first):
     path = edit_lines(ONE_BODY_CRLF, tmp_path / "first.skeleton", {1: first})
     check_error(path, 1, "frame count")
@@ -378,7 +381,9 @@ def test_truncated_two_body_file_mid_second_body(tmp_path):
     check_error(path, 1 + 55 * 3 + 41, "truncated", "frame 4 of 70")
 
 
-@pytest.mark.parametrize(("line", "value"), [(2, "1.5"), (2, "x"), (2 + 28 * 10, "one"), (2, "-1")])
+@pytest.mark.parametrize(
+    ("line", "value"), [(2, "1.5"), (2, "x"), (2 + 28 * 10, "one"), (2, "-1"), (2, "0_1")]
+)
 def test_body_count_not_an_integer(tmp_path, line, value):
     path = edit_lines(ONE_BODY_CRLF, tmp_path / "bodies.skeleton", {line: value})
     check_error(path, line, "body count")
@@ -404,7 +409,8 @@ def test_joint_count_not_25(tmp_path, src, line, value):
     check_error(path, line, "joint count 25")
 
 
-@pytest.mark.parametrize(("line", "keep"), [(5, 2), (100, 1), (2884, 0)])
+# A joint line has 12 fields: one that lost any (the tracking state last) is refused.
+@pytest.mark.parametrize(("line", "keep"), [(5, 2), (100, 1), (2884, 0), (5, 11), (2885, 11)])
 def test_joint_line_with_too_few_numbers(tmp_path, line, keep):
     short = " ".join(line_of(ONE_BODY_CRLF, line).split()[:keep])
     path = edit_lines(ONE_BODY_CRLF, tmp_path / "short.skeleton", {line: short})
@@ -412,7 +418,8 @@ def test_joint_line_with_too_few_numbers(tmp_path, line, keep):
 
 
 @pytest.mark.parametrize(
-    ("line", "field", "value"), [(5, 0, "abc"), (100, 2, "3.4x"), (32, 1, "--1")]
+    ("line", "field", "value"),
+    [(5, 0, "abc"), (100, 2, "3.4x"), (32, 1, "--1"), (5, 0, "-0.85_14767"), (6, 2, "\u0663.4")],
 )
 def test_joint_line_non_numeric(tmp_path, line, field, value):
     src = TWO_BODY_LF
@@ -446,3 +453,144 @@ def test_only_the_first_three_values_are_read(tmp_path):
     new = replace_field(line_of(ONE_BODY_CRLF, 5), 8, "junk")
     path = edit_lines(ONE_BODY_CRLF, tmp_path / "cols.skeleton", {5: new})
     np.testing.assert_array_equal(read_ntu_skeleton(path), read_ntu_skeleton(ONE_BODY_CRLF))
+
+
+def test_joint_line_with_an_extra_field(tmp_path):
+    line = line_of(TWO_BODY_LF, 40)
+    path = edit_lines(TWO_BODY_LF, tmp_path / "13.skeleton", {40: line + " 0"})
+    check_error(path, 40, "12 fields", "got 13")
+
+
+# --- a file cut inside its last line, implausible coordinates ---
+
+
+@pytest.mark.parametrize("src", [TWO_BODY_LF, ONE_BODY_CRLF], ids=lambda p: p.stem)
+def test_cut_anywhere_in_the_last_line(tmp_path, src):
+    """Only a cut of the line ending itself leaves the data whole and is accepted."""
+    newline, frames = split_blocks(src.read_text())
+    whole = tmp_path / "first_frames.skeleton"  # the first 4 frames: quick to read 70 times
+    whole.write_text(join_blocks(newline, frames[:4]), newline="")
+    data = whole.read_bytes()
+    ref = read_ntu_skeleton(whole)
+    last = data.rstrip(b"\r\n")
+    start = last.rfind(b"\n") + 1
+    number = data[:start].count(b"\n") + 1
+    path = tmp_path / "cut.skeleton"
+    accepted = 0
+    for n in range(start + 1, len(data)):
+        path.write_bytes(data[:n])
+        if n >= len(last):
+            np.testing.assert_array_equal(read_ntu_skeleton(path), ref)
+            accepted += 1
+        else:
+            check_error(path, number, "12 fields")
+    assert accepted == len(newline) and len(last) - start > 60
+
+
+@pytest.mark.parametrize(
+    ("line", "field", "value", "shown"),
+    [
+        (5, 0, "02181153", "2.18115e+06"),  # a deleted "."
+        (5, 2, "-12.5", "-12.5"),
+        (2885, 1, "7.601054e1", "76.0105"),
+    ],
+)
+def test_implausible_coordinate(tmp_path, line, field, value, shown):
+    new = replace_field(line_of(ONE_BODY_CRLF, line), field, value)
+    path = edit_lines(ONE_BODY_CRLF, tmp_path / "far.skeleton", {line: new})
+    check_error(path, line, f"implausible coordinate {shown} m", "max_abs = 10 m")
+    # A larger bound accepts the file, with the value as written.
+    arr = read_ntu_skeleton(path, max_abs=1e7)
+    frame, joint = divmod(line - 5 - (line - 2) // 28 * 3, 25)
+    assert arr[0, frame, joint, field] == np.float32(float(value))
+    with pytest.raises(SkvisError, match="max_abs = 1 m"):
+        read_ntu_skeleton(ONE_BODY_CRLF, max_abs=1)  # real heads are 1.5 m up and 3 m away
+
+
+def test_max_abs_inf_still_refuses_float32_overflow(tmp_path):
+    new = replace_field(line_of(ONE_BODY_CRLF, 9), 0, "-1e39")
+    path = edit_lines(ONE_BODY_CRLF, tmp_path / "big.skeleton", {9: new})
+    with pytest.raises(SkvisError, match=r"line 9: .*float32"):
+        read_ntu_skeleton(path, max_abs=float("inf"))
+    new = replace_field(line_of(ONE_BODY_CRLF, 9), 0, "-1e30")
+    path = edit_lines(ONE_BODY_CRLF, tmp_path / "big.skeleton", {9: new})
+    assert read_ntu_skeleton(path, max_abs=float("inf"))[0, 0, 4, 0] == np.float32(-1e30)
+
+
+# --- what the body ids may ask for ---
+
+
+def many_ids_file(path: Path, num_frames: int, one_id_per_frame: bool) -> Path:
+    """Frames of one body each, real joint lines, the body id new in every frame."""
+    newline, frames = split_blocks(ONE_BODY_CRLF.read_text())
+    blocks = [frames[t % len(frames)][0] for t in range(num_frames)]
+    if one_id_per_frame:
+        blocks = [[replace_field(b[0], 0, str(t))] + b[1:] for t, b in enumerate(blocks)]
+    path.write_text(join_blocks(newline, [[b] for b in blocks]), newline="")
+    return path
+
+
+def minimal_ids_file(path: Path, num_frames: int) -> Path:
+    """The same with the shortest lines the format allows: 0.8 MB for 1,000 frames."""
+    joint = "0.1 0.2 3 0 0 0 0 0 0 0 0 2\n"
+    frames = [f"1\n{t} 0 0 0 0 0 0 0 0 2\n25\n" + joint * 25 for t in range(num_frames)]
+    path.write_text(f"{num_frames}\n" + "".join(frames))
+    return path
+
+
+@pytest.mark.parametrize("minimal", [False, True], ids=["real-lines", "minimal-lines"])
+def test_many_body_ids_in_a_small_file_are_refused_early(tmp_path, minimal):
+    """1,000 ids x 1,000 frames: a 300 MB array from a file of 2.8 or 0.8 MB."""
+    path = tmp_path / "ids.skeleton"
+    path = minimal_ids_file(path, 1000) if minimal else many_ids_file(path, 1000, True)
+    assert path.stat().st_size < 3e6
+    tracemalloc.start()
+    try:
+        with pytest.raises(SkvisError) as info:
+            read_ntu_skeleton(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    msg = str(info.value)
+    assert path.name in msg and "distinct body" in msg and "MiB" in msg, msg
+    line = int(re.search(r"line (\d+):", msg)[1])
+    assert (line - 3) % 28 == 0 and line < 3 + 28 * 200  # a body line, well before the end
+    assert peak < 64 * 2**20, f"{peak / 2**20:.0f} MiB"
+
+
+def test_many_short_lived_body_ids_are_still_read(tmp_path):
+    """A new id in each of 103 frames (a 3 MB array from a 0.3 MB file) is within the cap."""
+    path = many_ids_file(tmp_path / "ids.skeleton", 103, True)
+    arr = read_ntu_skeleton(path)
+    ref = read_ntu_skeleton(ONE_BODY_CRLF)
+    assert arr.shape == (103, 103, 25, 3)
+    diagonal = np.eye(103, dtype=bool)
+    np.testing.assert_array_equal(arr[diagonal], ref[0])
+    assert np.isnan(arr[~diagonal]).all()
+    # The same frames under one id: one body.
+    same = many_ids_file(tmp_path / "same.skeleton", 103, False)
+    np.testing.assert_array_equal(read_ntu_skeleton(same), ref)
+
+
+# --- paths that are not a readable file ---
+
+
+def test_os_errors_name_the_path(tmp_path, monkeypatch):
+    missing = tmp_path / "missing.skeleton"
+    with pytest.raises(SkvisError, match=r"missing\.skeleton: cannot read \(FileNotFoundError"):
+        read_ntu_skeleton(missing)
+    with pytest.raises(SkvisError, match=r"a directory, not a regular file"):
+        read_ntu_skeleton(tmp_path)
+    # Root reads a chmod 000 file anyway: the refusal comes from the open itself.
+    locked = tmp_path / ONE_BODY_CRLF.name
+    locked.write_bytes(ONE_BODY_CRLF.read_bytes())
+
+    def refuse(file, flags, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", file)
+
+    monkeypatch.setattr(os, "open", refuse)
+    with pytest.raises(
+        SkvisError, match=r"cannot read \(PermissionError: Permission denied"
+    ) as info:
+        read_ntu_skeleton(locked)
+    assert str(locked) in str(info.value)

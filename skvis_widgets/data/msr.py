@@ -6,8 +6,10 @@ CVPR Workshops 2010. Non-commercial research use; cite it when you use it.
 
 from __future__ import annotations
 
+import itertools
 import re
 import warnings
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import numpy as np
 
 from ..errors import SkvisError
 from ..skeleton import MSR_ACTION3D
+from ._files import DEFAULT_MAX_ABS, check_max_abs, is_number, read_text, to_coordinates
 from .dataset import SkeletonDataset
 from .normalize import normalize_sequence
 
@@ -47,59 +50,76 @@ BUNDLE_NAME = "msr_action3d.npz"
 _NAME = re.compile(r"a(\d+)_s(\d+)_e(\d+)")
 
 
-def read_msr_action3d(path: str | Path) -> np.ndarray:
+def read_msr_action3d(path: str | Path, *, max_abs: float = DEFAULT_MAX_ABS) -> np.ndarray:
     """Read one MSR Action3D ``aAA_sSS_eEE_skeleton3D.txt`` file.
 
     Each frame is 20 lines of ``x y z confidence``; the confidence is dropped.
 
+    Parameters
+    ----------
+    path : str or Path
+        The file, a regular file of at most 32 MiB. Blank lines are skipped.
+    max_abs : float, keyword-only
+        Plausibility bound in metres: a coordinate with ``|x|``, ``|y|`` or ``|z|``
+        above it is an error (default 10 m). ``inf`` turns the bound off, not the
+        check that values are finite in float32.
+
     Returns
     -------
     ndarray, shape (T, 20, 3), float32
-        Camera coordinates in metres, joints in `MSR_ACTION3D` order.
+        Camera coordinates in metres, joints in `MSR_ACTION3D` order; finite, with
+        ``|value| <= max_abs``.
 
     Raises
     ------
     SkvisError
-        For an empty file, a line without four numbers (naming the line), a line
-        count that is not a whole number of 20-joint frames, or NaN/inf values.
+        For a path that is not a readable regular file (missing, a directory, a FIFO,
+        a device, no permission, over 32 MiB), an empty file, a line without exactly
+        four numbers (naming the line), a line count that is not a whole number of
+        20-joint frames, NaN/inf values (also after the cast to float32), or a
+        coordinate beyond ``max_abs`` (naming the line).
     """
     path = Path(path)
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SkvisError(f"{path}: cannot read ({exc})") from None
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    if not lines:
+    max_abs = check_max_abs(max_abs)
+    text = read_text(path, "an MSR Action3D file of 'x y z confidence' lines")
+    rows = [ln for ln in text.splitlines() if ln and not ln.isspace()]
+    if not rows:
         raise SkvisError(f"{path}: empty file; expected 20 lines of 'x y z confidence' per frame")
+    num_rows = len(rows)
     try:
-        values = np.array(" ".join(lines).split(), dtype=np.float64)
+        values = np.loadtxt(rows, dtype=np.float64, comments=None, ndmin=2)
     except ValueError:
         values = None
-    if values is None or values.size != 4 * len(lines):
-        for k, ln in enumerate(text.splitlines(), 1):
-            if not ln.strip():
-                continue
+    del rows  # one list of lines at a time: the scan below makes its own
+    if values is None or values.shape[1] != 4:
+        for k, ln in _numbered_rows(text):
             parts = ln.split()
-            try:
-                [float(p) for p in parts]
-            except ValueError:
-                raise SkvisError(f"{path}, line {k}: {ln.strip()!r} is not numeric") from None
+            if not all(is_number(p) for p in parts):
+                raise SkvisError(f"{path}, line {k}: {ln.strip()!r} is not numeric")
             if len(parts) != 4:
                 raise SkvisError(
                     f"{path}, line {k}: {len(parts)} values; expected 4 (x y z confidence)"
                 )
-    if len(lines) % MSR_ACTION3D.num_joints:
+        raise SkvisError(f"{path}: expected lines of 4 numbers (x y z confidence)")
+    if num_rows % MSR_ACTION3D.num_joints:
         raise SkvisError(
-            f"{path}: {len(lines)} lines is not a whole number of frames of "
+            f"{path}: {num_rows} lines is not a whole number of frames of "
             f"{MSR_ACTION3D.num_joints} joints (truncated file, or a wrong joint count?)"
         )
-    xyz = values.reshape(-1, MSR_ACTION3D.num_joints, 4)[..., :3]
-    if not np.isfinite(xyz).all():
-        t, j = np.argwhere(~np.isfinite(xyz))[0][:2]
-        raise SkvisError(
-            f"{path}, line {t * MSR_ACTION3D.num_joints + j + 1}: NaN or infinite coordinate"
-        )
-    return xyz.astype(np.float32)
+
+    def bad(row: int, reason: str) -> SkvisError:
+        k, ln = next(itertools.islice(_numbered_rows(text), row, None))
+        return SkvisError(f"{path}, line {k}: {reason}: {ln.strip()!r}")
+
+    xyz = to_coordinates(values[:, :3], max_abs, bad)
+    return xyz.reshape(-1, MSR_ACTION3D.num_joints, 3)
+
+
+def _numbered_rows(text: str) -> Iterator[tuple[int, str]]:
+    """The non-blank lines with their 1-based line numbers."""
+    for k, ln in enumerate(text.splitlines(), 1):
+        if ln and not ln.isspace():
+            yield k, ln
 
 
 def _parse_name(path: Path) -> tuple[int, int, int]:

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SkvisError
+from ._files import DEFAULT_MAX_ABS, check_max_abs, is_number, read_text, to_coordinates
 
 __all__ = ["read_ntu_skeleton", "main_body", "NTU_NUM_JOINTS"]
 
@@ -33,7 +34,12 @@ __all__ = ["read_ntu_skeleton", "main_body", "NTU_NUM_JOINTS"]
 NTU_NUM_JOINTS = 25
 
 _BODY_FIELDS = 10
-_F32_MAX = float(np.finfo(np.float32).max)
+_JOINT_FIELDS = 12
+# The dense output may take this many bytes per byte of the file, and at least
+# _MIN_OUT_BYTES: a real file gives well under 1 (a body-frame is ~2.7 kB of text and
+# 300 bytes of output), many short-lived body ids a few.
+_OUT_BYTES_PER_FILE_BYTE = 16
+_MIN_OUT_BYTES = 16 * 2**20
 
 
 def _show(line: str) -> str:
@@ -41,13 +47,30 @@ def _show(line: str) -> str:
     return repr(line if len(line) <= 60 else line[:57] + "...")
 
 
-def read_ntu_skeleton(path: str | os.PathLike[str]) -> np.ndarray:
+def _count(line: str) -> int | None:
+    """A line holding one integer (optional sign, at most 18 ASCII digits), or None."""
+    if line.isascii() and line.isdigit() and len(line) <= 18:  # the usual case, quick
+        return int(line)
+    s = line.strip()
+    digits = s[1:] if s[:1] in ("+", "-") else s
+    # More digits than any count a file can hold (and than int() takes from a str).
+    return int(s) if digits.isascii() and digits.isdigit() and len(digits) <= 18 else None
+
+
+def read_ntu_skeleton(
+    path: str | os.PathLike[str], *, max_abs: float = DEFAULT_MAX_ABS
+) -> np.ndarray:
     """Read one NTU RGB+D ``.skeleton`` file.
 
     Parameters
     ----------
     path : str or path-like
-        The ``.skeleton`` file. CRLF and LF line endings are both accepted.
+        The ``.skeleton`` file, a regular file of at most 32 MiB. CRLF and LF line
+        endings are both accepted.
+    max_abs : float, keyword-only
+        Plausibility bound in metres: a coordinate with ``|x|``, ``|y|`` or ``|z|``
+        above it is an error (default 10 m; a Kinect sees a few metres). ``inf``
+        turns the bound off, not the check that values are finite in float32.
 
     Returns
     -------
@@ -57,24 +80,43 @@ def read_ntu_skeleton(path: str | os.PathLike[str]) -> np.ndarray:
         number of distinct body ids in the file, in order of first appearance; ``T``
         is the frame count of the first line. Where a body is absent from a frame,
         its 25 joints are NaN. A file whose frames all hold zero bodies gives
-        ``M = 0``.
+        ``M = 0``. Present joints are finite with ``|value| <= max_abs``.
 
     Raises
     ------
     SkvisError
-        For a malformed file: empty, a first line that is not a positive frame
-        count, fewer frames than announced (truncated), a body count that is not a
-        non-negative integer, a body line without its 10 fields, the same body id
-        twice in one frame, a joint count other than 25, a joint line with fewer than
-        3 numbers or with non-numeric, NaN or infinite coordinates, or non-blank
-        text after the last frame. The message names the file, the 1-based line
+        For a path that is not a readable regular file (missing, a directory, a FIFO,
+        a device, no permission, over 32 MiB), naming the path; and for a malformed
+        file: empty, a first line that is not a positive frame count, fewer frames
+        than announced (truncated), a body count that is not a non-negative integer,
+        a body line without its 10 fields, the same body id twice in one frame, a
+        joint count other than 25, a joint line without its 12 fields (a file cut
+        inside its last line), non-numeric, NaN or infinite coordinates (also after
+        the cast to float32), a coordinate beyond ``max_abs``, non-blank text after
+        the last frame, or more distinct body ids than the file's size can justify
+        (the ``(M, T, 25, 3)`` array may take at most 16 bytes per byte of the file,
+        or 16 MiB for a small file). The message names the file, the 1-based line
         number and what was expected.
-    OSError
-        If the file cannot be read.
     """
     path = Path(path)
-    text = path.read_bytes().decode("utf-8", errors="replace")
-    lines = text.split("\n")  # a trailing "\r" is whitespace to int() and split()
+    max_abs = check_max_abs(max_abs)
+    num_ids, num_frames, body, frame, xyz = _parse(
+        path, read_text(path, "an NTU RGB+D .skeleton file"), max_abs
+    )
+    out = np.full((num_ids, num_frames, NTU_NUM_JOINTS, 3), np.nan, dtype=np.float32)
+    out[body, frame] = xyz
+    return out
+
+
+def _parse(
+    path: Path, text: str, max_abs: float
+) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray]:
+    """The file's distinct body count, frame count, and per body record its body and
+    frame index and its ``(25, 3)`` float32 joints (checked)."""
+    # A body id costs bytes in the file, but a frame without it still gets its 25 NaN
+    # joints in the dense output: bound the output by the file's size.
+    max_out_bytes = max(_MIN_OUT_BYTES, _OUT_BYTES_PER_FILE_BYTE * len(text))
+    lines = text.splitlines()
 
     def fail(i: int, msg: str) -> SkvisError:
         return SkvisError(f"{path}: line {i + 1}: {msg}")
@@ -85,12 +127,12 @@ def read_ntu_skeleton(path: str | os.PathLike[str]) -> np.ndarray:
     if end == 0:
         raise fail(0, "empty file; expected the frame count")
 
-    try:
-        num_frames = int(lines[0])
-    except ValueError:
-        raise fail(0, f"expected the frame count (an integer), got {_show(lines[0])}") from None
+    num_frames = _count(lines[0])
+    if num_frames is None:
+        raise fail(0, f"expected the frame count (an integer), got {_show(lines[0])}")
     if num_frames <= 0:
         raise fail(0, f"expected a positive frame count, got {num_frames}")
+    frame_bytes = num_frames * NTU_NUM_JOINTS * 3 * 4  # one body's share of the output
 
     def truncated(i: int, frame: int, what: str) -> SkvisError:
         return fail(
@@ -107,15 +149,16 @@ def read_ntu_skeleton(path: str | os.PathLike[str]) -> np.ndarray:
     for t in range(num_frames):
         if i >= end:
             raise truncated(i, t, "the body count")
-        try:
-            num_bodies = int(lines[i])
-        except ValueError:
+        num_bodies = _count(lines[i])
+        if num_bodies is None:
             raise fail(
                 i, f"expected the body count of frame {t + 1} (an integer), got {_show(lines[i])}"
-            ) from None
+            )
         if num_bodies < 0:
             raise fail(i, f"expected a non-negative body count, got {num_bodies}")
         i += 1
+        if num_bodies == 0:
+            continue
         seen: set[str] = set()
         for _ in range(num_bodies):
             if i >= end:
@@ -131,21 +174,35 @@ def read_ntu_skeleton(path: str | os.PathLike[str]) -> np.ndarray:
             if bid in seen:
                 raise fail(i, f"body id {bid} appears twice in frame {t + 1}")
             seen.add(bid)
+            if bid not in body_ids and (len(body_ids) + 1) * frame_bytes > max_out_bytes:
+                raise fail(
+                    i,
+                    f"body id {_show(bid)} is distinct body {len(body_ids) + 1}: with {num_frames} "
+                    f"frames the (M, T, 25, 3) float32 array would take "
+                    f"{(len(body_ids) + 1) * frame_bytes / 2**20:.2f} MiB, more than the "
+                    f"{max_out_bytes / 2**20:.2f} MiB a file of {len(text)} bytes can "
+                    f"justify; expected a few bodies per recording",
+                )
             m = body_ids.setdefault(bid, len(body_ids))
             i += 1
             if i >= end:
                 raise truncated(i, t, "the joint count")
-            try:
-                num_joints = int(lines[i])
-            except ValueError:
-                raise fail(
-                    i, f"expected the joint count {NTU_NUM_JOINTS}, got {_show(lines[i])}"
-                ) from None
+            num_joints = _count(lines[i])
             if num_joints != NTU_NUM_JOINTS:
-                raise fail(i, f"expected the joint count {NTU_NUM_JOINTS}, got {num_joints}")
+                raise fail(i, f"expected the joint count {NTU_NUM_JOINTS}, got {_show(lines[i])}")
             i += 1
             if i + NTU_NUM_JOINTS > end:
                 raise truncated(end, t, f"{NTU_NUM_JOINTS} joint lines from line {i + 1}")
+            for k in range(i, i + NTU_NUM_JOINTS):
+                # All 12 fields, so that a file cut inside its last line (its z, say)
+                # is an error, not a shorter number.
+                n = len(lines[k].split())
+                if n != _JOINT_FIELDS:
+                    raise fail(
+                        k,
+                        f"expected a joint line of {_JOINT_FIELDS} fields (x y z first), "
+                        f"got {n}: {_show(lines[k])}",
+                    )
             starts.append(i)
             owner_body.append(m)
             owner_frame.append(t)
@@ -155,35 +212,33 @@ def read_ntu_skeleton(path: str | os.PathLike[str]) -> np.ndarray:
             i,
             f"expected the end of the file after {num_frames} frames, got {_show(lines[i])}",
         )
-
-    out = np.full((len(body_ids), num_frames, NTU_NUM_JOINTS, 3), np.nan, dtype=np.float32)
     if not starts:
-        return out
+        empty = np.zeros((0, NTU_NUM_JOINTS, 3), dtype=np.float32)
+        none = np.zeros(0, dtype=np.intp)
+        return len(body_ids), num_frames, none, none, empty
 
-    joint_lines = [k for s in starts for k in range(s, s + NTU_NUM_JOINTS)]
-    tokens = [lines[k].split(None, 3) for k in joint_lines]
-    for k, tok in zip(joint_lines, tokens, strict=True):
-        if len(tok) < 3:
-            raise fail(k, f"expected a joint line with x y z, got {_show(lines[k])}")
+    def joint_line(row: int) -> int:
+        return starts[row // NTU_NUM_JOINTS] + row % NTU_NUM_JOINTS
+
+    joint_lines = [lines[k] for s in starts for k in range(s, s + NTU_NUM_JOINTS)]
     try:
-        values = np.array([v for tok in tokens for v in tok[:3]], dtype=np.float64)
-    except ValueError:
-        for k, tok in zip(joint_lines, tokens, strict=True):
-            try:
-                [float(v) for v in tok[:3]]
-            except ValueError:
+        values = np.loadtxt(
+            joint_lines, dtype=np.float64, comments=None, usecols=(0, 1, 2), ndmin=2
+        )
+    except ValueError as exc:
+        for row, line in enumerate(joint_lines):
+            if not all(is_number(v) for v in line.split()[:3]):
                 raise fail(
-                    k, f"expected numeric joint coordinates x y z, got {_show(lines[k])}"
+                    joint_line(row), f"expected numeric joint coordinates x y z, got {_show(line)}"
                 ) from None
-        raise  # pragma: no cover - the loop above finds the bad line
-    values = values.reshape(len(starts), NTU_NUM_JOINTS, 3)
-    ok = np.isfinite(values) & (np.abs(values) <= _F32_MAX)
-    if not ok.all():
-        r, j = np.argwhere(~ok.all(axis=2))[0]
-        k = starts[r] + j
-        raise fail(k, f"expected finite joint coordinates x y z, got {_show(lines[k])}")
-    out[np.asarray(owner_body), np.asarray(owner_frame)] = values
-    return out
+        raise SkvisError(f"{path}: joint coordinates x y z are not numeric: {exc}") from None
+
+    def bad(row: int, reason: str) -> SkvisError:
+        k = joint_line(row)
+        return fail(k, f"{reason}: {_show(lines[k])}")
+
+    xyz = to_coordinates(values, max_abs, bad).reshape(-1, NTU_NUM_JOINTS, 3)
+    return len(body_ids), num_frames, np.asarray(owner_body), np.asarray(owner_frame), xyz
 
 
 def main_body(array: np.ndarray) -> np.ndarray:
