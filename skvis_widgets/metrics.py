@@ -44,7 +44,7 @@ from torch import nn
 from ._checks import as_model_input, check_index, check_model, eval_view
 from .errors import SkvisError
 from .saliency import joint_sensitivity
-from .skeleton import Topology, get_topology
+from .skeleton import Topology, check_model_topology, get_topology
 
 __all__ = [
     "PerturbationCurve",
@@ -686,6 +686,8 @@ def randomization_test(
         raise SkvisError(
             f"dataset must have .sequences and .labels (a SkeletonDataset), got {type(dataset).__name__}"
         ) from None
+    if getattr(dataset, "topology", None) is not None:
+        check_model_topology(model, dataset.topology, "the dataset")
     n = len(seqs)
     if n == 0:
         raise SkvisError("randomization_test: the data set is empty")

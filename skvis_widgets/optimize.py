@@ -117,7 +117,7 @@ from .anatomy import (
 from .errors import SkvisError
 from .limits import check_memory
 from .saliency import instantaneous_jacobian
-from .skeleton import TOPOLOGIES, Topology, get_topology
+from .skeleton import TOPOLOGIES, Topology, check_same_joints, get_topology, model_topology
 
 __all__ = [
     "MaximizationResult",
@@ -259,15 +259,19 @@ def _what(model: Any, target: Any, unit: Any, layer: Any) -> tuple[int | None, i
 
 def _topology(model: Any, topology: Any, num_joints: int) -> tuple[Topology | None, str | None]:
     """The sequence's topology and where it came from: ``topology=``, the model's
-    ``metadata["topology"]``, or (source None) the only known topology with J joints."""
+    recorded one (`skvis_widgets.skeleton.model_topology`), or (source None) the only
+    known topology with J joints. A ``topology=`` whose joint names or order differ
+    from the model's raises `SkvisError` naming both."""
+    mine = model_topology(model)
     if topology is not None:
         topo, source = get_topology(topology), "topology"
+        if mine is not None:
+            check_same_joints(mine, "the model", topo, f"topology={topo.name!r}")
+    elif mine is not None:
+        topo, source = mine, "the model's metadata['topology']"
     else:
-        name = (getattr(model, "metadata", None) or {}).get("topology")
-        if name is None:
-            found = [t for t in TOPOLOGIES.values() if t.num_joints == num_joints]
-            return (found[0] if len(found) == 1 else None), None
-        topo, source = get_topology(name), "model.metadata['topology']"
+        found = [t for t in TOPOLOGIES.values() if t.num_joints == num_joints]
+        return (found[0] if len(found) == 1 else None), None
     if topo.num_joints != num_joints:
         raise SkvisError(
             f"{source} {topo.name!r} has {topo.num_joints} joints; the sequence has {num_joints}"
@@ -628,7 +632,9 @@ def maximize_activation(
     topo, source = _topology(model, topology, x0.shape[1])
     if isinstance(constraints, ConstraintSet):
         given = constraints.topology
-        if given.num_joints != x0.shape[1] or (source is not None and topo != given):
+        if given.num_joints != x0.shape[1] or (
+            source is not None and topo.joint_names != given.joint_names
+        ):
             raise SkvisError(
                 f"constraints are for topology {given.name!r} ({given.num_joints} joints); "
                 f"the sequence has shape {x0.shape}"

@@ -8,6 +8,14 @@ limbs with the side as a suffix: ``shoulder_left``, ``elbow_left``,
 anatomical constraints and body parts written once by name serve every topology
 that has those joints.
 
+Topologies are looked up by name (`get_topology`); `register_topology` adds one of
+your own, so it can be named wherever a built-in can (and a `Topology` object is
+accepted everywhere a name is). A model records its topology in
+``model.metadata`` (`topology_metadata`: the name, the joint names in order and the
+bones), so every tool can take the skeleton from the model and refuse data whose
+joints are named or ordered differently (`check_model_topology`); `reorder` maps
+sequences from one joint order to another by the shared joint names.
+
 Pure data: this module imports neither torch nor any widget library.
 """
 
@@ -16,6 +24,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
+
+import numpy as np
 
 from .errors import SkvisError
 
@@ -24,9 +35,16 @@ __all__ = [
     "KINECT_V1",
     "KINECT_V2",
     "MSR_ACTION3D",
+    "OPENNI_15",
     "TOPOLOGIES",
     "BODY_PARTS",
     "get_topology",
+    "register_topology",
+    "reorder",
+    "topology_metadata",
+    "model_topology",
+    "check_same_joints",
+    "check_model_topology",
 ]
 
 #: Body parts as canonical joint names; a topology keeps the names it has.
@@ -262,25 +280,245 @@ MSR_ACTION3D = _topology(
     + _limb_bones("spine_shoulder"),
 )
 
-TOPOLOGIES: Mapping[str, Topology] = MappingProxyType(
-    {t.name: t for t in (KINECT_V2, KINECT_V1, MSR_ACTION3D)}
+#: OpenNI / PrimeSense NiTE (older Kinect v1 and Xtion data sets): 15 joints, 14 bones.
+#: The NiTE "torso" joint is ``spine_mid``; there is no spine base, ankle, wrist or
+#: hand tip, and the shoulders hang from the neck.
+OPENNI_15 = _topology(
+    "openni_15",
+    "OpenNI / NiTE (15 joints)",
+    ["head", "neck", "spine_mid"]
+    + _side("shoulder", "elbow", "hand", side="left")
+    + _side("shoulder", "elbow", "hand", side="right")
+    + _side("hip", "knee", "foot", side="left")
+    + _side("hip", "knee", "foot", side="right"),
+    [("spine_mid", "neck"), ("neck", "head")]
+    + [
+        bone
+        for side in ("left", "right")
+        for bone in (
+            ("neck", f"shoulder_{side}"),
+            (f"shoulder_{side}", f"elbow_{side}"),
+            (f"elbow_{side}", f"hand_{side}"),
+            ("spine_mid", f"hip_{side}"),
+            (f"hip_{side}", f"knee_{side}"),
+            (f"knee_{side}", f"foot_{side}"),
+        )
+    ],
 )
+
+_BUILT_IN = (KINECT_V2, KINECT_V1, MSR_ACTION3D, OPENNI_15)
+_REGISTRY: dict[str, Topology] = {t.name: t for t in _BUILT_IN}
+_ALIASES = {
+    "ntu": "kinect_v2",
+    "ntu_rgbd": "kinect_v2",
+    "sysu": "kinect_v1",
+    "msr": "msr_action3d",
+    "openni": "openni_15",
+    "nite": "openni_15",
+    "primesense": "openni_15",
+}
+
+#: Every known topology by name: the built-ins and those added by `register_topology`
+#: (a read-only view of the registry).
+TOPOLOGIES: Mapping[str, Topology] = MappingProxyType(_REGISTRY)
+
+
+def _key(name: str) -> str:
+    key = str(name).lower().replace("-", "_").replace(" ", "_")
+    return _ALIASES.get(key, key)
 
 
 def get_topology(name: str | Topology) -> Topology:
-    """Look a topology up by name (``"kinect_v2"``, ``"kinect_v1"``, ``"msr_action3d"``).
+    """Look a topology up by name (``"kinect_v2"``, ``"kinect_v1"``, ``"msr_action3d"``,
+    ``"openni_15"``, or one added by `register_topology`).
 
-    ``"ntu"`` and ``"sysu"`` are accepted as aliases. A `Topology` is returned as is.
+    ``"ntu"``, ``"sysu"``, ``"msr"`` and ``"openni"`` are accepted as aliases. A
+    `Topology` is returned as is.
     """
     if isinstance(name, Topology):
         return name
-    key = str(name).lower().replace("-", "_").replace(" ", "_")
-    key = {
-        "ntu": "kinect_v2",
-        "ntu_rgbd": "kinect_v2",
-        "sysu": "kinect_v1",
-        "msr": "msr_action3d",
-    }.get(key, key)
-    if key not in TOPOLOGIES:
-        raise SkvisError(f"unknown topology {name!r}; expected one of {list(TOPOLOGIES)}")
-    return TOPOLOGIES[key]
+    if not isinstance(name, str):
+        raise SkvisError(
+            f"expected a Topology or a topology name, got {type(name).__name__} {name!r}"
+        )
+    key = _key(name)
+    if key not in _REGISTRY:
+        raise SkvisError(
+            f"unknown topology {name!r}; expected one of {list(_REGISTRY)} "
+            "(add your own with skvis_widgets.skeleton.register_topology)"
+        )
+    return _REGISTRY[key]
+
+
+def register_topology(topology: Topology, *, replace: bool = False) -> Topology:
+    """Make ``topology`` known by its name, so that ``get_topology(topology.name)``, a
+    model's ``metadata["topology"]`` and every ``topology=`` argument can name it.
+
+    Registering the same topology twice is harmless; another topology under a taken
+    name raises `SkvisError` unless ``replace=True``. Built-in topologies cannot be
+    replaced. Returns the topology.
+    """
+    if not isinstance(topology, Topology):
+        raise SkvisError(f"register_topology: expected a Topology, got {type(topology).__name__}")
+    key = _key(topology.name)
+    if not key or key != topology.name.lower().replace("-", "_").replace(" ", "_"):
+        raise SkvisError(
+            f"register_topology: the name {topology.name!r} is empty or an alias of "
+            f"{key!r}; choose another name"
+        )
+    old = _REGISTRY.get(key)
+    if old is not None and old != topology:
+        if any(old is b for b in _BUILT_IN):
+            raise SkvisError(f"register_topology: {key!r} is a built-in topology")
+        if not replace:
+            raise SkvisError(
+                f"register_topology: another topology is registered as {key!r} "
+                f"({old.num_joints} joints: {', '.join(old.joint_names)}); pass replace=True"
+            )
+    _REGISTRY[key] = topology
+    return topology
+
+
+# -- a model's skeleton ------------------------------------------------------------------
+def topology_metadata(topology: Topology | str) -> dict[str, Any]:
+    """What a model records of its skeleton (JSON-serializable): ``topology`` (the name),
+    ``joint_names`` (in the order of the input's joint axis) and ``bones``."""
+    topo = get_topology(topology)
+    return {
+        "topology": topo.name,
+        "joint_names": list(topo.joint_names),
+        "bones": [list(b) for b in topo.bones],
+    }
+
+
+def model_topology(model: Any) -> Topology | None:
+    """The topology recorded in ``model.metadata`` (see `topology_metadata`), or None.
+
+    The name is looked up among the known topologies; when it is unknown (a custom
+    topology in a checkpoint), the topology is rebuilt from the recorded joint names
+    and bones. Raises `SkvisError` when the recorded joint names disagree with the
+    known topology of that name, or when the topology can be neither found nor rebuilt.
+    """
+    meta = getattr(model, "metadata", None) or {}
+    if not isinstance(meta, Mapping):
+        return None
+    name, names, bones = meta.get("topology"), meta.get("joint_names"), meta.get("bones")
+    if name is None and names is None:
+        return None
+    if isinstance(name, Topology):
+        known: Topology | None = name
+    else:
+        known = _REGISTRY.get(_key(name)) if isinstance(name, str) else None
+    if names is None:
+        if known is None:
+            raise SkvisError(
+                f"model.metadata['topology'] is {name!r}, an unknown topology, and the model "
+                "records no joint_names/bones; register it with register_topology"
+            )
+        return known
+    names = tuple(str(n) for n in names)
+    if known is not None:
+        if known.joint_names != names:
+            raise SkvisError(
+                f"model.metadata: joint_names ({', '.join(names)}) disagree with topology "
+                f"{known.name!r} ({', '.join(known.joint_names)})"
+            )
+        return known
+    if bones is None:
+        raise SkvisError(
+            f"model.metadata names joints but no bones for topology {name!r}; "
+            "register the topology with register_topology"
+        )
+    return Topology(str(name or "model"), names, tuple(tuple(b) for b in bones))
+
+
+def check_same_joints(
+    expected: Topology, expected_what: str, given: Topology, given_what: str
+) -> None:
+    """Raise `SkvisError` naming both when two topologies' joint names or order differ."""
+    if expected.joint_names == given.joint_names:
+        return
+    a, b = expected.joint_names, given.joint_names
+    if set(a) == set(b):
+        k = next(i for i in range(len(a)) if a[i] != b[i])
+        why = (
+            f"the same joints in another order (joint {k} is {a[k]!r} in one, {b[k]!r} in "
+            f"the other); map the data with skvis_widgets.skeleton.reorder(sequences, "
+            f"{given.name!r}, {expected.name!r})"
+        )
+    else:
+        only = [n for n in a if n not in b]
+        extra = [n for n in b if n not in a]
+        why = (
+            f"different joints ({len(a)} vs {len(b)}"
+            + (f"; {given.name!r} lacks {', '.join(only)}" if only else "")
+            + (f"; {expected.name!r} lacks {', '.join(extra)}" if extra else "")
+            + ")"
+        )
+    raise SkvisError(
+        f"{expected_what} has topology {expected.name!r} but {given_what} has topology "
+        f"{given.name!r}: {why}"
+    )
+
+
+def check_model_topology(
+    model: Any, topology: Topology | str | None, what: str = "the data"
+) -> Topology | None:
+    """The model's recorded topology, after checking that ``topology`` (the data's, or a
+    ``topology=`` argument) names the same joints in the same order.
+
+    Returns the model's topology (None when it records none, and then ``topology``
+    is not checked). Raises `SkvisError` naming both topologies when they disagree.
+    """
+    mine = model_topology(model)
+    if mine is not None and topology is not None:
+        check_same_joints(mine, "the model", get_topology(topology), what)
+    return mine
+
+
+def reorder(
+    sequences: Any, source: Topology | str, target: Topology | str, *, drop: bool = False
+) -> Any:
+    """Map sequences from ``source``'s joint order to ``target``'s, by joint name.
+
+    ``sequences`` is one ``(T, J, 3)`` array, an ``(N, T, J, 3)`` array or a list of
+    ``(T_i, J, 3)`` arrays (the joint axis second to last), with ``J`` the source's
+    joint count; the result has the same form with ``target``'s joints. Raises
+    `SkvisError` naming the joints one side lacks (a target joint the source has no
+    data for, or, unless ``drop=True``, a source joint that would be thrown away).
+
+    Example: MSR Action3D files to the Kinect SDK order,
+    ``reorder(seqs, "msr_action3d", "kinect_v1")``.
+    """
+    src, dst = get_topology(source), get_topology(target)
+    lacking = [n for n in dst.joint_names if not src.has(n)]
+    extra = [] if drop else [n for n in src.joint_names if not dst.has(n)]
+    if lacking or extra:
+        raise SkvisError(
+            f"reorder {src.name!r} -> {dst.name!r}: "
+            + "; ".join(
+                part
+                for part in (
+                    f"{src.name!r} has no {', '.join(lacking)}" if lacking else "",
+                    f"{dst.name!r} has no {', '.join(extra)} (pass drop=True to drop them)"
+                    if extra
+                    else "",
+                )
+                if part
+            )
+            + "; reorder maps between topologies with the same joints"
+        )
+    perm = [src.index(n) for n in dst.joint_names]
+
+    def one(arr: Any, what: str) -> np.ndarray:
+        a = np.asarray(arr)
+        if a.ndim < 2 or a.shape[-2] != src.num_joints:
+            raise SkvisError(
+                f"reorder: {what} has shape {a.shape}; expected the {src.num_joints} joints "
+                f"of {src.name!r} on the second-to-last axis"
+            )
+        return a[..., perm, :]
+
+    if isinstance(sequences, np.ndarray):
+        return one(sequences, "the array")
+    return [one(s, f"sequence {i}") for i, s in enumerate(sequences)]

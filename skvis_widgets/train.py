@@ -17,19 +17,19 @@ from pathlib import Path
 import torch
 
 from .data import load_msr_action3d
-from .model import PRETRAINED, SkeletonLSTM, accuracy, save_model, train_model
+from .model import (
+    PRETRAINED,
+    TRAINING_DEFAULTS,
+    SkeletonLSTM,
+    accuracy,
+    save_model,
+    train_model,
+)
+from .skeleton import topology_metadata
 
-#: The recipe of the shipped model (hyperparameters in the units of `train_model`).
-DEFAULTS = {
-    "hidden_size": 256,
-    "dropout": 0.5,
-    "epochs": 60,
-    "batch_size": 32,
-    "lr": 0.002,
-    "label_smoothing": 0.1,
-    "average_last": 20,
-    "seed": 0,
-}
+#: The recipe of the shipped model (hyperparameters in the units of `train_model`,
+#: whose defaults are the training part, `skvis_widgets.model.TRAINING_DEFAULTS`).
+DEFAULTS = {"hidden_size": 256, "dropout": 0.5, **TRAINING_DEFAULTS}
 
 
 def train_msr_action3d(progress: bool = True, **overrides: float) -> SkeletonLSTM:
@@ -67,7 +67,7 @@ def train_msr_action3d(progress: bool = True, **overrides: float) -> SkeletonLST
     )
     model.metadata = {
         "dataset": data.name,
-        "topology": data.topology.name,
+        **topology_metadata(data.topology),
         "class_names": list(data.class_names),
         "hidden_size": cfg["hidden_size"],
         "split": "cross-subject, 557-recording protocol: odd subjects train, even subjects test",
@@ -77,8 +77,7 @@ def train_msr_action3d(progress: bool = True, **overrides: float) -> SkeletonLST
         "test_accuracy": accuracy(model, test),
         "recipe": cfg,
         "training_seconds": round(history.seconds, 1),
-        "trained_on": f"{platform.machine()}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads",
+        "trained_on": f"{platform.machine()}, torch {torch.__version__}, 1 thread",
     }
     return model
 

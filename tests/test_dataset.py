@@ -52,7 +52,11 @@ def test_bad_arrays():
     nan = [s.copy() for s in seqs]
     nan[1][2, 3, 0] = np.nan
     with pytest.raises(SkvisError, match="sequence 1: contains NaN.*frame 2, joint 3"):
-        SkeletonDataset.from_arrays(nan, [0] * 6, KINECT_V2, ["a"])
+        SkeletonDataset.from_arrays(nan, [0] * 6, KINECT_V2, ["a"], clean=False)
+    with pytest.raises(SkvisError, match="sequence 1: lost tracking.*frame 2, joint 3"):
+        SkeletonDataset.from_arrays(
+            [0.3 * s for s in nan], [0] * 6, KINECT_V2, ["a"], clean="refuse"
+        )
     with pytest.raises(SkvisError, match="zero frames"):
         SkeletonDataset.from_arrays([np.zeros((0, 25, 3))], [0], KINECT_V2, ["a"])
     with pytest.raises(SkvisError, match="expected 6 labels"):

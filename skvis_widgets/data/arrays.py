@@ -64,11 +64,26 @@ def as_batch(batch: object, num_joints: int | None = None, *, name: str = "batch
     return arr
 
 
-def as_labels(labels: object, n: int, *, name: str = "labels") -> np.ndarray:
-    """``n`` class labels as int64: whole numbers only (``1.7`` or ``"walk"`` is an error)."""
+def as_labels(
+    labels: object, n: int, *, name: str = "labels", class_names: object = None
+) -> np.ndarray:
+    """``n`` class labels as int64: whole numbers, or (given ``class_names``) the class
+    names themselves, mapped to their indices. ``1.7``, or a name that is not a class,
+    is an error."""
     arr = np.asarray(labels)
     if arr.ndim != 1 or len(arr) != n:
         raise SkvisError(f"{name}: expected {n} labels, got shape {arr.shape}")
+    if arr.dtype.kind in "US" or (arr.dtype == object and n and isinstance(arr[0], str)):
+        names = [str(c) for c in class_names] if class_names is not None else None
+        index = {c: i for i, c in enumerate(names or [])}
+        bad = next((v for v in arr.tolist() if v not in index), None)
+        if bad is None and names is not None:
+            return np.array([index[v] for v in arr.tolist()], dtype=np.int64)
+        shown = ", ".join(map(repr, names[:12])) if names else "none given"
+        raise SkvisError(
+            f"{name}: class labels must be whole numbers (class indices) or class names; "
+            f"{bad!r} is neither (class names: {shown})"
+        )
     if arr.dtype == bool or not (
         np.issubdtype(arr.dtype, np.integer)
         or (

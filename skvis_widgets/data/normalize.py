@@ -15,6 +15,18 @@ A sequence is moved into a frame fixed by its *first* frame:
   orthogonal to ``y``;
 - ``z = x × y`` (a right-handed frame).
 
+Topologies without some of these joints (OpenNI's 15 joints have no spine base and
+no ankles) use the first of each step's fallbacks that they have:
+
+- origin: ``spine_base``, else the midpoint of ``hip_left`` and ``hip_right``, else
+  ``spine_mid``;
+- bottom of the ``y`` axis: the ankles' midpoint, else the feet's, else the knees',
+  else the origin; top: ``head``, else ``neck``, else ``spine_shoulder``;
+- ``x``: the hips' and the shoulders' left-to-right vectors, whichever pairs exist.
+
+A topology with none of a step's joints raises `SkvisError` naming the step and the
+joints it needs (or pass ``normalize=False`` for data already in a body frame).
+
 One rigid transform for the whole sequence, so motion (a jump, a walk, a turn)
 is kept. The same transform is used for training, saliency and display; it is a
 rotation plus a translation, so it is exactly invertible and preserves bone
@@ -59,27 +71,62 @@ def _unit(v: np.ndarray) -> np.ndarray | None:
     return v / n if n > 1e-9 else None
 
 
+#: Each step of the body frame and the joints it uses, best first (see the module docstring).
+_ORIGIN = (("spine_base",), ("hip_left", "hip_right"), ("spine_mid",))
+_BOTTOM = (("ankle_left", "ankle_right"), ("foot_left", "foot_right"), ("knee_left", "knee_right"))
+_TOP = (("head",), ("neck",), ("spine_shoulder",))
+_ACROSS = (("hip_left", "hip_right"), ("shoulder_left", "shoulder_right"))
+
+
+def _first(topology: Topology, options: tuple[tuple[str, ...], ...], step: str) -> list[int]:
+    for names in options:
+        if topology.has(*names):
+            return [topology.index(n) for n in names]
+    need = " or ".join("+".join(names) for names in options)
+    raise SkvisError(
+        f"normalization of topology {topology.name!r}: the {step} needs {need}, and the "
+        f"topology has none of them (it has: {', '.join(topology.joint_names)}); pass "
+        "normalize=False for data already in a body frame"
+    )
+
+
+def _frame_joints(
+    topology: Topology,
+) -> tuple[list[int], list[int] | None, list[int], list[list[int]]]:
+    origin = _first(topology, _ORIGIN, "origin (body centre)")
+    try:
+        bottom: list[int] | None = _first(topology, _BOTTOM, "up axis (bottom)")
+    except SkvisError:
+        bottom = None  # the origin is the bottom of the up axis
+    top = _first(topology, _TOP, "up axis (top: head)")
+    across = [[topology.index(n) for n in pair] for pair in _ACROSS if topology.has(*pair)]
+    if not across:
+        _first(topology, _ACROSS, "left-right axis")
+    return origin, bottom, top, across
+
+
 def body_frame(seq: np.ndarray, topology: Topology) -> BodyFrame:
     """The body frame of a sequence's first frame (see the module docstring).
 
     Falls back to later frames when the first one is degenerate (all joints
-    coincident, as in a lost track), and raises `SkvisError` if no frame is usable.
+    coincident, as in a lost track), and raises `SkvisError` if no frame is usable,
+    or if the topology lacks every joint one step of the frame can use (naming the
+    step and the joints).
     """
+    origin_j, bottom_j, top_j, across_j = _frame_joints(topology)
     seq = as_sequence(seq, topology).astype(np.float64)
-    ix = topology.index
     for frame in seq:
-        feet = (frame[ix("ankle_left")] + frame[ix("ankle_right")]) / 2
-        y = _unit(frame[ix("head")] - feet)
-        across = (frame[ix("hip_right")] - frame[ix("hip_left")]) + (
-            frame[ix("shoulder_right")] - frame[ix("shoulder_left")]
-        )
+        origin = frame[origin_j].mean(0)
+        feet = frame[bottom_j].mean(0) if bottom_j is not None else origin
+        y = _unit(frame[top_j].mean(0) - feet)
+        across = sum(frame[r] - frame[left] for left, r in across_j)
         if y is None:
             continue
         x = _unit(across - (across @ y) * y)
         if x is None:
             continue
         z = np.cross(x, y)
-        return BodyFrame(origin=frame[ix("spine_base")].copy(), rotation=np.stack([x, y, z]))
+        return BodyFrame(origin=origin.copy(), rotation=np.stack([x, y, z]))
     raise SkvisError(
         f"sequence of shape {seq.shape}: no frame has a usable body axis and hips/shoulders "
         "(all joints coincide?); cannot normalize"

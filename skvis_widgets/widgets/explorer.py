@@ -35,6 +35,7 @@ import numpy as np
 import traitlets as T
 
 from ..errors import SkvisError
+from ..skeleton import check_model_topology
 from .analysis import Analysis, hidden_size
 from .heatmap import SEQUENTIAL_COLORS
 from .panels import (
@@ -267,6 +268,7 @@ class SkeletonVis(W.VBox):
     ) -> None:
         if len(dataset) == 0:
             raise SkvisError("SkeletonVis needs a dataset with at least one sample")
+        check_model_topology(model, dataset.topology, "the dataset")  # same joints, order
         first = _index(sample, len(dataset), "sample")
         target = int(dataset.labels[first]) if target is None else target
         target = _index(target, dataset.num_classes, "target")

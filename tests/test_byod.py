@@ -1,0 +1,229 @@
+"""Bring your own data (issue 17): the model carries its skeleton, topologies of one's
+own, joint orders, the (N, C, T, V, M) layout, cleaning, metadata splits, training
+options and maximization that explains itself. Synthetic data built here (tests/_byod.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from skvis_widgets import KINECT_V1, MSR_ACTION3D, SkvisError, Topology, skeleton
+from skvis_widgets.data import SkeletonDataset
+from skvis_widgets.model import SkeletonLSTM, accuracy, load_model, save_model, train_model
+from skvis_widgets.optimize import maximize_activation
+from skvis_widgets.skeleton import (
+    OPENNI_15,
+    TOPOLOGIES,
+    get_topology,
+    model_topology,
+    register_topology,
+    reorder,
+)
+
+# -- a standing body that waves, written once by joint name, in any topology's order --
+
+_POSE = {
+    "spine_base": (0.0, 1.00, 0.0),
+    "spine_mid": (0.0, 1.25, 0.0),
+    "spine_shoulder": (0.0, 1.45, 0.0),
+    "neck": (0.0, 1.50, 0.0),
+    "head": (0.0, 1.65, 0.0),
+}
+for _sign, _side in ((-1, "left"), (1, "right")):
+    _POSE.update(
+        {
+            f"shoulder_{_side}": (0.18 * _sign, 1.42, 0.0),
+            f"elbow_{_side}": (0.25 * _sign, 1.15, 0.0),
+            f"wrist_{_side}": (0.28 * _sign, 0.92, 0.0),
+            f"hand_{_side}": (0.29 * _sign, 0.85, 0.0),
+            f"hand_tip_{_side}": (0.30 * _sign, 0.78, 0.0),
+            f"thumb_{_side}": (0.27 * _sign, 0.82, 0.03),
+            f"hip_{_side}": (0.10 * _sign, 0.95, 0.0),
+            f"knee_{_side}": (0.10 * _sign, 0.50, 0.02),
+            f"ankle_{_side}": (0.10 * _sign, 0.08, 0.0),
+            f"foot_{_side}": (0.10 * _sign, 0.03, 0.08),
+        }
+    )
+
+
+def wave(topology, frames=12, label=0, phase=0.0, camera=(0.2, 0.0, 3.0)):
+    """``(frames, J, 3)`` camera coordinates, metres: class 0 waves the right hand up,
+    class 1 the left hand; ``camera`` offsets the body from the camera."""
+    topo = get_topology(topology)
+    t = np.linspace(0, 1, frames)[:, None]
+    out = np.zeros((frames, topo.num_joints, 3), np.float64)
+    side = "right" if label == 0 else "left"
+    for j, name in enumerate(topo.joint_names):
+        p = np.array(_POSE[name], np.float64) + np.asarray(camera)
+        out[:, j] = p
+        if name in (f"wrist_{side}", f"hand_{side}", f"hand_tip_{side}", f"thumb_{side}"):
+            out[:, j, 1] += 0.5 * np.sin(np.pi * t[:, 0] + phase)
+    return out.astype(np.float32)
+
+
+def dataset_arrays(topology, n=8, frames=12):
+    """``n`` sequences alternating two classes, with labels."""
+    seqs = [wave(topology, frames, i % 2, phase=0.1 * i) for i in range(n)]
+    return seqs, np.arange(n) % 2
+
+
+def tiny(topology, classes=2, record=True):
+    """A small untrained model; ``record``: with its topology in the metadata."""
+    topo = get_topology(topology)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return SkeletonLSTM(
+            topo.num_joints, classes, hidden_size=8, topology=topo if record else None
+        )
+
+
+def data(topology, n=6, frames=10):
+    seqs, labels = dataset_arrays(topology, n, frames)
+    return SkeletonDataset.from_arrays(seqs, labels, topology, ["right", "left"])
+
+
+# -- 1. the model carries its skeleton ----------------------------------------------------
+def test_train_model_records_topology_and_maximization_needs_no_topology(tmp_path):
+    ds = data("kinect_v1")
+    model = tiny("kinect_v1", record=False)
+    train_model(model, ds, epochs=1, progress=False)
+    assert model.metadata["topology"] == "kinect_v1"
+    assert model.metadata["joint_names"] == list(KINECT_V1.joint_names)
+    assert model.metadata["class_names"] == ["right", "left"]
+    back = load_model(save_model(model, tmp_path / "m.pt"))
+    assert model_topology(back) is KINECT_V1
+    # kinect_v1 and msr_action3d both have 20 joints: without the metadata this raised
+    # "cannot tell the topology"
+    r = maximize_activation(back, ds.sequences[0], target=0, iterations=1, progress=False)
+    assert r.constraint_set.topology is KINECT_V1
+
+
+def test_disagreeing_topology_raises_naming_both():
+    model = tiny("kinect_v1")
+    msr = data("msr_action3d", n=2)
+    seq = msr.sequences[0]
+    with pytest.raises(SkvisError, match=r"'kinect_v1'.*'msr_action3d'.*another order.*reorder"):
+        maximize_activation(model, seq, target=0, topology="msr_action3d", progress=False)
+    with pytest.raises(SkvisError, match=r"'kinect_v1'.*training data.*'msr_action3d'"):
+        train_model(model, msr, epochs=1, progress=False)
+    with pytest.raises(SkvisError, match=r"'kinect_v1'.*dataset.*'msr_action3d'"):
+        accuracy(model, msr)
+    from skvis_widgets.metrics import randomization_test
+
+    with pytest.raises(SkvisError, match=r"'kinect_v1'.*dataset.*'msr_action3d'"):
+        randomization_test(model, msr, samples=1)
+    with pytest.raises(SkvisError, match="topology 'kinect_v2' has 25 joints"):
+        SkeletonLSTM(20, 2, topology="kinect_v2")
+
+
+def test_explorer_refuses_a_dataset_of_another_joint_order():
+    pytest.importorskip("ipywidgets")
+    from skvis_widgets.widgets import SkeletonVis
+
+    model = tiny("msr_action3d")
+    with pytest.raises(SkvisError, match=r"'msr_action3d'.*'kinect_v1'"):
+        SkeletonVis(model, data("kinect_v1", n=2))
+
+
+def test_custom_topology_in_a_checkpoint_is_rebuilt(tmp_path):
+    topo = Topology("three_joints_ckpt", ("spine_base", "spine_mid", "head"), ((0, 1), (1, 2)))
+    model = tiny(topo)
+    back = load_model(save_model(model, tmp_path / "m.pt"))
+    got = model_topology(back)
+    assert got.joint_names == topo.joint_names and got.bones == topo.bones
+    back.metadata["joint_names"] = ["head", "spine_mid", "spine_base"]
+    back.metadata["topology"] = "kinect_v1"
+    with pytest.raises(SkvisError, match="joint_names .* disagree with topology 'kinect_v1'"):
+        model_topology(back)
+
+
+# -- 2. topologies ------------------------------------------------------------------------
+def test_register_topology_makes_a_name_usable_everywhere(request):
+    topo = Topology(
+        "my_five",
+        ("spine_base", "spine_mid", "head", "hip_left", "hip_right"),
+        ((0, 1), (1, 2), (0, 3), (0, 4)),
+    )
+    with pytest.raises(SkvisError, match="unknown topology 'my_five'.*register_topology"):
+        get_topology("my_five")
+    assert register_topology(topo) is topo
+    request.addfinalizer(lambda: skeleton._REGISTRY.pop("my_five", None))
+    assert get_topology("my_five") is topo and "my_five" in TOPOLOGIES
+    assert register_topology(topo) is topo  # again: harmless
+    other = Topology("my_five", ("spine_base", "head"), ((0, 1),))
+    with pytest.raises(SkvisError, match="another topology is registered as 'my_five'"):
+        register_topology(other)
+    with pytest.raises(SkvisError, match="built-in"):
+        register_topology(Topology("kinect_v1", ("spine_base", "head"), ((0, 1),)))
+    assert get_topology("kinect_v1") is KINECT_V1
+    # usable by name: a dataset, a model's metadata and its check
+    seqs = [np.random.default_rng(0).normal(0, 0.1, (4, 5, 3)) for _ in range(2)]
+    ds = SkeletonDataset.from_arrays(seqs, [0, 1], "my_five", ["a", "b"], normalize=False)
+    model = tiny("my_five")
+    assert ds.topology is topo and model_topology(model) is topo
+    accuracy(model, ds)
+
+
+def test_openni_15_topology_normalizes_and_constrains():
+    assert OPENNI_15.num_joints == 15 and get_topology("openni") is OPENNI_15
+    seq = wave(OPENNI_15, 6)
+    ds = SkeletonDataset.from_arrays([seq], [0], "openni_15", ["a"])
+    out = ds.sequences[0]
+    # fallbacks: origin at the hips' midpoint (no spine base), up from the feet (no ankles)
+    hips = (out[0, OPENNI_15.index("hip_left")] + out[0, OPENNI_15.index("hip_right")]) / 2
+    np.testing.assert_allclose(hips, 0, atol=1e-5)
+    head = out[0, OPENNI_15.index("head")]
+    feet = (out[0, OPENNI_15.index("foot_left")] + out[0, OPENNI_15.index("foot_right")]) / 2
+    up = (head - feet) / np.linalg.norm(head - feet)
+    np.testing.assert_allclose(up, [0, 1, 0], atol=1e-5)
+    assert out[0, OPENNI_15.index("hip_right"), 0] > 0  # x from left to right
+    model = tiny(OPENNI_15)
+    r = maximize_activation(model, out, target=0, iterations=1, progress=False)
+    cs = r.constraint_set
+    assert len(cs.of_kind("bone")) == 14
+    dropped = dict(cs.dropped)
+    assert "angle:spine" in dropped and "spine_base" in dropped["angle:spine"]
+
+
+def test_normalization_names_the_step_that_needs_a_joint():
+    from skvis_widgets.data import normalize_sequence
+
+    topo = Topology("arm_only", ("shoulder_left", "elbow_left", "hand_left"), ((0, 1), (1, 2)))
+    with pytest.raises(SkvisError, match=r"normali[sz]ation.*origin.*needs.*spine_base"):
+        normalize_sequence(np.random.default_rng(0).normal(size=(3, 3, 3)), topo)
+
+
+# -- 3. joint orders and the (N, C, T, V, M) layout ----------------------------------------
+def test_reorder_by_joint_names():
+    v1 = wave(KINECT_V1, 5)
+    msr = reorder(v1, KINECT_V1, "msr_action3d")
+    for j, name in enumerate(MSR_ACTION3D.joint_names):
+        np.testing.assert_array_equal(msr[:, j], v1[:, KINECT_V1.index(name)])
+    np.testing.assert_array_equal(reorder(msr, "msr_action3d", "kinect_v1"), v1)
+    assert [a.shape for a in reorder([v1, v1[:2]], "kinect_v1", "msr")] == [(5, 20, 3), (2, 20, 3)]
+    with pytest.raises(SkvisError, match=r"'kinect_v1' has no neck.*'openni_15' has no spine_base"):
+        reorder(v1, "kinect_v1", "openni_15")
+    with pytest.raises(SkvisError, match="shape \\(5, 25, 3\\).*20 joints of 'kinect_v1'"):
+        reorder(np.zeros((5, 25, 3)), "kinect_v1", "msr_action3d")
+    v2 = reorder(wave("kinect_v2", 3), "kinect_v2", "kinect_v1", drop=True)
+    assert v2.shape == (3, 20, 3)
+
+
+def test_from_nctvm_selects_the_main_body():
+    seqs, labels = dataset_arrays("kinect_v1", n=3, frames=8)
+    n, t, v = 3, 10, 20
+    arr = np.zeros((n, 3, t, v, 2), np.float32)  # zero padding past each length
+    for i, s in enumerate(seqs):
+        arr[i, :, : len(s), :, 1] = s.transpose(2, 0, 1)  # the actor in the second slot
+        still = wave("kinect_v1", len(s), camera=(1.5, 0.0, 3.0))[:1].repeat(len(s), 0)
+        arr[i, :, : len(s), :, 0] = still.transpose(2, 0, 1)  # a bystander who stands still
+    ds = SkeletonDataset.from_nctvm(arr, labels, "kinect_v1", ["right", "left"])
+    ref = SkeletonDataset.from_arrays(seqs, labels, "kinect_v1", ["right", "left"])
+    assert len(ds) == 3 and ds.lengths.tolist() == [8, 8, 8]
+    for a, b in zip(ds.sequences, ref.sequences, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    with pytest.raises(SkvisError, match=r"\(N, C, T, V, M\).*\(3, 10, 20, 2\)"):
+        SkeletonDataset.from_nctvm(arr[0], labels, "kinect_v1", ["right", "left"])
+    with pytest.raises(SkvisError, match="V=20.*'kinect_v2' has 25"):
+        SkeletonDataset.from_nctvm(arr, labels, "kinect_v2", ["right", "left"])
