@@ -227,3 +227,160 @@ def test_from_nctvm_selects_the_main_body():
         SkeletonDataset.from_nctvm(arr[0], labels, "kinect_v1", ["right", "left"])
     with pytest.raises(SkvisError, match="V=20.*'kinect_v2' has 25"):
         SkeletonDataset.from_nctvm(arr, labels, "kinect_v2", ["right", "left"])
+
+
+# -- 4. cleaning with a report ----------------------------------------------------------
+def test_lost_joints_are_interpolated_and_lost_frames_dropped_with_a_report():
+    seqs, labels = dataset_arrays("kinect_v1", n=3, frames=10)
+    raw = [s.copy() for s in seqs]
+    elbow = KINECT_V1.index("elbow_right")
+    raw[0][4, elbow] = 0.0  # lost tracking written as zeros
+    raw[0][7] = 0.0  # a whole frame lost
+    raw[1][2, 3] = np.nan
+    with pytest.warns(
+        UserWarning, match=r"(?s)2 of 3 sequences.*sequence 0: 1 of 10 frames dropped"
+    ):
+        ds = SkeletonDataset.from_arrays(raw, labels, "kinect_v1", ["right", "left"])
+    rep = ds.cleaning
+    assert rep.frames_dropped.tolist() == [1, 0, 0] and rep.joints_filled.tolist() == [1, 1, 0]
+    assert ds.lengths.tolist() == [9, 10, 10]
+    # the filled joint is the mean of its neighbours (linear interpolation), in body frame
+    expect = (seqs[0][3, elbow] + seqs[0][5, elbow]) / 2
+    np.testing.assert_allclose(
+        ds.frames[0].invert(ds.sequences[0][4:5, elbow]), [expect], atol=1e-5
+    )
+    # no joint ends up metres away from the body (the zeros were 3 m off on main)
+    assert np.abs(ds.sequences[0]).max() < 2.0
+    with pytest.raises(SkvisError, match="sequence 0: lost tracking .* frame 4, joint"):
+        SkeletonDataset.from_arrays(raw, labels, "kinect_v1", ["right", "left"], clean="refuse")
+    with pytest.warns(UserWarning):
+        dropped = SkeletonDataset.from_arrays(raw, labels, "kinect_v1", ["r", "l"], clean="drop")
+    assert dropped.lengths.tolist() == [8, 9, 10]
+    with pytest.warns(UserWarning):
+        filled = SkeletonDataset.from_arrays(
+            raw, labels, "kinect_v1", ["r", "l"], clean="interpolate"
+        )
+    assert filled.lengths.tolist() == [10, 10, 10] and filled.cleaning.joints_filled[0] == 21
+
+
+def test_fill_gaps_matches_numpy_interp_and_refuses_a_joint_never_seen():
+    from skvis_widgets.data import fill_gaps
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(8, 4, 3)).astype(np.float32)
+    lost = np.zeros((8, 4), bool)
+    lost[[0, 3, 4, 7], 2] = True
+    y = x.copy()
+    y[lost] = np.nan
+    out = fill_gaps(y)
+    ok = ~lost[:, 2]
+    for c in range(3):
+        expect = np.interp(np.arange(8), np.flatnonzero(ok), x[ok, 2, c])
+        np.testing.assert_allclose(out[:, 2, c], expect, rtol=1e-6)
+    np.testing.assert_array_equal(out[:, [0, 1, 3]], x[:, [0, 1, 3]])
+    y[:, 1] = 0.0
+    with pytest.raises(SkvisError, match="joint 1 is lost in all 8 frames"):
+        fill_gaps(y)
+
+
+def test_millimetres_are_detected_and_constant_sequences_reported():
+    seqs, labels = dataset_arrays("kinect_v1", n=2, frames=6)
+    ref = SkeletonDataset.from_arrays(seqs, labels, "kinect_v1", ["right", "left"])
+    with pytest.warns(UserWarning, match="converted from mm"):
+        mm = SkeletonDataset.from_arrays([1000 * s for s in seqs], labels, "kinect_v1", ["r", "l"])
+    assert [r.units for r in mm.cleaning.sequences] == ["mm", "mm"]
+    np.testing.assert_allclose(mm.sequences[1], ref.sequences[1], atol=1e-4)
+    with pytest.raises(SkvisError, match=r"units='m' the body spans 1.6\d*e\+03 m"):
+        SkeletonDataset.from_arrays(
+            [1000 * s for s in seqs], labels, "kinect_v1", ["r", "l"], units="m"
+        )
+    np.testing.assert_allclose(
+        SkeletonDataset.from_arrays(
+            [1000 * s for s in seqs], labels, "kinect_v1", ["r", "l"], units="mm"
+        ).sequences[0],
+        ref.sequences[0],
+        atol=1e-4,
+    )
+    frozen = [seqs[0], np.repeat(seqs[1][:1], 6, axis=0)]
+    with pytest.warns(UserWarning, match="sequence 1: constant"):
+        ds = SkeletonDataset.from_arrays(frozen, labels, "kinect_v1", ["r", "l"])
+    assert len(ds) == 2 and ds.cleaning.sequences[1].constant
+    with pytest.warns(UserWarning):
+        ds = SkeletonDataset.from_arrays(frozen, labels, "kinect_v1", ["r", "l"], clean="drop")
+    assert len(ds) == 1 and ds.labels.tolist() == [0] and ds.cleaning.dropped == (1,)
+    with pytest.raises(SkvisError, match="sequence 1: constant"):
+        SkeletonDataset.from_arrays(frozen, labels, "kinect_v1", ["r", "l"], clean="refuse")
+
+
+def test_string_labels_are_mapped_to_class_names():
+    seqs, _ = dataset_arrays("kinect_v1", n=3, frames=5)
+    ds = SkeletonDataset.from_arrays(seqs, ["wave", "kick", "wave"], "kinect_v1", ["kick", "wave"])
+    assert ds.labels.tolist() == [1, 0, 1]
+    ds = SkeletonDataset.from_arrays(seqs, ["wave", "kick", "wave"], "kinect_v1")
+    assert ds.class_names == ("kick", "wave") and ds.labels.tolist() == [1, 0, 1]
+    with pytest.raises(SkvisError, match="'jump' is neither .*'kick', 'wave'"):
+        SkeletonDataset.from_arrays(seqs, ["wave", "jump", "wave"], "kinect_v1", ["kick", "wave"])
+
+
+# -- 5. metadata columns, splits, training options ----------------------------------------
+def test_metadata_columns_and_split_by():
+    seqs, labels = dataset_arrays("kinect_v1", n=6, frames=5)
+    ds = SkeletonDataset.from_arrays(
+        seqs,
+        labels,
+        "kinect_v1",
+        ["r", "l"],
+        subjects=[1, 2, 3, 1, 2, 3],
+        metadata={"view": [1, 2, 3, 1, 2, 3], "file": [f"f{i}" for i in range(6)]},
+    )
+    train, test = ds.split_by("view", train=[2, 3])
+    assert train.metadata["view"].tolist() == [2, 3, 2, 3] and test.metadata["view"].tolist() == [
+        1,
+        1,
+    ]
+    assert test.ids == ("sample 0", "sample 3") and test.metadata["file"].tolist() == ["f0", "f3"]
+    train, test = ds.split_by("subject", train=1, test=[3])
+    assert train.subjects.tolist() == [1, 1] and test.subjects.tolist() == [3, 3]
+    with pytest.raises(SkvisError, match=r"no sample has \[7\]"):
+        ds.split_by("view", train=[7])
+    with pytest.raises(SkvisError, match=r"\[2\] in both"):
+        ds.split_by("view", train=[1, 2], test=[2])
+    with pytest.raises(SkvisError, match="no column 'setup'.*view, file"):
+        ds.split_by("setup", train=[1])
+    with pytest.raises(SkvisError, match="column 'view' has shape \\(2,\\)"):
+        SkeletonDataset.from_arrays(
+            seqs, labels, "kinect_v1", ["r", "l"], metadata={"view": [1, 2]}
+        )
+
+
+def test_training_defaults_are_the_shipped_recipe_and_threads_are_set():
+    import inspect
+
+    from skvis_widgets.train import DEFAULTS
+
+    params = inspect.signature(train_model).parameters
+    for key in ("epochs", "batch_size", "lr", "label_smoothing", "average_last", "seed"):
+        assert params[key].default == DEFAULTS[key], key
+    assert params["threads"].default == 1
+    ds = data("kinect_v1", n=4, frames=6)
+    before = torch.get_num_threads()
+    seen = []
+    models = []
+    for _ in range(2):
+        model = tiny("kinect_v1")
+        train_model(
+            model,
+            ds,
+            epochs=2,
+            progress=False,
+            device="cpu",
+            callback=lambda e, h: seen.append(torch.get_num_threads()),
+        )
+        models.append(model)
+    assert seen == [1, 1, 1, 1] and torch.get_num_threads() == before
+    for a, b in zip(models[0].state_dict().values(), models[1].state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)  # same seed, threads, build: same model
+    with pytest.raises(SkvisError, match="threads"):
+        train_model(tiny("kinect_v1"), ds, epochs=1, progress=False, threads=0)
+    with pytest.raises(SkvisError, match="device='nowhere'"):
+        train_model(tiny("kinect_v1"), ds, epochs=1, progress=False, device="nowhere")

@@ -1,12 +1,16 @@
 """Readers, normalization and `SkeletonDataset`."""
 
 from .arrays import as_batch, as_sequence
+from .clean import CleaningReport, fill_gaps, lost_tracking
 from .dataset import SkeletonDataset
 from .msr import MSR_CLASS_NAMES, load_msr_action3d, read_msr_action3d
 from .normalize import BodyFrame, body_frame, normalize_sequence
 from .ntu import main_body, read_ntu_skeleton
 
 __all__ = [
+    "fill_gaps",
+    "lost_tracking",
+    "CleaningReport",
     "SkeletonDataset",
     "as_sequence",
     "as_batch",
