@@ -98,8 +98,9 @@ restored, its ``requires_grad`` flags are never touched and no ``.grad`` is left
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Any, Literal
 
 import numpy as np
@@ -187,6 +188,16 @@ class MaximizationResult:
     support : {False, "frame", "floor"}
     temporal : float or None
         The acceleration bound, metres/frame^2.
+    message : str
+        Why the run stopped, in a sentence. When no step beat the input
+        (``iterations_run == 0``) it says so and why, e.g. that making the input valid
+        (projecting it onto the constraints) alone lowers the score by 0.16.
+    input_violation : mapping of str to float
+        For each of the paper's constraints for the topology
+        (`skvis_widgets.anatomy.anatomical_constraints`, before `default_constraints`
+        widens or drops any), the fraction of the input's frames that break it: by more
+        than 1 cm of bone length from the input's mean, or by more than 0.1 degree for
+        angles and the pelvis plane. Empty when the topology is unknown.
     """
 
     history: np.ndarray
@@ -206,6 +217,8 @@ class MaximizationResult:
     reference_lengths: np.ndarray | None
     support: bool | str
     temporal: float | None
+    message: str = ""
+    input_violation: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def final(self) -> np.ndarray:
@@ -654,6 +667,7 @@ def maximize_activation(
         cset = None
     constrained = constraints is not False
     ref = reference_bone_lengths(x0, cset.topology) if cset is not None else None
+    violation = _input_violation(x0, cset.topology) if cset is not None else {}
 
     feet: list[int] = []
     floor = None
@@ -709,6 +723,7 @@ def maximize_activation(
     res = [residuals(x0)]
     steps: list[float] = []
     converged = cancelled = False
+    message = ""
 
     def snapshot() -> MaximizationResult:
         return MaximizationResult(
@@ -729,6 +744,8 @@ def maximize_activation(
             reference_lengths=None if ref is None else _frozen(ref),
             support=support,
             temporal=temporal,
+            message=message,
+            input_violation=MappingProxyType(dict(violation)),
         )
 
     def stop() -> bool:
@@ -749,6 +766,10 @@ def maximize_activation(
                 norm = float(np.linalg.norm(d.astype(np.float64), axis=-1).max())
                 if not (norm > 0 and math.isfinite(norm)):
                     converged = True  # a flat (or broken) score: nowhere to go
+                    message = (
+                        f"stopped after {it - 1} iterations: the score's gradient is zero or "
+                        "not finite here, so there is no direction to climb"
+                    )
                     break
                 step, accepted = step_size, None
                 for _ in range(max_halvings + 1):
@@ -765,6 +786,20 @@ def maximize_activation(
                     break
                 if accepted is None:
                     converged = True
+                    if it == 1:
+                        message = _why_no_step(
+                            scores[0],
+                            _score(model, make_valid(x0)[0], target, unit, layer, device, dtype)
+                            if (constrained or support or temporal is not None)
+                            else None,
+                            step_size,
+                            max_halvings,
+                        )
+                    else:
+                        message = (
+                            f"converged after {it - 1} iterations: no step of up to "
+                            f"{step_size:g} m (halved {max_halvings} times) raised the score further"
+                        )
                     break
                 x, s = accepted
                 gain, current = s - current, s
@@ -776,10 +811,52 @@ def maximize_activation(
                 bar.set_postfix(score=f"{s:.4g}")
                 if gain <= tol * max(abs(s - gain), 1.0):
                     converged = True
+                    message = (
+                        f"converged after {it} iterations: the last gain ({gain:.3g}) was "
+                        f"below the tolerance"
+                    )
+                elif it == iterations:
+                    message = f"ran all {iterations} iterations (the score still rose)"
                 if callback is not None:
                     callback(it, snapshot())
                 if converged:
                     break
     finally:
         bar.close()
+    if cancelled:
+        message = f"cancelled after {len(history) - 1} iterations"
+    elif iterations == 0:
+        message = "iterations=0: the input only"
     return snapshot()
+
+
+def _why_no_step(
+    score: float, valid_score: float | None, step_size: float, max_halvings: int
+) -> str:
+    """The sentence for a run in which no step beat the input."""
+    head = "no step beat the input, so the result is the input itself: "
+    steps = f"no step of up to {step_size:g} m (halved {max_halvings} times)"
+    if valid_score is not None and valid_score < score:
+        return head + (
+            f"making the input valid (projecting it onto the constraints) alone lowers the "
+            f"score by {score - valid_score:.3g} (from {score:.4g} to {valid_score:.4g}), and "
+            f"{steps} made that up; try constraints=False, a ConstraintSet with wider "
+            "limits, or a larger step_size"
+        )
+    return head + (
+        f"{steps} raised the score (the input is a local maximum at this step size); try a "
+        "smaller or larger step_size"
+    )
+
+
+def _input_violation(x0: np.ndarray, topology: Topology) -> dict[str, float]:
+    """Fraction of the input's frames breaking each of the paper's constraints."""
+    paper = anatomical_constraints(topology)
+    if not len(paper):
+        return {}
+    r = constraint_residuals(x0.astype(np.float64), paper)
+    out = {}
+    for k, con in enumerate(paper):
+        tol = 0.01 if con.kind == "bone" else 0.1
+        out[con.name] = float((r[:, k] > tol).mean())
+    return out

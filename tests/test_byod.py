@@ -384,3 +384,46 @@ def test_training_defaults_are_the_shipped_recipe_and_threads_are_set():
         train_model(tiny("kinect_v1"), ds, epochs=1, progress=False, threads=0)
     with pytest.raises(SkvisError, match="device='nowhere'"):
         train_model(tiny("kinect_v1"), ds, epochs=1, progress=False, device="nowhere")
+
+
+# -- 6. maximization that explains itself ---------------------------------------------------
+def test_maximization_says_why_no_step_beat_the_input():
+    from skvis_widgets.anatomy import project, reference_bone_lengths
+    from skvis_widgets.optimize import default_constraints
+
+    model = tiny("kinect_v1", classes=6)
+    rng = np.random.default_rng(0)
+    x0 = wave("kinect_v1", 8) + rng.normal(0, 0.05, (8, 20, 3)).astype(np.float32)
+    cset = default_constraints(x0, KINECT_V1)
+    valid = project(x0, cset, reference_bone_lengths(x0, KINECT_V1)).astype(np.float32)
+    with torch.no_grad():
+        drop = (model(torch.from_numpy(x0[None])) - model(torch.from_numpy(valid[None])))[0]
+    target = int(drop.argmax())
+    assert float(drop[target]) > 1e-3  # projecting the input lowers this logit
+    r = maximize_activation(
+        model, x0, target=target, step_size=1e-7, max_halvings=0, iterations=3, progress=False
+    )
+    assert r.iterations_run == 0 and r.converged
+    assert r.message.startswith("no step beat the input")
+    assert f"lowers the score by {float(drop[target]):.3g}" in r.message
+    free = maximize_activation(
+        model, x0, target=target, iterations=2, constraints=False, progress=False
+    )
+    assert free.iterations_run >= 1 and "no step beat" not in free.message and free.message
+
+
+def test_input_violation_rates_of_the_papers_constraints():
+    model = tiny("kinect_v1")
+    x0 = wave("kinect_v1", 10)
+    for name in ("hip_left", "hip_right"):
+        x0[:5, KINECT_V1.index(name), 1] -= 0.15  # hips far below the spine base
+    r = maximize_activation(model, x0, target=0, iterations=1, progress=False)
+    sb, hl, hr = (KINECT_V1.index(n) for n in ("spine_base", "hip_left", "hip_right"))
+    u, w = x0[:, hl] - x0[:, sb], x0[:, hr] - x0[:, sb]
+    cos = (u * w).sum(-1) / np.linalg.norm(u, axis=-1) / np.linalg.norm(w, axis=-1)
+    expect = float((np.degrees(np.arccos(cos)) < 100.0).mean())
+    assert expect == 0.5
+    assert r.input_violation["angle:hips"] == pytest.approx(expect)
+    assert r.input_violation["angle:spine"] == 0.0
+    # the default set widened the hip limit to what the input shows
+    assert r.constraint_set["angle:hips"].limits[0] < 100.0
