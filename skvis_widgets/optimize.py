@@ -279,7 +279,7 @@ def _topology(model: Any, topology: Any, num_joints: int) -> tuple[Topology | No
     if topology is not None:
         topo, source = get_topology(topology), "topology"
         if mine is not None:
-            check_same_joints(mine, "the model", topo, f"topology={topo.name!r}")
+            check_same_joints(mine, "the model", topo, "topology=")
     elif mine is not None:
         topo, source = mine, "the model's metadata['topology']"
     else:

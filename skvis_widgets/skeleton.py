@@ -450,14 +450,15 @@ def check_same_joints(
         only = [n for n in a if n not in b]
         extra = [n for n in b if n not in a]
         why = (
-            f"different joints ({len(a)} vs {len(b)}"
-            + (f"; {given.name!r} lacks {', '.join(only)}" if only else "")
-            + (f"; {expected.name!r} lacks {', '.join(extra)}" if extra else "")
+            "different joints ("
+            + (f"{given.name!r} lacks {', '.join(only)}" if only else "")
+            + ("; " if only and extra else "")
+            + (f"{expected.name!r} lacks {', '.join(extra)}" if extra else "")
             + ")"
         )
     raise SkvisError(
-        f"{expected_what} has topology {expected.name!r} but {given_what} has topology "
-        f"{given.name!r}: {why}"
+        f"{expected_what} has topology {expected.name!r} ({len(a)} joints); {given_what} has "
+        f"{given.name!r} ({len(b)} joints): {why}"
     )
 
 

@@ -450,12 +450,15 @@ def test_bad_input_raises_skvis_error(model, throw):
         ),
         MSR_ACTION3D.bones,
     )
-    with pytest.raises(SkvisError, match="foot or ankle"):
-        call(topology=no_feet, support=True)
     # twenty joints without metadata: MSR Action3D or Kinect v1? Constraints need to know.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         anon = SkeletonLSTM(20, 20, 16).eval()
+    with pytest.raises(SkvisError, match="foot or ankle"):
+        call(m=anon, topology=no_feet, support=True)
+    # the model records msr_action3d: another topology= is refused, naming both
+    with pytest.raises(SkvisError, match="'msr_action3d'.*topology= has 'no_feet'.*lacks"):
+        call(topology=no_feet, support=True)
     with pytest.raises(SkvisError, match="topology="):
         call(m=anon)
     assert call(m=anon, constraints=False, iterations=1).constraint_set is None
