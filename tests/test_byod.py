@@ -427,3 +427,76 @@ def test_input_violation_rates_of_the_papers_constraints():
     assert r.input_violation["angle:spine"] == 0.0
     # the default set widened the hip limit to what the input shows
     assert r.constraint_set["angle:hips"].limits[0] < 100.0
+
+
+# -- 7. results that persist, data-set-wide runners -----------------------------------------
+def test_save_and_load_results_without_pickle(tmp_path):
+    from skvis_widgets.metrics import deletion_curve
+    from skvis_widgets.results import load_results, save_results
+    from skvis_widgets.saliency import joint_sensitivity
+
+    model = tiny("kinect_v1")
+    seq = data("kinect_v1", n=2).sequences[0]
+    jmap = joint_sensitivity(model, seq, target=0)
+    curve = deletion_curve(model, seq, jmap, target=0, steps=4)
+    r = maximize_activation(model, seq, target=0, iterations=2, progress=False)
+    path = save_results(tmp_path / "run", map=jmap, curve=curve, result=r, note="seed 0", k=[1, 2])
+    assert path.suffix == ".npz"
+    with np.load(path, allow_pickle=False) as z:  # plain arrays and one JSON string
+        assert all(z[k].dtype != object for k in z.files)
+    back = load_results(path)
+    np.testing.assert_array_equal(back["map"], jmap)
+    assert back["note"] == "seed 0" and back["k"] == [1, 2]
+    np.testing.assert_array_equal(back["curve"].probabilities, curve.probabilities)
+    assert back["curve"].auc == curve.auc and back["curve"].seeds == curve.seeds
+    got = back["result"]
+    np.testing.assert_array_equal(got.history, r.history)
+    np.testing.assert_array_equal(got.scores, r.scores)
+    assert got.message == r.message and dict(got.input_violation) == dict(r.input_violation)
+    assert (
+        got.constraint_set.topology is KINECT_V1
+        and got.constraint_set.names == r.constraint_set.names
+    )
+    assert got.constraint_set.dropped == r.constraint_set.dropped
+    with pytest.raises(SkvisError, match="object.*no pickle"):
+        save_results(tmp_path / "bad", x=np.array([{}], dtype=object))
+    with pytest.raises(SkvisError, match="model is a SkeletonLSTM"):
+        save_results(tmp_path / "bad", model=model)
+    np.savez(tmp_path / "plain.npz", a=np.zeros(2))
+    with pytest.raises(SkvisError, match="not a skvis_widgets results file"):
+        load_results(tmp_path / "plain.npz")
+
+
+def test_dataset_runners_progress_and_cancel():
+    import threading
+
+    from skvis_widgets.runners import body_part_summary, deletion_curves, maximize_dataset
+
+    model = tiny("kinect_v1")
+    ds = data("kinect_v1", n=4, frames=6)
+    run = deletion_curves(model, ds, indices=[0, 3], steps=3, progress=False)
+    assert run.indices.tolist() == [0, 3] and run.targets.tolist() == [0, 1] and len(run) == 2
+    stop = threading.Event()
+    calls = []
+
+    def method(m, seq, target):
+        calls.append(target)
+        if len(calls) == 2:
+            stop.set()
+        from skvis_widgets.saliency import joint_sensitivity
+
+        return joint_sensitivity(m, seq, target=target)
+
+    run = deletion_curves(model, ds, steps=3, method=method, progress=False, cancel=stop)
+    assert run.cancelled and len(run) == 2 and run.indices.tolist() == [0, 1]
+    runs = maximize_dataset(model, ds, indices=[1], iterations=1, progress=False)
+    assert runs.items[0].constraint_set.topology is KINECT_V1
+    summary = body_part_summary(model, ds, 0, progress=False)
+    assert summary.indices.tolist() == [0, 2]
+    np.testing.assert_allclose(summary.shares.sum(1), 1.0, rtol=1e-9)
+    # the motion control: only the waving right hand and wrist move, so the right arm leads
+    assert summary.leading_part("motion") == "right_arm"
+    np.testing.assert_allclose(summary.controls["random_weights"].sum(), 1.0, rtol=1e-9)
+    assert set(summary.top_joints) == set(KINECT_V1.joint_names)
+    with pytest.raises(SkvisError, match="'msr_action3d'.*'kinect_v1'"):
+        maximize_dataset(tiny("msr_action3d"), ds, progress=False)
