@@ -210,6 +210,17 @@ def test_reorder_by_joint_names():
     assert v2.shape == (3, 20, 3)
 
 
+def test_data_in_another_joint_order_is_flagged():
+    seqs, labels = dataset_arrays("msr_action3d", n=4, frames=5)  # MSR order ...
+    with pytest.warns(UserWarning, match="head is below the body centre in 4 of 4.*reorder"):
+        SkeletonDataset.from_arrays(seqs, labels, "kinect_v1", ["r", "l"])  # ... said to be v1
+    with pytest.raises(SkvisError, match="another order than 'kinect_v1'"):
+        SkeletonDataset.from_arrays(seqs, labels, "kinect_v1", ["r", "l"], clean="refuse")
+    fixed = reorder(seqs, "msr_action3d", "kinect_v1")
+    ds = SkeletonDataset.from_arrays(fixed, labels, "kinect_v1", ["r", "l"], clean="refuse")
+    assert all(s[0, KINECT_V1.index("head"), 1] > 0.5 for s in ds.sequences)
+
+
 def test_from_nctvm_selects_the_main_body():
     seqs, labels = dataset_arrays("kinect_v1", n=3, frames=8)
     n, t, v = 3, 10, 20

@@ -183,6 +183,21 @@ class SkeletonDataset:
         report = CleaningReport(str(clean), tuple(reports)) if clean is not False else None
         if report is not None and report.changed:
             warnings.warn(f"{name}: {report}", stacklevel=2)
+        if normalize and topology.has("head") and seqs:
+            # The body frame puts the spine base (or the hips) at the origin with y up to
+            # the head: a head below it in most first frames means another joint order.
+            head = topology.index("head")
+            low = sum(float(s[0, head, 1]) < 0 for s in seqs)
+            if low > len(seqs) / 2:
+                msg = (
+                    f"{name}: after normalization the head is below the body centre in {low} "
+                    f"of {len(seqs)} sequences: are the joints in another order than "
+                    f"{topology.name!r}'s? (skvis_widgets.skeleton.reorder maps one order "
+                    "to another)"
+                )
+                if clean == "refuse":
+                    raise SkvisError(msg)
+                warnings.warn(msg, stacklevel=2)
         k = np.asarray(keep, dtype=np.int64)
         return cls(
             seqs,
