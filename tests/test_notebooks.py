@@ -39,6 +39,7 @@ def test_there_are_case_studies():
         "03_similar_actions.ipynb",
         "04_kinect_v2_ntu.ipynb",
         "05_your_own_model.ipynb",
+        "06_bring_your_own_data.ipynb",
     ):
         assert expected in names, f"notebooks/{expected} is missing"
 

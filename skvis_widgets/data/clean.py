@@ -111,7 +111,9 @@ class CleaningReport:
         lines = [str(r) for r in changed[:10]]
         if len(changed) > 10:
             lines.append(f"... and {len(changed) - 10} more (see .cleaning.sequences)")
-        return head + (":\n  " + "\n  ".join(lines) if lines else " needed nothing")
+        if not lines:
+            return f"cleaning ({self.mode!r}): nothing to do in {len(self.sequences)} sequences"
+        return head + ":\n  " + "\n  ".join(lines)
 
 
 def lost_tracking(seq: Any, *, zeros: bool = True) -> np.ndarray:
