@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import reprlib
 import stat
 import zipfile
 from dataclasses import dataclass, field
@@ -251,6 +252,12 @@ _CONFIG_KEYS = (*_CONFIG_SIZES, "cell", "dropout", "metadata")
 _PAYLOAD_KEYS = ("format", "config", "state_dict")
 #: Gates per recurrent cell: the row blocks of ``weight_ih``, ``weight_hh`` and the biases.
 _GATES = {"lstm": 4, "gru": 3}
+#: Refused at load, as no trained model holds them: a value beyond _MAX_ABS in magnitude
+#: (trained weights and metre-scale statistics are O(1)), a feature_std below _MIN_STD
+#: (set_standardization stores any std <= 1e-6 as 1). Within them no sum in the forward
+#: pass of an input below 1e15 m can overflow float32, so the logits are finite.
+_MAX_ABS = 1e6
+_MIN_STD = 1e-7
 
 
 def save_model(model: SkeletonLSTM, path: str | Path) -> Path:
@@ -271,8 +278,10 @@ def save_model(model: SkeletonLSTM, path: str | Path) -> Path:
 
 
 def _keys(keys: Any) -> str:
-    # repr, not sorted(): pickled dicts may mix key types
-    return ", ".join(sorted(repr(k) for k in keys))
+    """Keys for a message: sorted by repr (pickled dicts may mix key types), at most 8."""
+    names = sorted(reprlib.repr(k) for k in keys)
+    more = f", ... ({len(names)} in all)" if len(names) > 8 else ""
+    return ", ".join(names[:8]) + more
 
 
 def _state_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
@@ -314,10 +323,14 @@ def _check_config(text: Any, path: Path) -> tuple[dict[str, Any], dict[str, Any]
         _checks.check_positive_int(config[key], f"{path}: config key {key!r}")
     cell = config["cell"]
     if not (isinstance(cell, str) and cell in _GATES):
-        raise SkvisError(f"{path}: config key 'cell' must be one of {list(_GATES)}, got {cell!r}")
+        raise SkvisError(
+            f"{path}: config key 'cell' must be one of {list(_GATES)}, got {reprlib.repr(cell)}"
+        )
     p = config["dropout"]
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
-        raise SkvisError(f"{path}: config key 'dropout' must be a number in [0, 1], got {p!r}")
+        raise SkvisError(
+            f"{path}: config key 'dropout' must be a number in [0, 1], got {reprlib.repr(p)}"
+        )
     metadata = config.pop("metadata")
     if not isinstance(metadata, dict):
         raise SkvisError(
@@ -340,7 +353,7 @@ def _check_state_dict(
         )
     for key, t in state_dict.items():
         if not isinstance(key, str):
-            raise SkvisError(f"{path}: state_dict key {key!r} is not a string")
+            raise SkvisError(f"{path}: state_dict key {reprlib.repr(key)} is not a string")
         if not isinstance(t, torch.Tensor):
             raise SkvisError(f"{path}: state_dict[{key!r}] is a {type(t).__name__}, not a tensor")
         if t.layout != torch.strided or t.is_meta or not t.is_floating_point():
@@ -381,14 +394,20 @@ def _check_state_dict(
             f"{tuple(state_dict[largest].shape)})"
         )
     for key, t in state_dict.items():  # in float32, the model's dtype: 1e300 is inf there
-        values = _checks.check_finite(
-            t.detach().to("cpu", torch.float32).numpy(), f"{path}: state_dict[{key!r}] (as float32)"
-        )
-        if key == "feature_std" and not (values > 0).all():
-            i = int(np.argmin(values))
+        name = f"{path}: state_dict[{key!r}]"
+        values = t.detach().to("cpu", torch.float32).numpy()
+        _checks.check_finite(values, f"{name} (as float32)")
+        if values.size and np.abs(values).max() > _MAX_ABS:
+            i = np.unravel_index(np.abs(values).argmax(), values.shape)
             raise SkvisError(
-                f"{path}: state_dict['feature_std'] must be positive (the input is divided by "
-                f"it), got {values[i]} at index {i}"
+                f"{name} holds {values[i]:g} at index {tuple(int(k) for k in i)}, beyond "
+                f"{_MAX_ABS:g} in magnitude: not the weights of a trained model"
+            )
+        if key == "feature_std" and values.size and values.min() < _MIN_STD:
+            i = int(values.argmin())
+            raise SkvisError(
+                f"{name} must be at least {_MIN_STD:g} (the input is divided by it), got "
+                f"{values[i]:g} at index {i}"
             )
     return state_dict
 
@@ -400,8 +419,9 @@ def _check_checkpoint(
     is built; `SkvisError` naming the key for anything `save_model` would not have written.
 
     ``config`` holds `SkeletonLSTM`'s arguments; the state dict's keys and shapes are
-    those of a model of that config, its tensors finite (as float32), ``feature_std``
-    positive, and all of them backed by the ``file_size`` bytes of the file.
+    those of a model of that config, its tensors finite (as float32) and within
+    `_MAX_ABS`, ``feature_std`` at least `_MIN_STD`, and all of them backed by the
+    ``file_size`` bytes of the file.
     """
     if not isinstance(payload, dict):
         raise SkvisError(
@@ -409,7 +429,11 @@ def _check_checkpoint(
             f"with keys {_keys(_PAYLOAD_KEYS)})"
         )
     if payload.get("format") != _FORMAT:
-        got = f"format {payload['format']!r}" if "format" in payload else "no key 'format'"
+        got = (
+            f"format {reprlib.repr(payload['format'])}"
+            if "format" in payload
+            else "no key 'format'"
+        )
         raise SkvisError(
             f"{path}: not a skvis_widgets model file ({got}; format {_FORMAT!r} expected)"
         )
@@ -476,9 +500,9 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> Sk
     Anything `save_model` would not have written raises `SkvisError` naming the key:
     a payload other than ``{"format", "config", "state_dict"}``, a config value of the
     wrong type or range, state dict keys or shapes other than the config's model has,
-    NaN or infinite weights, a ``feature_std`` that is not positive. All of it is
-    checked before the model is built, so a config claiming a huge model costs nothing;
-    a file that could take more than the memory limit
+    NaN, infinite or absurdly large weights (beyond 1e6), a ``feature_std`` below
+    1e-7. All of it is checked before the model is built, so a config claiming a huge
+    model costs nothing; a file that could take more than the memory limit
     (`skvis_widgets.set_memory_limit`) to load is refused before it is read.
     """
     path = Path(path)

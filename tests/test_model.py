@@ -13,6 +13,8 @@ from skvis_widgets import SkvisError, set_memory_limit
 from skvis_widgets import model as model_module
 from skvis_widgets.data import SkeletonDataset, load_msr_action3d
 from skvis_widgets.model import (
+    _MAX_ABS,
+    _MIN_STD,
     SkeletonLSTM,
     _state_shapes,
     accuracy,
@@ -215,11 +217,17 @@ TAMPERED = {
         r"'fc.bias'\] \(as float32\).*infinite",
     ),
     "NaN mean": (_entry("feature_mean", 5, np.nan), r"'feature_mean'.*NaN.*\(5,\)"),
+    "huge weight": (
+        _entry("rnn.weight_ih_l0", (1, 2), 1e30),
+        r"weight_ih_l0'.*1e\+30 at index \(1, 2\)",
+    ),
+    "huge mean": (_tensor("feature_mean", torch.full((60,), 3e38)), "'feature_mean'.*beyond 1e"),
     "zero std": (
         _tensor("feature_std", torch.zeros(60)),
-        "'feature_std'.*positive.*0.0 at index 0",
+        "'feature_std'.*at least 1e-07.*0 at index 0",
     ),
-    "negative std": (_entry("feature_std", 9, -1.0), "'feature_std'.*positive.*-1.0 at index 9"),
+    "tiny std": (_entry("feature_std", 4, 1e-30), "'feature_std'.*at least.*1e-30 at index 4"),
+    "negative std": (_entry("feature_std", 9, -1.0), "'feature_std'.*at least.*-1 at index 9"),
     "NaN std": (_entry("feature_std", 1, np.nan), r"'feature_std'.*NaN.*\(1,\)"),
 }
 
@@ -248,6 +256,22 @@ def test_broken_file_raises(small_checkpoint, tmp_path, data, match):
     bad.write_bytes(data)
     with pytest.raises(SkvisError, match=match):
         load_model(bad)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_values_at_the_load_bounds_keep_logits_finite(cell, tmp_path):
+    # The worst model load_model accepts: every value +-_MAX_ABS, feature_std _MIN_STD.
+    m = SkeletonLSTM(25, 60, hidden_size=64, cell=cell, num_layers=2)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for t in m.state_dict().values():
+            t.copy_(torch.where(torch.rand(t.shape, generator=g) < 0.5, -_MAX_ABS, _MAX_ABS))
+        m.feature_std.fill_(_MIN_STD)
+    loaded = load_model(save_model(m, tmp_path / "edge.pt"))
+    for size in (10.0, 1e14):  # the readers' plausibility bound; below the documented 1e15 m
+        x = torch.where(torch.rand(3, 10, 25, 3, generator=g) < 0.5, -size, size)
+        with torch.no_grad():
+            assert torch.isfinite(loaded(x)).all()
 
 
 def test_state_shapes_are_the_models():
