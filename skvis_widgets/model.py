@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import reprlib
-import stat
 import zipfile
 from dataclasses import dataclass, field
 from importlib import resources
@@ -26,6 +25,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from . import _checks
+from .data._files import open_regular
 from .errors import SkvisError
 from .limits import check_memory
 
@@ -454,21 +454,10 @@ def _read_checkpoint(path: Path, map_location: str | torch.device) -> tuple[Any,
     size: the loaded tensors and the model's copy) or when its zip records unpack to more
     than the file holds (`save_model` stores them uncompressed).
     """
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-    try:
-        fd = os.open(path, flags)
-    except FileNotFoundError:
-        raise SkvisError(f"{path}: no such model file") from None
-    except OSError as exc:
-        raise SkvisError(f"{path}: cannot open the model file ({exc.strerror})") from None
-    try:  # before fdopen, which refuses a directory with a bare IsADirectoryError
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise SkvisError(f"{path}: not a regular file, so not a skvis_widgets model file")
-    except BaseException:
-        os.close(fd)
-        raise
-    with os.fdopen(fd, "rb") as f:
-        size = os.fstat(fd).st_size
+    if not path.exists() and not path.is_symlink():
+        raise SkvisError(f"{path}: no such model file")
+    with open_regular(path, "a skvis_widgets model file") as f:
+        size = os.fstat(f.fileno()).st_size
         if size == 0:
             raise SkvisError(f"{path}: empty file, not a skvis_widgets model file")
         check_memory(
