@@ -36,6 +36,7 @@ hands them to its other solvers.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,13 +44,41 @@ from numpy.typing import NDArray
 
 try:  # numba is a dependency; without it `anatomy.project` uses its numpy solver
     from numba import njit
-
-    _jit = njit(cache=True, nogil=True, error_model="numpy")
 except ImportError:  # pragma: no cover - exercised only where numba is missing
     njit = None
 
-    def _jit(f):
+#: Whether numba could cache the kernel on disk (False: compiled in every process).
+_CACHED = True
+
+
+def _jit(f):
+    """``numba.njit`` with a disk cache where numba finds a writable place for one.
+
+    Numba decides at decoration time: with no writable ``__pycache__`` beside this file,
+    no writable user cache directory and no ``NUMBA_CACHE_DIR`` (a read-only install
+    without a home, as in many containers), ``cache=True`` raises ``RuntimeError: cannot
+    cache function ...: no locator available``, which would break importing the package.
+    Then every function is compiled without a cache, with one warning the first time.
+    """
+    global _CACHED
+    if njit is None:  # pragma: no cover - exercised only where numba is missing
         return f
+    opts = {"nogil": True, "error_model": "numpy"}
+    if _CACHED:
+        try:
+            return njit(cache=True, **opts)(f)
+        except RuntimeError as exc:
+            if "cannot cache" not in str(exc):
+                raise
+            _CACHED = False
+            warnings.warn(
+                f"skvis_widgets: numba cannot cache the projection solver on disk ({exc}); "
+                "it is compiled in each new process instead (some seconds on the first "
+                "projection). Set NUMBA_CACHE_DIR to a writable folder to cache it.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+    return njit(cache=False, **opts)(f)
 
 
 @dataclass(frozen=True)
