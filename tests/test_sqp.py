@@ -187,6 +187,27 @@ def test_compiled_solver_handles_degenerate_and_far_frames():
     assert res[:, :24].max() < 1e-9 and res[:, 24:].max() < 1e-3
 
 
+def test_kernel_stops_a_frame_at_a_singular_step_instead_of_returning_nan():
+    # Collinear frames started from their own bone directions (no `_start_dirs`): the
+    # angle and plane rows sit at a stationary point, their multipliers overflow. The
+    # kernel returned NaN poses reported converged; now such a frame stops at its last
+    # finite iterate, unconverged, and a converged one is valid.
+    throw = load_msr("a06_s02_e01_skeleton3D.txt")
+    cs = anatomical_constraints(MSR_ACTION3D)
+    ref = reference_bone_lengths(throw, MSR_ACTION3D)
+    x0 = np.zeros_like(throw[:12])
+    x0[..., 0] = throw[:12, :, 0]
+    prog = anatomy._compile(cs, ref)
+    u = np.zeros_like(x0)
+    u[:, prog.child] = anatomy._unit(
+        x0[:, prog.child] - x0[:, prog.parent], anatomy._fallback_dirs(len(prog.child))[None]
+    )
+    x, conv, _ = _sqp.solve(x0, u, x0[:, prog.root], _sqp.plan(prog), 1e-6, 100)
+    assert np.isfinite(x).all()
+    assert_valid(x[conv], cs, ref)
+    np.testing.assert_allclose(constraint_residuals(x, cs, ref)[:, :19], 0.0, atol=1e-9)
+
+
 def test_prepare_solver_compiles_it_for_every_topology():
     assert anatomy.prepare_solver() is True
     assert len(_sqp._solve_frames.signatures) == 1  # one specialisation serves all
