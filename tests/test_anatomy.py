@@ -470,6 +470,74 @@ def test_bad_arguments_raise():
         anatomical_constraints("kinect_v2")
 
 
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"tol": "a"}, r"tol = 'a'; expected a positive finite number"),
+        ({"tol": None}, r"tol = None"),
+        ({"tol": True}, r"tol = True"),
+        ({"tol": float("nan")}, r"tol = nan"),
+        ({"tol": -1e-6}, r"tol = -1e-06"),
+        ({"tol": np.inf}, r"tol = inf"),
+        ({"max_iter": None}, r"max_iter = None; expected an int from 1 to 1000000"),
+        ({"max_iter": 2.5}, r"max_iter = 2.5"),
+        ({"max_iter": True}, r"max_iter = True"),
+        ({"max_iter": "10"}, r"max_iter = '10'"),
+        ({"max_iter": 0}, r"max_iter = 0"),
+        ({"max_iter": 10**20}, r"max_iter = 100000000000000000000"),
+        ({"return_info": 1}, r"return_info = 1; expected True or False"),
+    ],
+)
+def test_bad_solver_parameters_raise_skvis_errors_naming_them(kw, match):
+    cs = anatomical_constraints(KINECT_V2)
+    x0 = rest_pose(KINECT_V2) + 0.01
+    with pytest.raises(SkvisError, match=match):
+        project(x0, cs, **kw)
+
+
+def test_bad_parameters_of_the_other_functions_raise_skvis_errors():
+    cs = anatomical_constraints(MSR_ACTION3D)
+    x0 = rest_pose(MSR_ACTION3D)
+    with pytest.raises(SkvisError, match=r"ftol = '1e-9'"):
+        project_slsqp(x0, cs, ftol="1e-9")
+    with pytest.raises(SkvisError, match=r"maxiter = 0"):
+        project_slsqp(x0, cs, maxiter=0)
+    with pytest.raises(SkvisError, match=r"maxiter = True"):
+        project_slsqp(x0, cs, maxiter=True)
+    with pytest.raises(SkvisError, match=r"reference_lengths: cannot be read as numbers"):
+        project(x0, cs, ["a"] * 19)
+    with pytest.raises(SkvisError, match="Topology"):
+        reference_bone_lengths(x0, "msr_action3d")
+    bad_limits = [
+        ({"angle:spine": (100,)}, r"angle_limits\['angle:spine'\] = \(100,\)"),
+        ({"angle:spine": "ab"}, r"angle_limits\['angle:spine'\] = 'ab'"),
+        ({"angle:spine": 100}, r"angle_limits\['angle:spine'\] = 100"),
+        ({"angle:spine": (True, 180)}, r"expected \(lower, upper\) in degrees"),
+        ({"angle:spine": (float("nan"), 180)}, r"0 <= lower < upper <= 180"),
+    ]
+    for limits, match in bad_limits:
+        with pytest.raises(SkvisError, match=match):
+            anatomical_constraints(MSR_ACTION3D, angle_limits=limits)
+    with pytest.raises(SkvisError, match="angle_limits = 5; expected a mapping"):
+        anatomical_constraints(MSR_ACTION3D, angle_limits=5)
+
+
+def test_the_compiled_program_is_kept_for_the_same_constraints_and_lengths():
+    # project rebuilt `_compile` and `_sqp.plan` on every call (a tenth of its time in
+    # activation maximization, which projects with the same ones at every step).
+    from skvis_widgets import anatomy
+
+    ref = reference_bone_lengths(load_msr("a06_s02_e01_skeleton3D.txt"), MSR_ACTION3D)
+    prog, pl = anatomy._program(anatomical_constraints(MSR_ACTION3D), ref)
+    again = anatomy._program(anatomical_constraints(MSR_ACTION3D), list(ref))
+    assert again[0] is prog and again[1] is pl
+    other = anatomy._program(anatomical_constraints(MSR_ACTION3D), ref * 1.01)
+    assert other[0] is not prog
+    np.testing.assert_array_equal(other[0].length, ref * 1.01)
+    relaxed = anatomical_constraints(MSR_ACTION3D, angle_limits={"angle:spine": (100, 180)})
+    assert anatomy._program(relaxed, ref)[0] is not prog
+
+
 def test_fast_solver_matches_the_bone_coordinate_solver_on_real_frames():
     # project runs _newton_z first and hands what it leaves to _newton; on real noisy
     # frames (active angle and plane bounds included) it should finish them itself, at
