@@ -707,18 +707,21 @@ def _start_dirs(x0: NDArray, prog: _Program) -> NDArray:
     rows_bones = np.concatenate(
         [np.concatenate([prog.ang_bones, prog.ang_bones[:, :1]], axis=1), prog.plane_bones]
     ).reshape(prog.n_ineq, 3)
+    frames = np.arange(len(u))
     for k in range(3):
-        stuck = _stuck_rows(u, prog)
-        if not stuck.any():
+        stuck = _stuck_rows(u[frames], prog)
+        some = stuck.any(axis=1)
+        if not some.any():
             break
+        frames, stuck = frames[some], stuck[some]
         t, i = np.nonzero(stuck)
-        move = np.zeros(u.shape[:2], dtype=bool)
+        move = np.zeros((len(frames), B), dtype=bool)
         move[np.repeat(t, 3), rows_bones[i].ravel()] = True
         tb, b = np.nonzero(move)
-        ub = u[tb, b]
+        ub = u[frames[tb], b]
         d = turns[k, b] - np.einsum("nd,nd->n", turns[k, b], ub)[:, None] * ub
         d = _unit(d, _tangent_basis(ub)[..., 0])
-        u[tb, b] = _unit(ub + _TILT * d, ub)
+        u[frames[tb], b] = _unit(ub + _TILT * d, ub)
     return u
 
 
@@ -728,10 +731,19 @@ def _stuck_rows(u: NDArray, prog: _Program) -> NDArray:
     parallel (a collinear pose, a joint moved onto another). There the row's gradient
     vanishes on the tangent spaces, so no Newton step can satisfy it (its multiplier
     overflows) while the frame's own gradient can hold the pose there exactly."""
-    h, dh = _ineq(u, prog)
-    tangent = dh - np.einsum("tmbd,tbd->tmb", dh, u)[..., None] * u[:, None]
-    grad = np.sqrt(np.einsum("tmbd,tmbd->tm", tangent, tangent))
-    return (h < 1e-6) & (grad < 0.5 * _TILT)
+    h, _ = _ineq(u, prog, jacobian=False)
+    # |gradient on the tangent spaces|^2 (`_ineq`'s gradients less their radial parts):
+    # an angle row, 2 (1 - cos^2) with cos = u_a . u_c; the plane row, with its gradients
+    # u2 x u3, u3 x u1, u1 x u2 whose radial parts are all det(u1, u2, u3),
+    # their squared norms summed less 3 det^2.
+    ua, uc = u[:, prog.ang_bones[:, 0]], u[:, prog.ang_bones[:, 1]]
+    g_ang = 2.0 * (1.0 - np.einsum("trd,trd->tr", ua, uc) ** 2)
+    p1, p2, p3 = (u[:, prog.plane_bones[:, i]] for i in range(3))
+    c12 = _cross(p1, p2)
+    det = np.einsum("trd,trd->tr", c12, p3)
+    g_pl = sum(np.einsum("trd,trd->tr", c, c) for c in (c12, _cross(p2, p3), _cross(p3, p1)))
+    grad2 = np.concatenate([g_ang, g_pl - 3.0 * det**2], axis=1)
+    return (h < 1e-6) & (grad2 < (0.5 * _TILT) ** 2)
 
 
 def _unstick(x: NDArray, prog: _Program) -> NDArray:
@@ -755,8 +767,9 @@ def _fk(r: NDArray, u: NDArray, prog: _Program) -> NDArray:
     return prog.path @ z
 
 
-def _ineq(u: NDArray, prog: _Program) -> tuple[NDArray, NDArray]:
-    """Inequality rows in bone coordinates: values (T, m_in) and gradients (T, m_in, B, 3)."""
+def _ineq(u: NDArray, prog: _Program, jacobian: bool = True) -> tuple[NDArray, NDArray]:
+    """Inequality rows in bone coordinates: values (T, m_in) and, if asked, gradients
+    (T, m_in, B, 3)."""
     T, B, _ = u.shape
     ua, uc = u[:, prog.ang_bones[:, 0]], u[:, prog.ang_bones[:, 1]]
     so = prog.ang_sign * prog.ang_orient
@@ -765,6 +778,8 @@ def _ineq(u: NDArray, prog: _Program) -> tuple[NDArray, NDArray]:
     po = prog.plane_orient
     c12 = _cross(p1, p2)
     h_plane = po * np.einsum("trd,trd->tr", c12, p3)
+    if not jacobian:
+        return np.concatenate([h_ang, h_plane], axis=1), np.empty(0)
     na = len(so)
     dh = np.zeros((T, na + len(po), B, 3))
     ra = np.arange(na)
