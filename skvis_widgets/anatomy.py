@@ -1502,30 +1502,13 @@ def project(
         # step keeps its last finite iterate, so no NaN gets through.
         xt = x0[todo]
         compiled = _sqp.available() and _USE_COMPILED
-        x, conv, it = (
-            _compiled(xt, prog, pl, tol, max_iter)
-            if compiled
-            else _newton_z(xt, prog, tol, max_iter)
-        )
-        long = min(10 * max_iter, _MAX_ITER)
-        stages = [lambda z: _newton(z, prog, tol, max_iter)]
-        if compiled:
-            stages.insert(0, lambda z: _newton_z(z, prog, tol, max_iter))
-            stages.append(lambda z: _compiled(z, prog, pl, tol, long))
-        else:
-            stages.append(lambda z: _newton_z(z, prog, tol, long))
-        for solve in stages:
-            if conv.all():
-                break
-            rest = np.nonzero(~conv)[0]
-            xr, conv_r, it_r = solve(xt[rest])
-            x[rest] = _better(xt[rest], x[rest], xr, prog)
-            conv[rest], it[rest] = conv_r, it[rest] + it_r
-        for k in np.nonzero(~conv)[0]:
-            fallback[todo[k]] = True
-            start = x[k] if np.isfinite(x[k]).all() else _unstick(xt[k : k + 1], prog)[0]
-            slsqp = _exact_lengths(_slsqp_frame(xt[k], prog, start, 1e-10, 500)[0], prog)
-            x[k] = _better(xt[k][None], x[k][None], slsqp[None], prog)[0]
+        with np.errstate(all="ignore"):  # overflow on a singular step is caught after it
+            x, conv, it = _solve_all(xt, prog, pl, tol, max_iter, compiled)
+            for k in np.nonzero(~conv)[0]:
+                fallback[todo[k]] = True
+                start = x[k] if np.isfinite(x[k]).all() else _unstick(xt[k : k + 1], prog)[0]
+                slsqp = _exact_lengths(_slsqp_frame(xt[k], prog, start, 1e-10, 500)[0], prog)
+                x[k] = _better(xt[k][None], x[k][None], slsqp[None], prog)[0]
         out[todo] = x
         iterations[todo] = it
     viol = _violation(out, prog)
@@ -1544,6 +1527,31 @@ def project(
     if return_info:
         return result, ProjectionInfo(unchanged, iterations, fallback, viol)
     return result
+
+
+def _solve_all(
+    xt: NDArray, prog: _Program, pl: _sqp.Plan, tol: float, max_iter: int, compiled: bool
+) -> tuple[NDArray, NDArray, NDArray]:
+    """`project`'s Newton solvers in turn, each on the frames the ones before left
+    unconverged (see the comment in `project`); poses, converged, iterations."""
+    x, conv, it = (
+        _compiled(xt, prog, pl, tol, max_iter) if compiled else _newton_z(xt, prog, tol, max_iter)
+    )
+    long = min(10 * max_iter, _MAX_ITER)
+    stages = [lambda z: _newton(z, prog, tol, max_iter)]
+    if compiled:
+        stages.insert(0, lambda z: _newton_z(z, prog, tol, max_iter))
+        stages.append(lambda z: _compiled(z, prog, pl, tol, long))
+    else:
+        stages.append(lambda z: _newton_z(z, prog, tol, long))
+    for solve in stages:
+        if conv.all():
+            break
+        rest = np.nonzero(~conv)[0]
+        xr, conv_r, it_r = solve(xt[rest])
+        x[rest] = _better(xt[rest], x[rest], xr, prog)
+        conv[rest], it[rest] = conv_r, it[rest] + it_r
+    return x, conv, it
 
 
 # Whether `project` may use the compiled solver (tests switch it off to check the other).
