@@ -473,8 +473,8 @@ def constraint_residuals(
 # a Newton SQP per frame in joint space whose KKT matrix is factored by block elimination
 # over the skeleton's tree, O(J) small blocks per iteration, with the exact Hessian
 # (plane row included; see that module's docstring). Frames it does not finish (or all,
-# where numba is missing) go to the batched numpy solvers below, and what they leave to
-# SLSQP.
+# where numba is missing) go to the batched numpy solvers below, what they leave to one
+# longer compiled run, and what that leaves to SLSQP.
 #
 # The batched solvers work in bone coordinates: the root position r and one unit direction u_b per
 # bone, x = FK(r, u) with x_child = x_parent + L_b u_b. That map is a bijection between
@@ -924,8 +924,8 @@ def _newton(
     so = prog.ang_sign * prog.ang_orient
     na = len(so)
 
-    # Start from each bone's direction in the frame and the frame's root: bone lengths
-    # hold from the first iterate on.
+    # Start from each bone's direction in the frame (`_start_dirs`) and the frame's root:
+    # bone lengths hold from the first iterate on.
     u = _start_dirs(x0, prog)
     r = x0[:, prog.root].copy()
     mu = np.zeros((T, mi))
