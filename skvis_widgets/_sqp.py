@@ -30,12 +30,14 @@ bound without changing the step (their multipliers are corrected after).
 Globalisation: backtracking on the l1 merit function ``f + rho * sum max(-h, 0)``, as in
 the batched solver. A frame is done when its last full Newton step moved no joint more
 than ``tol`` (or shrank 20-fold below 1e-4 m, quadratic convergence) and its rows hold to
-``tol``. Frames not done after ``max_iter`` are reported unconverged; `anatomy.project`
-hands them to its other solvers.
+``tol``. Frames not done after ``max_iter`` are reported unconverged; so is a frame whose
+step is not finite (it stops at its last, finite, iterate). `anatomy.project` hands them to
+its other solvers.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,13 +45,41 @@ from numpy.typing import NDArray
 
 try:  # numba is a dependency; without it `anatomy.project` uses its numpy solver
     from numba import njit
-
-    _jit = njit(cache=True, nogil=True, error_model="numpy")
 except ImportError:  # pragma: no cover - exercised only where numba is missing
     njit = None
 
-    def _jit(f):
+#: Whether numba could cache the kernel on disk (False: compiled in every process).
+_CACHED = True
+
+
+def _jit(f):
+    """``numba.njit`` with a disk cache where numba finds a writable place for one.
+
+    Numba decides at decoration time: with no writable ``__pycache__`` beside this file,
+    no writable user cache directory and no ``NUMBA_CACHE_DIR`` (a read-only install
+    without a home, as in many containers), ``cache=True`` raises ``RuntimeError: cannot
+    cache function ...: no locator available``, which would break importing the package.
+    Then every function is compiled without a cache, with one warning the first time.
+    """
+    global _CACHED
+    if njit is None:  # pragma: no cover - exercised only where numba is missing
         return f
+    opts = {"nogil": True, "error_model": "numpy"}
+    if _CACHED:
+        try:
+            return njit(cache=True, **opts)(f)
+        except RuntimeError as exc:
+            if "cannot cache" not in str(exc):
+                raise
+            _CACHED = False
+            warnings.warn(
+                f"skvis_widgets: numba cannot cache the projection solver on disk ({exc}); "
+                "it is compiled in each new process instead (some seconds on the first "
+                "projection). Set NUMBA_CACHE_DIR to a writable folder to cache it.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+    return njit(cache=False, **opts)(f)
 
 
 @dataclass(frozen=True)
@@ -604,6 +634,12 @@ def _active_set(fac, R, X, A, row_j, have, S, s, h, work, m, mu, wl, scratch):
 
 
 @_jit
+def _dist2(x, x0, j):
+    """|x_j - x0_j|^2."""
+    return (x[j, 0] - x0[j, 0]) ** 2 + (x[j, 1] - x0[j, 1]) ** 2 + (x[j, 2] - x0[j, 2]) ** 2
+
+
+@_jit
 def _merit(x, x0, h, m, rho):
     f = 0.0
     for j in range(x.shape[0]):
@@ -706,6 +742,9 @@ def _solve_frames(
         np.zeros(mm),
     )
     fac = (K, Pinv, Tf, order, nb_ptr, nb_idx)
+    reach = 0.0  # the skeleton's total bone length: no sensible step is 100 times longer
+    for j in range(J):
+        reach += length[j]
     for t in range(T):
         x0 = x0s[t]
         for j in range(J):
@@ -760,7 +799,10 @@ def _solve_frames(
                 sv[i] = -_dot_row(A, row_j, i, X, 0)  # s = a hh, hh = -z_g
             _active_set(fac, R, X, A, row_j, have, S, sv, h, w0, m, mu_new, wl, scratch)
             step = 0.0
+            far = 0.0
+            finite = True
             for j in range(J):
+                far = max(far, np.sqrt(_dist2(x, x0, j)))
                 nrm = 0.0
                 for d in range(3):
                     v = X[j, d, 0]
@@ -775,6 +817,17 @@ def _solve_frames(
                     if mu_new[i] != 0.0:
                         yv += mu_new[i] * X[j, 3, 1 + i]
                 lam_new[j] = -yv
+                finite = finite and np.isfinite(nrm) and np.isfinite(yv)
+            for i in range(m):
+                finite = finite and np.isfinite(mu_new[i])
+            if not finite or step > 100.0 * (reach + far):
+                # A singular step (a row whose gradient vanishes on the spheres, where
+                # LICQ fails, makes its multiplier overflow): not finite, or so long that
+                # the merit function, weighted by that multiplier, would take anything.
+                # Give up on the frame at its last iterate, unconverged, for
+                # `anatomy.project`'s other solvers. (max() above drops NaN: the step
+                # itself would not show it.)
+                break
             rho = 1e-12
             viol0 = 0.0
             for i in range(m):
@@ -807,6 +860,11 @@ def _solve_frames(
                 if _merit(xt, x0, ht, m, rho) <= phi0 + 1e-4 * alpha * slope:
                     break
                 alpha *= 0.5
+            for j in range(J):
+                for d in range(3):
+                    finite = finite and np.isfinite(xt[j, d])
+            if not finite:  # a step so long that the trial pose overflowed
+                break
             for j in range(J):
                 for d in range(3):
                     x[j, d] = xt[j, d]

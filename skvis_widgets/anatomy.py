@@ -50,6 +50,7 @@ in ``shared/data``):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, overload
@@ -206,15 +207,29 @@ def anatomical_constraints(
     >>> len(cs), cs.names[-1], cs.dropped
     (30, 'plane:pelvis', ())
     """
-    if not isinstance(topology, Topology):
-        raise SkvisError(f"expected a Topology, got {type(topology).__name__}")
+    _check_topology(topology)
+    if angle_limits is not None and not isinstance(angle_limits, Mapping):
+        raise SkvisError(
+            f"angle_limits = {angle_limits!r}; expected a mapping of angle name to "
+            "(lower, upper) degrees"
+        )
     limits = dict(angle_limits or {})
     for name, lim in limits.items():
         if name not in ANGLE_CONSTRAINTS:
             raise SkvisError(
                 f"angle_limits: unknown angle {name!r}; expected one of {list(ANGLE_CONSTRAINTS)}"
             )
-        lo, hi = (float(v) for v in lim)
+        pair = tuple(lim) if isinstance(lim, (tuple, list, np.ndarray)) else ()
+        if len(pair) != 2 or not all(
+            isinstance(v, (int, float, np.integer, np.floating))
+            and not isinstance(v, (bool, np.bool_))
+            for v in pair
+        ):
+            raise SkvisError(
+                f"angle_limits[{name!r}] = {lim!r}; expected (lower, upper) in degrees, "
+                "0 <= lower < upper <= 180"
+            )
+        lo, hi = (float(v) for v in pair)
         if not (0.0 <= lo < hi <= 180.0):
             raise SkvisError(
                 f"angle_limits[{name!r}] = {lim!r}; expected 0 <= lower < upper <= 180 degrees"
@@ -293,6 +308,45 @@ def _check_constraints(constraints: ConstraintSet) -> ConstraintSet:
     return constraints
 
 
+# The most iterations a solver may be asked for (a bound on the work of one call).
+_MAX_ITER = 1_000_000
+
+
+def _positive(value: object, what: str, expected: str) -> float:
+    """A positive finite real number (bools refused), else SkvisError naming ``what``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ):
+        raise SkvisError(f"{what} = {value!r}; expected {expected}")
+    v = float(value)
+    if not (np.isfinite(v) and v > 0.0):
+        raise SkvisError(f"{what} = {value!r}; expected {expected}")
+    return v
+
+
+def _count(value: object, what: str, lo: int, hi: int) -> int:
+    """An int in [lo, hi] (bools refused), else SkvisError naming ``what``."""
+    if (
+        isinstance(value, (bool, np.bool_))
+        or not isinstance(value, (int, np.integer))
+        or not lo <= value <= hi
+    ):
+        raise SkvisError(f"{what} = {value!r}; expected an int from {lo} to {hi}")
+    return int(value)
+
+
+def _flag(value: object, what: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise SkvisError(f"{what} = {value!r}; expected True or False")
+    return bool(value)
+
+
+def _check_topology(topology: object) -> Topology:
+    if not isinstance(topology, Topology):
+        raise SkvisError(f"expected a Topology, got {type(topology).__name__}")
+    return topology
+
+
 def _reference(
     x: NDArray, constraints: ConstraintSet, reference_lengths: ArrayLike | None
 ) -> NDArray:
@@ -300,7 +354,13 @@ def _reference(
     if reference_lengths is None:
         ref = _bone_lengths(x, topo).mean(axis=0)
     else:
-        ref = np.asarray(reference_lengths, dtype=np.float64)
+        try:
+            ref = np.asarray(reference_lengths, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise SkvisError(
+                f"reference_lengths: cannot be read as numbers ({exc}); expected "
+                f"({topo.num_bones},) lengths in metres"
+            ) from None
         if ref.shape != (topo.num_bones,):
             raise SkvisError(
                 f"reference_lengths has shape {ref.shape}; expected ({topo.num_bones},), one "
@@ -336,7 +396,7 @@ def reference_bone_lengths(sequence: ArrayLike, topology: Topology) -> NDArray[n
     ndarray, shape (B,)
         Metres, in the order of ``topology.bones``.
     """
-    x = _as_sequence(sequence, topology)
+    x = _as_sequence(sequence, _check_topology(topology))
     return _bone_lengths(x, topology).mean(axis=0)
 
 
@@ -413,8 +473,8 @@ def constraint_residuals(
 # a Newton SQP per frame in joint space whose KKT matrix is factored by block elimination
 # over the skeleton's tree, O(J) small blocks per iteration, with the exact Hessian
 # (plane row included; see that module's docstring). Frames it does not finish (or all,
-# where numba is missing) go to the batched numpy solvers below, and what they leave to
-# SLSQP.
+# where numba is missing) go to the batched numpy solvers below, what they leave to one
+# longer compiled run, and what that leaves to SLSQP.
 #
 # The batched solvers work in bone coordinates: the root position r and one unit direction u_b per
 # bone, x = FK(r, u) with x_child = x_parent + L_b u_b. That map is a bijection between
@@ -433,6 +493,14 @@ def constraint_residuals(
 # definite (typically on the first iterations, far from a solution) the step is a
 # Gauss-Newton one instead, which always is. Near a solution the steps are Newton's and
 # converge quadratically: 5-10 iterations for frames perturbed by a few centimetres.
+#
+# Degenerate frames (collinear, or a joint moved onto another) can start a solver exactly
+# at a stationary point of a violated row: an angle of 0 deg, a pelvis with its three
+# bones parallel. The row's gradient then vanishes on the spheres (LICQ fails), no step
+# can satisfy it, its multiplier overflows, and the frame's own gradient may hold the pose
+# there. Every solver therefore starts from `_start_dirs`, which turns the arms of such
+# rows a little (and gives bones of zero length a fixed direction); a step that is still
+# not finite stops its frame at its last iterate, for the next solver.
 #
 # `project_slsqp` and the residual checks use the same constraints on joint positions:
 #   bones  |x_c - x_p| - L = 0;   angles  s * (cos(bound) - (w_a . w_c) / (L_a L_c)) >= 0
@@ -542,6 +610,19 @@ def _compile(constraints: ConstraintSet, ref: NDArray) -> _Program:
     )
 
 
+@functools.lru_cache(maxsize=32)
+def _program_cached(constraints: ConstraintSet, ref: bytes) -> tuple[_Program, _sqp.Plan]:
+    prog = _compile(constraints, np.frombuffer(ref, dtype=np.float64).copy())
+    return prog, _sqp.plan(prog)
+
+
+def _program(constraints: ConstraintSet, ref: NDArray) -> tuple[_Program, _sqp.Plan]:
+    """`_compile` and `_sqp.plan` of a constraint set and reference lengths, kept for the
+    next call with the same ones (as activation maximization makes, one per step): they
+    cost about a tenth of a projection. Callers must not write into them."""
+    return _program_cached(constraints, np.ascontiguousarray(ref, dtype=np.float64).tobytes())
+
+
 def _evaluate(x: NDArray, prog: _Program, jacobian: bool = True) -> tuple[NDArray, NDArray]:
     """Constraint rows on joint positions x (T, J, 3): values ``c`` (T, m), bones first,
     and if asked their gradients ``A`` (T, m, J, 3). Equalities are ``c = 0``,
@@ -608,16 +689,75 @@ def _unit(v: NDArray, fallback: NDArray) -> NDArray:
     return np.where(n > 1e-12, v / np.where(n > 1e-12, n, 1.0), fallback)
 
 
+# How far (radians) `_start_dirs` turns the arms of a row stuck at a stationary point.
+_TILT = 0.1
+
+
+def _start_dirs(x0: NDArray, prog: _Program) -> NDArray:
+    """Unit bone directions (T, B, 3) where every solver starts: each bone's direction in
+    the frame, a fixed one (`_fallback_dirs`) for a bone of zero length, and the arms of
+    the rows stuck at a stationary point turned a little (see `_stuck_rows`)."""
+    B = len(prog.child)
+    u = _unit(x0[:, prog.child] - x0[:, prog.parent], _fallback_dirs(B)[None])
+    if prog.n_ineq == 0:
+        return u
+    # Another spread of fixed directions per round (the first B of the sequence are the
+    # fallback ones), in case a turn happened to keep two arms parallel.
+    turns = _fallback_dirs(4 * B)[B:].reshape(3, B, 3)
+    rows_bones = np.concatenate(
+        [np.concatenate([prog.ang_bones, prog.ang_bones[:, :1]], axis=1), prog.plane_bones]
+    ).reshape(prog.n_ineq, 3)
+    frames = np.arange(len(u))
+    for k in range(3):
+        stuck = _stuck_rows(u[frames], prog)
+        some = stuck.any(axis=1)
+        if not some.any():
+            break
+        frames, stuck = frames[some], stuck[some]
+        t, i = np.nonzero(stuck)
+        move = np.zeros((len(frames), B), dtype=bool)
+        move[np.repeat(t, 3), rows_bones[i].ravel()] = True
+        tb, b = np.nonzero(move)
+        ub = u[frames[tb], b]
+        d = turns[k, b] - np.einsum("nd,nd->n", turns[k, b], ub)[:, None] * ub
+        d = _unit(d, _tangent_basis(ub)[..., 0])
+        u[frames[tb], b] = _unit(ub + _TILT * d, ub)
+    return u
+
+
+def _stuck_rows(u: NDArray, prog: _Program) -> NDArray:
+    """Which inequality rows (T, m_in) are violated (or about to be) at a stationary point
+    on the spheres: an angle of 0 or 180 degrees, a plane row with its three bones
+    parallel (a collinear pose, a joint moved onto another). There the row's gradient
+    vanishes on the tangent spaces, so no Newton step can satisfy it (its multiplier
+    overflows) while the frame's own gradient can hold the pose there exactly."""
+    h, _ = _ineq(u, prog, jacobian=False)
+    # |gradient on the tangent spaces|^2 (`_ineq`'s gradients less their radial parts):
+    # an angle row, 2 (1 - cos^2) with cos = u_a . u_c; the plane row, with its gradients
+    # u2 x u3, u3 x u1, u1 x u2 whose radial parts are all det(u1, u2, u3),
+    # their squared norms summed less 3 det^2.
+    ua, uc = u[:, prog.ang_bones[:, 0]], u[:, prog.ang_bones[:, 1]]
+    g_ang = 2.0 * (1.0 - np.einsum("trd,trd->tr", ua, uc) ** 2)
+    p1, p2, p3 = (u[:, prog.plane_bones[:, i]] for i in range(3))
+    c12 = _cross(p1, p2)
+    det = np.einsum("trd,trd->tr", c12, p3)
+    g_pl = sum(np.einsum("trd,trd->tr", c, c) for c in (c12, _cross(p2, p3), _cross(p3, p1)))
+    grad2 = np.concatenate([g_ang, g_pl - 3.0 * det**2], axis=1)
+    return (h < 1e-6) & (grad2 < (0.5 * _TILT) ** 2)
+
+
 def _unstick(x: NDArray, prog: _Program) -> NDArray:
-    """Joint positions with the bones of zero length pulled apart (see `_fallback_dirs`)."""
-    d = x[:, prog.child] - x[:, prog.parent]
-    short = np.linalg.norm(d, axis=-1) < 1e-6 * prog.length
-    if not short.any():
+    """Joint positions with the bones of zero length pulled apart (see `_fallback_dirs`)
+    and the stuck rows' arms turned as in `_start_dirs`; the other bones keep their
+    lengths and directions."""
+    bones = x[:, prog.child] - x[:, prog.parent]
+    d = np.maximum(np.linalg.norm(bones, axis=-1), 1e-3 * prog.length)
+    z = d[..., None] * _start_dirs(x, prog)
+    moved = (np.abs(z - bones) > 1e-12 * prog.length[:, None]).any(axis=(1, 2))
+    if not moved.any():
         return x
     x = x.copy()
-    dirs = _fallback_dirs(len(prog.child))
-    t, b = np.nonzero(short)
-    x[t, prog.child[b]] = x[t, prog.parent[b]] + 1e-3 * prog.length[b, None] * dirs[b]
+    x[moved] = prog.path @ np.concatenate([x[moved, prog.root][:, None], z[moved]], axis=1)
     return x
 
 
@@ -627,8 +767,9 @@ def _fk(r: NDArray, u: NDArray, prog: _Program) -> NDArray:
     return prog.path @ z
 
 
-def _ineq(u: NDArray, prog: _Program) -> tuple[NDArray, NDArray]:
-    """Inequality rows in bone coordinates: values (T, m_in) and gradients (T, m_in, B, 3)."""
+def _ineq(u: NDArray, prog: _Program, jacobian: bool = True) -> tuple[NDArray, NDArray]:
+    """Inequality rows in bone coordinates: values (T, m_in) and, if asked, gradients
+    (T, m_in, B, 3)."""
     T, B, _ = u.shape
     ua, uc = u[:, prog.ang_bones[:, 0]], u[:, prog.ang_bones[:, 1]]
     so = prog.ang_sign * prog.ang_orient
@@ -637,6 +778,8 @@ def _ineq(u: NDArray, prog: _Program) -> tuple[NDArray, NDArray]:
     po = prog.plane_orient
     c12 = _cross(p1, p2)
     h_plane = po * np.einsum("trd,trd->tr", c12, p3)
+    if not jacobian:
+        return np.concatenate([h_ang, h_plane], axis=1), np.empty(0)
     na = len(so)
     dh = np.zeros((T, na + len(po), B, 3))
     ra = np.arange(na)
@@ -781,9 +924,9 @@ def _newton(
     so = prog.ang_sign * prog.ang_orient
     na = len(so)
 
-    # Start from each bone's direction in the frame and the frame's root: bone lengths
-    # hold from the first iterate on.
-    u = _unit(x0[:, prog.child] - x0[:, prog.parent], _fallback_dirs(B)[None])
+    # Start from each bone's direction in the frame (`_start_dirs`) and the frame's root:
+    # bone lengths hold from the first iterate on.
+    u = _start_dirs(x0, prog)
     r = x0[:, prog.root].copy()
     mu = np.zeros((T, mi))
     work = np.zeros((T, mi), dtype=bool)
@@ -883,6 +1026,12 @@ def _newton(
             ap = alpha[pending, None]
             u_t[pending] = _unit(ul[pending] + ap[..., None] * xi_u[pending], ul[pending])
             r_t[pending] = rl[pending] + ap * xi_r[pending]
+        # A frame whose step is not finite, or absurdly long (a singular QP: see the
+        # comment above `_Program`), stops at its last iterate, unconverged: `project`
+        # keeps the best of its solvers' poses.
+        finite = np.isfinite(u_t).all(axis=(1, 2)) & np.isfinite(r_t).all(axis=1)
+        finite &= np.isfinite(mu_new).all(axis=1) & (step <= _reach(e, L))
+        u_t[~finite], r_t[~finite], mu_new[~finite] = ul[~finite], rl[~finite], mul[~finite]
         u[live], r[live] = u_t, r_t
         exact[live] = ~modified | (step < 0.05)
         mu[live] = mul + alpha[:, None] * (mu_new - mul)
@@ -897,8 +1046,8 @@ def _newton(
         quad = newton & (step <= 1e-4) & (step <= 0.05 * last[live])
         done = ((step <= tol) | quad) & (np.maximum(-ht, 0.0).max(axis=1, initial=0.0) <= tol)
         last[live] = step
-        converged[live[done]] = True
-        live = live[~done]
+        converged[live[done & finite]] = True
+        live = live[~done & finite]
     return _fk(r, u, prog), converged, iters
 
 
@@ -975,7 +1124,7 @@ def _newton_z(
         xz += (x0t - xz).mean(axis=1, keepdims=True)
         return xz, xz - x0t
 
-    u = _unit(x0[:, prog.child] - x0[:, prog.parent], _fallback_dirs(B)[None])
+    u = _start_dirs(x0, prog)
     lam = np.zeros((T, B))
     mu = np.zeros((T, mi))
     work = np.zeros((T, mi), dtype=bool)
@@ -1045,6 +1194,10 @@ def _newton_z(
             alpha[pending] *= 0.5
             ap = alpha[pending, None, None]
             u_t[pending] = _unit(ul[pending] + ap * dv[pending], ul[pending])
+        # As in `_newton`: a frame whose step is not finite or absurd stops, unconverged.
+        finite = np.isfinite(u_t).all(axis=(1, 2)) & np.isfinite(yb).all(axis=1)
+        finite &= np.isfinite(yi).all(axis=1) & (step <= _reach(e, L))
+        u_t[~finite], yb[~finite], yi[~finite] = ul[~finite], laml[~finite], mul[~finite]
         u[live] = u_t
         lam[live] = laml + alpha[:, None] * (yb - laml)
         mu[live] = mul + alpha[:, None] * (yi - mul)
@@ -1055,9 +1208,16 @@ def _newton_z(
         quad = newton & (step <= 1e-4) & (step <= 0.05 * last[live])
         done = ((step <= tol) | quad) & (np.maximum(-ht, 0.0).max(axis=1, initial=0.0) <= tol)
         last[live] = step
-        converged[live[done]] = True
-        live = live[~done]
+        converged[live[done & finite]] = True
+        live = live[~done & finite]
     return place(u, x0)[0], converged, iters
+
+
+def _reach(e: NDArray, length: NDArray) -> NDArray:
+    """Per frame, the longest sensible step (metres) from a pose that is e (T, J, 3) away
+    from its frame: 100 times the skeleton's total bone length plus that distance (the
+    compiled solver's bound too)."""
+    return 100.0 * (length.sum() + np.sqrt(np.einsum("tjd,tjd->tj", e, e)).max(axis=1))
 
 
 def _z_step(
@@ -1080,8 +1240,12 @@ def _z_step(
     Ls, info = torch.linalg.cholesky_ex(torch.from_numpy(Sbb))
     X = torch.cholesky_solve(torch.from_numpy(rhs), Ls).numpy()
     bad = np.nonzero(info.numpy() != 0)[0]
-    if bad.size:  # an indefinite K
-        X[bad] = np.linalg.solve(Sbb[bad] + 1e-14 * np.eye(B), rhs[bad])
+    if bad.size:  # an indefinite K (those frames' steps are taken again by the caller)
+        Sb, rb = np.nan_to_num(Sbb[bad]), np.nan_to_num(rhs[bad])
+        try:
+            X[bad] = np.linalg.solve(Sb + 1e-14 * np.eye(B), rb)
+        except np.linalg.LinAlgError:  # exactly singular: least squares instead
+            X[bad] = np.linalg.pinv(Sb, hermitian=True) @ rb
     Xi, xb = X[..., :mi], X[..., mi]
     St = Sii - Sbi.transpose(0, 2, 1) @ Xi
     st = si - np.einsum("tbi,tb->ti", Sbi, xb)
@@ -1206,7 +1370,8 @@ class ProjectionInfo:
         Newton iterations taken (0 for unchanged frames).
     fallback : ndarray of bool, shape (T,)
         No Newton solver converged in ``max_iter`` iterations and SciPy's SLSQP, started
-        from Newton's last iterate, finished the frame (the better of the two is kept).
+        from the best of their last iterates, finished the frame (the better of its pose
+        and theirs is kept).
     max_violation : ndarray of float, shape (T,)
         Largest remaining violation of the returned pose: bone lengths in metres, the
         inequalities in their own units (about radians).
@@ -1294,7 +1459,12 @@ def project(
     ------
     SkvisError
         For a sequence that is not (T, J, 3) with T >= 1 and J the topology's joint
-        count, non-finite coordinates, or bad reference lengths.
+        count, non-finite coordinates, bad reference lengths, ``tol`` not a positive
+        finite number, ``max_iter`` not an int from 1 to 1,000,000, or ``return_info``
+        not a bool. Also, naming the frames, where no solver found a pose that holds
+        every constraint to ``max(10 tol, 1e-5)`` (none is known: degenerate frames,
+        collinear or with joints on top of each other, are started from turned arms);
+        never a pose with NaN.
 
     Examples
     --------
@@ -1309,14 +1479,13 @@ def project(
     (True, True)
     """
     constraints = _check_constraints(constraints)
+    tol = _positive(tol, "tol", "a positive finite number of metres")
+    max_iter = _count(max_iter, "max_iter", 1, _MAX_ITER)
+    return_info = _flag(return_info, "return_info")
     arr = np.asarray(sequence) if not isinstance(sequence, np.ndarray) else sequence
     x0 = _as_sequence(arr, constraints.topology)
-    if not (np.isfinite(tol) and tol > 0):
-        raise SkvisError(f"tol = {tol!r}; expected a positive number of metres")
-    if int(max_iter) < 1:
-        raise SkvisError(f"max_iter = {max_iter!r}; expected at least 1")
     ref = _reference(x0, constraints, reference_lengths)
-    prog = _compile(constraints, ref)
+    prog, pl = _program(constraints, ref)
     T = x0.shape[0]
 
     out = x0.copy()
@@ -1326,34 +1495,63 @@ def project(
     todo = np.nonzero(~unchanged)[0]
     if todo.size:
         # The compiled solver first (numpy's batched one where numba is missing); the
-        # frames it leaves, the batched bone-coordinate one; then SLSQP.
-        if _sqp.available() and _USE_COMPILED:
-            x, conv, it = _compiled(x0[todo], prog, tol, int(max_iter))
-            if not conv.all():
-                rest = np.nonzero(~conv)[0]
-                xr, conv_r, it_r = _newton_z(x0[todo[rest]], prog, tol, int(max_iter))
-                x[rest], conv[rest], it[rest] = xr, conv_r, it[rest] + it_r
-        else:
-            x, conv, it = _newton_z(x0[todo], prog, tol, int(max_iter))
+        # frames it leaves, the batched bone-coordinate one; then one run ten times
+        # longer (a frame with every joint near one line, nearly symmetric about it, can
+        # take hundreds of iterations along a flat valley); then SLSQP. Each frame keeps
+        # the best pose any of them found (`_better`): one that gave up on a singular
+        # step keeps its last finite iterate, so no NaN gets through.
+        xt = x0[todo]
+        compiled = _sqp.available() and _USE_COMPILED
+        with np.errstate(all="ignore"):  # overflow on a singular step is caught after it
+            x, conv, it = _solve_all(xt, prog, pl, tol, max_iter, compiled)
+            for k in np.nonzero(~conv)[0]:
+                fallback[todo[k]] = True
+                start = x[k] if np.isfinite(x[k]).all() else _unstick(xt[k : k + 1], prog)[0]
+                slsqp = _exact_lengths(_slsqp_frame(xt[k], prog, start, 1e-10, 500)[0], prog)
+                x[k] = _better(xt[k][None], x[k][None], slsqp[None], prog)[0]
         out[todo] = x
         iterations[todo] = it
-        if not conv.all():
-            rest = np.nonzero(~conv)[0]
-            x, conv_r, it = _newton(x0[todo[rest]], prog, tol, int(max_iter))
-            out[todo[rest]] = x
-            iterations[todo[rest]] += it
-            conv[rest] = conv_r
-        for k in np.nonzero(~conv)[0]:
-            t = todo[k]
-            fallback[t] = True
-            slsqp = _slsqp_frame(x0[t], prog, out[t], 1e-10, 500)[0]
-            out[t] = _better(x0[t], out[t], slsqp, prog)
     viol = _violation(out, prog)
+    limit = max(10.0 * tol, 1e-5)
+    bad = ~(viol <= limit)  # NaN included
+    if bad.any():  # the last resort: no frame of the tests and probes comes here
+        frames = np.nonzero(bad)[0]
+        shown = ", ".join(f"frame {t} (violation {viol[t]:.3g})" for t in frames[:10])
+        raise SkvisError(
+            f"project: no solver found a valid pose for {frames.size} of {T} frames: "
+            f"{shown}{', ...' if frames.size > 10 else ''}; expected every constraint "
+            f"to hold to {limit:.3g}"
+        )
     dtype = arr.dtype if np.issubdtype(arr.dtype, np.floating) else np.float64
     result = out.astype(dtype, copy=False)
     if return_info:
         return result, ProjectionInfo(unchanged, iterations, fallback, viol)
     return result
+
+
+def _solve_all(
+    xt: NDArray, prog: _Program, pl: _sqp.Plan, tol: float, max_iter: int, compiled: bool
+) -> tuple[NDArray, NDArray, NDArray]:
+    """`project`'s Newton solvers in turn, each on the frames the ones before left
+    unconverged (see the comment in `project`); poses, converged, iterations."""
+    x, conv, it = (
+        _compiled(xt, prog, pl, tol, max_iter) if compiled else _newton_z(xt, prog, tol, max_iter)
+    )
+    long = min(10 * max_iter, _MAX_ITER)
+    stages = [lambda z: _newton(z, prog, tol, max_iter)]
+    if compiled:
+        stages.insert(0, lambda z: _newton_z(z, prog, tol, max_iter))
+        stages.append(lambda z: _compiled(z, prog, pl, tol, long))
+    else:
+        stages.append(lambda z: _newton_z(z, prog, tol, long))
+    for solve in stages:
+        if conv.all():
+            break
+        rest = np.nonzero(~conv)[0]
+        xr, conv_r, it_r = solve(xt[rest])
+        x[rest] = _better(xt[rest], x[rest], xr, prog)
+        conv[rest], it[rest] = conv_r, it[rest] + it_r
+    return x, conv, it
 
 
 # Whether `project` may use the compiled solver (tests switch it off to check the other).
@@ -1380,42 +1578,47 @@ def prepare_solver() -> bool:
 
     cs = anatomical_constraints(KINECT_V1)
     x0 = np.random.default_rng(0).normal(0.0, 0.2, (1, KINECT_V1.num_joints, 3))
-    prog = _compile(cs, reference_bone_lengths(x0, KINECT_V1))
-    _compiled(x0, prog, 1e-6, 2)
+    prog, pl = _program(cs, reference_bone_lengths(x0, KINECT_V1))
+    _compiled(x0, prog, pl, 1e-6, 2)
     return True
 
 
 def _compiled(
-    x0: NDArray, prog: _Program, tol: float, max_iter: int
+    x0: NDArray, prog: _Program, pl: _sqp.Plan, tol: float, max_iter: int
 ) -> tuple[NDArray, NDArray, NDArray]:
-    """`_sqp.solve` from each frame's bone directions and its best-placed root; returns
+    """`_sqp.solve` from each frame's `_start_dirs` and its best-placed root; returns
     poses, converged and iterations like `_newton_z`."""
     T, J, _ = x0.shape
     u = np.zeros((T, J, 3))
-    u[:, prog.child] = _unit(
-        x0[:, prog.child] - x0[:, prog.parent], _fallback_dirs(len(prog.child))[None]
-    )
+    u[:, prog.child] = _start_dirs(x0, prog)
     placed = _fk(x0[:, prog.root], u[:, prog.child], prog)
     r = x0[:, prog.root] + (x0 - placed).mean(axis=1)
-    return _sqp.solve(x0, u, r, _sqp.plan(prog), tol, max_iter)
+    x, conv, it = _sqp.solve(x0, u, r, pl, tol, max_iter)
+    conv &= np.isfinite(x).all(axis=(1, 2))  # the kernel stops before NaN; be sure
+    return x, conv, it
+
+
+def _exact_lengths(x: NDArray, prog: _Program) -> NDArray:
+    """Pose x (J, 3) with every bone at its reference length, keeping its direction."""
+    u = _unit(x[None, prog.child] - x[None, prog.parent], _fallback_dirs(len(prog.child))[None])
+    return _fk(x[None, prog.root], u, prog)[0]
 
 
 def _better(x0: NDArray, a: NDArray, b: NDArray, prog: _Program) -> NDArray:
-    """Of two candidate poses (J, 3) for frame x0, the valid one nearer to x0.
+    """Per frame of x0 (T, J, 3), of two candidate poses a, b (T, J, 3) the valid one
+    (to 1e-6) nearer to x0; of two invalid ones the less invalid; a pose that is not
+    finite never wins over one that is. Both must have exact bone lengths."""
 
-    Candidate b (from SLSQP) gets its bone lengths made exact first (keeping its bone
-    directions), as `project` promises; validity is judged to 1e-6.
-    """
-    d = b[prog.child] - b[prog.parent]
-    u = _unit(d[None], _fallback_dirs(len(prog.child))[None])
-    b = _fk(b[None, prog.root], u, prog)[0]
-    va, vb = (_violation(c[None], prog)[0] for c in (a, b))
-    fa, fb = (float(((c - x0) ** 2).sum()) for c in (a, b))
-    if (vb <= 1e-6) != (va <= 1e-6):
-        return b if vb <= 1e-6 else a
-    if va > 1e-6:  # neither valid: the less invalid
-        return b if vb < va else a
-    return b if fb < fa else a
+    def score(c: NDArray) -> tuple[NDArray, NDArray]:
+        ok = np.isfinite(c).all(axis=(1, 2))
+        v = np.where(ok, _violation(np.where(ok[:, None, None], c, 0.0), prog), np.inf)
+        f = np.where(ok, ((np.where(ok[:, None, None], c, 0.0) - x0) ** 2).sum(axis=(1, 2)), np.inf)
+        return v, f
+
+    (va, fa), (vb, fb) = score(a), score(b)
+    valid_a, valid_b = va <= 1e-6, vb <= 1e-6
+    take_b = np.where(valid_a != valid_b, valid_b, np.where(valid_a, fb < fa, vb < va))
+    return np.where(take_b[:, None, None], b, a)
 
 
 def _slsqp_frame(
@@ -1482,7 +1685,9 @@ def project_slsqp(
         The projected poses in metres.
     """
     constraints = _check_constraints(constraints)
+    ftol = _positive(ftol, "ftol", "a positive finite number")
+    maxiter = _count(maxiter, "maxiter", 1, _MAX_ITER)
     x0 = _as_sequence(sequence, constraints.topology)
-    prog = _compile(constraints, _reference(x0, constraints, reference_lengths))
+    prog = _program(constraints, _reference(x0, constraints, reference_lengths))[0]
     start = _unstick(x0, prog)
     return np.stack([_slsqp_frame(x0[t], prog, start[t], ftol, maxiter)[0] for t in range(len(x0))])

@@ -11,6 +11,9 @@ through a small protocol: ``preprocess`` (an affine map per frame), ``rnn`` (an
 from __future__ import annotations
 
 import json
+import os
+import reprlib
+import zipfile
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -22,7 +25,9 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from . import _checks
+from .data._files import open_regular
 from .errors import SkvisError
+from .limits import check_memory
 from .skeleton import Topology, check_model_topology, get_topology, topology_metadata
 
 __all__ = [
@@ -269,6 +274,20 @@ class SkeletonLSTM(nn.Module):
 
 
 # -- saving and loading ----------------------------------------------------------------------
+#: The constructor's arguments a checkpoint's config holds (next to ``"metadata"``).
+_CONFIG_SIZES = ("num_joints", "num_classes", "hidden_size", "num_layers")
+_CONFIG_KEYS = (*_CONFIG_SIZES, "cell", "dropout", "metadata")
+_PAYLOAD_KEYS = ("format", "config", "state_dict")
+#: Gates per recurrent cell: the row blocks of ``weight_ih``, ``weight_hh`` and the biases.
+_GATES = {"lstm": 4, "gru": 3}
+#: Refused at load, as no trained model holds them: a value beyond _MAX_ABS in magnitude
+#: (trained weights and metre-scale statistics are O(1)), a feature_std below _MIN_STD
+#: (set_standardization stores any std <= 1e-6 as 1). Within them no sum in the forward
+#: pass of an input below 1e15 m can overflow float32, so the logits are finite.
+_MAX_ABS = 1e6
+_MIN_STD = 1e-7
+
+
 def save_model(model: SkeletonLSTM, path: str | Path) -> Path:
     """Write the state dict and a JSON config (with ``model.metadata``) to one file.
 
@@ -286,24 +305,228 @@ def save_model(model: SkeletonLSTM, path: str | Path) -> Path:
     return path
 
 
+def _keys(keys: Any) -> str:
+    """Keys for a message: sorted by repr (pickled dicts may mix key types), at most 8."""
+    names = sorted(reprlib.repr(k) for k in keys)
+    more = f", ... ({len(names)} in all)" if len(names) > 8 else ""
+    return ", ".join(names[:8]) + more
+
+
+def _state_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    """The state dict's shapes for a `SkeletonLSTM` of ``config``, without building one.
+
+    ``nn.LSTM`` / ``nn.GRU`` stack their gates' rows: ``weight_ih_l{k}`` is
+    ``(gates * H, input of layer k)``, ``weight_hh_l{k}`` ``(gates * H, H)``.
+    """
+    f, h, c = 3 * config["num_joints"], config["hidden_size"], config["num_classes"]
+    g = _GATES[config["cell"]] * h
+    shapes: dict[str, tuple[int, ...]] = {"feature_mean": (f,), "feature_std": (f,)}
+    for k in range(config["num_layers"]):
+        shapes[f"rnn.weight_ih_l{k}"] = (g, f if k == 0 else h)
+        shapes[f"rnn.weight_hh_l{k}"] = (g, h)
+        shapes[f"rnn.bias_ih_l{k}"] = (g,)
+        shapes[f"rnn.bias_hh_l{k}"] = (g,)
+    shapes["fc.weight"] = (c, h)
+    shapes["fc.bias"] = (c,)
+    return shapes
+
+
+def _check_config(text: Any, path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The constructor's arguments and the metadata from the JSON ``config`` string."""
+    if not isinstance(text, str):
+        raise SkvisError(f"{path}: key 'config' must be a JSON string, got {type(text).__name__}")
+    try:
+        config = json.loads(text)
+    except (ValueError, RecursionError) as exc:  # RecursionError: deeply nested JSON
+        raise SkvisError(f"{path}: key 'config' is not valid JSON ({exc})") from None
+    if not isinstance(config, dict):
+        raise SkvisError(
+            f"{path}: key 'config' must hold a JSON object, got {type(config).__name__}"
+        )
+    if missing := set(_CONFIG_KEYS) - set(config):
+        raise SkvisError(f"{path}: config lacks key(s) {_keys(missing)}")
+    if extra := set(config) - set(_CONFIG_KEYS):
+        raise SkvisError(f"{path}: config has unknown key(s) {_keys(extra)}")
+    for key in _CONFIG_SIZES:
+        _checks.check_positive_int(config[key], f"{path}: config key {key!r}")
+    cell = config["cell"]
+    if not (isinstance(cell, str) and cell in _GATES):
+        raise SkvisError(
+            f"{path}: config key 'cell' must be one of {list(_GATES)}, got {reprlib.repr(cell)}"
+        )
+    p = config["dropout"]
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+        raise SkvisError(
+            f"{path}: config key 'dropout' must be a number in [0, 1], got {reprlib.repr(p)}"
+        )
+    metadata = config.pop("metadata")
+    if not isinstance(metadata, dict):
+        raise SkvisError(
+            f"{path}: config key 'metadata' must be a JSON object, got {type(metadata).__name__}"
+        )
+    return config, metadata
+
+
+def _check_state_dict(
+    state_dict: Any, config: dict[str, Any], path: Path, file_size: int
+) -> dict[str, torch.Tensor]:
+    """``state_dict`` if it is exactly what a model of ``config`` holds: keys, shapes, values.
+
+    Only shapes are compared until the tensors are known to be backed by the file's
+    bytes, so nothing here allocates more than the file holds.
+    """
+    if not isinstance(state_dict, dict):
+        raise SkvisError(
+            f"{path}: key 'state_dict' must be a dict of tensors, got {type(state_dict).__name__}"
+        )
+    for key, t in state_dict.items():
+        if not isinstance(key, str):
+            raise SkvisError(f"{path}: state_dict key {reprlib.repr(key)} is not a string")
+        if not isinstance(t, torch.Tensor):
+            raise SkvisError(f"{path}: state_dict[{key!r}] is a {type(t).__name__}, not a tensor")
+        if t.layout != torch.strided or t.is_meta or not t.is_floating_point():
+            raise SkvisError(
+                f"{path}: state_dict[{key!r}] is a {t.layout} {t.dtype} tensor on {t.device}; "
+                "expected a dense floating-point tensor"
+            )
+    # num_layers bounds the loop in _state_shapes: each layer holds four tensors
+    if config["num_layers"] > len(state_dict):
+        raise SkvisError(
+            f"{path}: config key 'num_layers' is {config['num_layers']}, but the state dict "
+            f"holds only {len(state_dict)} tensors (4 per layer)"
+        )
+    sizes = ", ".join(f"{k} {config[k]!r}" for k in (*_CONFIG_SIZES, "cell"))
+    expected = _state_shapes(config)
+    if missing := set(expected) - set(state_dict):
+        raise SkvisError(
+            f"{path}: state_dict lacks key(s) {_keys(missing)} for the config ({sizes})"
+        )
+    if extra := set(state_dict) - set(expected):
+        raise SkvisError(
+            f"{path}: state_dict has unexpected key(s) {_keys(extra)} for the config ({sizes})"
+        )
+    for key, shape in expected.items():
+        if tuple(state_dict[key].shape) != shape:
+            raise SkvisError(
+                f"{path}: state_dict[{key!r}] has shape {tuple(state_dict[key].shape)}, the "
+                f"config ({sizes}) needs {shape}"
+            )
+    # A few bytes can pickle a stride-0 view of any shape; sharing or repeating storage is
+    # the only way the tensors can hold more bytes than the file.
+    nbytes = sum(t.numel() * t.element_size() for t in state_dict.values())
+    if nbytes > file_size:
+        largest = max(state_dict, key=lambda k: state_dict[k].numel())
+        raise SkvisError(
+            f"{path}: the state dict's tensors hold {nbytes} bytes, more than the file's "
+            f"{file_size}: they repeat their storage (the largest is {largest!r}, shape "
+            f"{tuple(state_dict[largest].shape)})"
+        )
+    for key, t in state_dict.items():  # in float32, the model's dtype: 1e300 is inf there
+        name = f"{path}: state_dict[{key!r}]"
+        values = t.detach().to("cpu", torch.float32).numpy()
+        _checks.check_finite(values, f"{name} (as float32)")
+        if values.size and np.abs(values).max() > _MAX_ABS:
+            i = np.unravel_index(np.abs(values).argmax(), values.shape)
+            raise SkvisError(
+                f"{name} holds {values[i]:g} at index {tuple(int(k) for k in i)}, beyond "
+                f"{_MAX_ABS:g} in magnitude: not the weights of a trained model"
+            )
+        if key == "feature_std" and values.size and values.min() < _MIN_STD:
+            i = int(values.argmin())
+            raise SkvisError(
+                f"{name} must be at least {_MIN_STD:g} (the input is divided by it), got "
+                f"{values[i]:g} at index {i}"
+            )
+    return state_dict
+
+
+def _check_checkpoint(
+    payload: Any, path: Path, file_size: int
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, torch.Tensor]]:
+    """``(config, metadata, state_dict)`` of an unpickled checkpoint, checked before any model
+    is built; `SkvisError` naming the key for anything `save_model` would not have written.
+
+    ``config`` holds `SkeletonLSTM`'s arguments; the state dict's keys and shapes are
+    those of a model of that config, its tensors finite (as float32) and within
+    `_MAX_ABS`, ``feature_std`` at least `_MIN_STD`, and all of them backed by the
+    ``file_size`` bytes of the file.
+    """
+    if not isinstance(payload, dict):
+        raise SkvisError(
+            f"{path}: not a skvis_widgets model file (a {type(payload).__name__}, not a dict "
+            f"with keys {_keys(_PAYLOAD_KEYS)})"
+        )
+    if payload.get("format") != _FORMAT:
+        got = (
+            f"format {reprlib.repr(payload['format'])}"
+            if "format" in payload
+            else "no key 'format'"
+        )
+        raise SkvisError(
+            f"{path}: not a skvis_widgets model file ({got}; format {_FORMAT!r} expected)"
+        )
+    if missing := set(_PAYLOAD_KEYS) - set(payload):
+        raise SkvisError(f"{path}: the checkpoint lacks key(s) {_keys(missing)}")
+    if extra := set(payload) - set(_PAYLOAD_KEYS):
+        raise SkvisError(f"{path}: the checkpoint has unexpected key(s) {_keys(extra)}")
+    config, metadata = _check_config(payload["config"], path)
+    state_dict = _check_state_dict(payload["state_dict"], config, path, file_size)
+    return config, metadata, state_dict
+
+
+def _read_checkpoint(path: Path, map_location: str | torch.device) -> tuple[Any, int]:
+    """The unpickled payload of a regular file that is a torch zip archive, and its size.
+
+    The file is opened once, without blocking (a FIFO or a device is refused before any
+    read), and refused when loading it could exceed the memory limit (about twice its
+    size: the loaded tensors and the model's copy) or when its zip records unpack to more
+    than the file holds (`save_model` stores them uncompressed).
+    """
+    if not path.exists() and not path.is_symlink():
+        raise SkvisError(f"{path}: no such model file")
+    with open_regular(path, "a skvis_widgets model file") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            raise SkvisError(f"{path}: empty file, not a skvis_widgets model file")
+        check_memory(
+            2 * size,
+            f"loading the {size}-byte model file {path}",
+            "check that it is the right file",
+        )
+        try:
+            with zipfile.ZipFile(f) as archive:
+                unpacked = sum(record.file_size for record in archive.infolist())
+        except Exception as exc:  # noqa: BLE001 - any failure to read the archive: a bad file
+            raise SkvisError(f"{path}: not a skvis_widgets model file ({exc})") from None
+        if unpacked > size:
+            raise SkvisError(
+                f"{path}: its zip records unpack to {unpacked} bytes, more than the file's "
+                f"{size} (save_model writes them uncompressed)"
+            )
+        f.seek(0)
+        try:
+            payload = torch.load(f, map_location=map_location, weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
+            raise SkvisError(f"{path}: not a skvis_widgets model file ({exc})") from None
+    return payload, size
+
+
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> SkeletonLSTM:
-    """Read a model written by `save_model` (safely: ``weights_only=True``), in eval mode."""
+    """Read a model written by `save_model` (safely: ``weights_only=True``), in eval mode.
+
+    Anything `save_model` would not have written raises `SkvisError` naming the key:
+    a payload other than ``{"format", "config", "state_dict"}``, a config value of the
+    wrong type or range, state dict keys or shapes other than the config's model has,
+    NaN, infinite or absurdly large weights (beyond 1e6), a ``feature_std`` below
+    1e-7. All of it is checked before the model is built, so a config claiming a huge
+    model costs nothing; a file that could take more than the memory limit
+    (`skvis_widgets.set_memory_limit`) to load is refused before it is read.
+    """
     path = Path(path)
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise SkvisError(f"{path}: no such model file") from None
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise SkvisError(f"{path}: not a skvis_widgets model file ({exc})") from None
-    if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
-        raise SkvisError(f"{path}: not a skvis_widgets model file (format {_FORMAT!r} expected)")
-    config = json.loads(payload["config"])
-    metadata = config.pop("metadata", {})
+    payload, size = _read_checkpoint(path, map_location)
+    config, metadata, state_dict = _check_checkpoint(payload, path, size)
     model = SkeletonLSTM(**config)
-    try:
-        model.load_state_dict(payload["state_dict"])
-    except RuntimeError as exc:
-        raise SkvisError(f"{path}: weights do not match the config ({exc})") from None
+    model.load_state_dict(state_dict)  # keys and shapes are checked: this cannot fail
     model.metadata = metadata
     return model.eval()
 

@@ -1037,7 +1037,7 @@ def sensitivity_colors(
             or not np.isfinite(vmax)
             or vmax <= 0
         ):
-            raise SkvisError(f"scale='global' needs a positive number vmax, got {vmax!r}")
+            raise SkvisError(f"scale='global' needs a positive vmax (a number), got {vmax!r}")
         top = float(vmax)
     else:
         raise SkvisError(f"scale must be 'sequence' or 'global', got {scale!r}")

@@ -319,6 +319,113 @@ def test_degenerate_frames_give_finite_valid_poses():
     assert np.array_equal(x[3], x0[3])
 
 
+# --------------------------------------------------------------------------- degenerate frames
+#
+# Poses where a solver may start at a stationary point of a violated row (an angle of 0
+# deg, a pelvis with parallel bones): collinear, a joint moved onto another, all joints at
+# one point. `project` returned all-NaN frames for some of these, with max_violation NaN.
+
+
+def independent_violation(x: np.ndarray, topo: Topology, ref: np.ndarray):
+    """Per frame, the largest bone-length error (m) and the largest excess (deg) of the
+    paper's angles and of the pelvis angle over their ranges, computed here from the joint
+    names with arccos (not with the module's residuals)."""
+    i = topo.index
+    bones = np.array(topo.bones)
+    lengths = np.linalg.norm(x[:, bones[:, 1]] - x[:, bones[:, 0]], axis=-1)
+    bone_err = np.abs(lengths - ref).max(axis=1)
+
+    def degrees(u, w):
+        cos = (u * w).sum(-1) / (np.linalg.norm(u, axis=-1) * np.linalg.norm(w, axis=-1))
+        return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+    excess = np.zeros(len(x))
+    for (a, v, c), (lo, hi) in ANGLE_CONSTRAINTS.values():
+        ang = degrees(x[:, i(a)] - x[:, i(v)], x[:, i(c)] - x[:, i(v)])
+        excess = np.maximum(excess, np.maximum(lo - ang, ang - hi))
+    sb, rh, lh, sm = (x[:, i(n)] for n in ("spine_base", "hip_right", "hip_left", "spine_mid"))
+    excess = np.maximum(excess, degrees(np.cross(rh - sb, lh - sb), sm - sb) - 90.0)
+    return bone_err, excess
+
+
+def assert_degenerate_frames_projected(x0, ref, **kw):
+    """project(x0) is finite, says so in max_violation, and holds every constraint (by
+    the module's residuals and by `independent_violation`)."""
+    cs = anatomical_constraints(MSR_ACTION3D)
+    x, info = project(x0, cs, ref, return_info=True, **kw)
+    assert np.isfinite(x).all(), np.nonzero(~np.isfinite(x).all(axis=(1, 2)))[0]
+    assert np.isfinite(info.max_violation).all()
+    assert info.max_violation.max() <= 1e-5
+    assert_valid(x, cs, ref)
+    bone_err, excess = independent_violation(x, MSR_ACTION3D, ref)
+    assert bone_err.max() < 1e-5 and excess.max() < 1e-3
+    return x, info
+
+
+def test_collinear_poses_project_to_valid_poses():
+    # Real MSR frames (high throw) with every joint moved onto one axis (x: left-right,
+    # z: depth) or spread evenly on a vertical line; most gave NaN.
+    throw = load_msr("a06_s02_e01_skeleton3D.txt")
+    ref = reference_bone_lengths(throw, MSR_ACTION3D)
+    frames = []
+    for axis, ts in ((0, [5, 6, 9, 10]), (2, [4, 5, 6, 9])):
+        on_axis = np.zeros_like(throw[ts])
+        on_axis[..., axis] = throw[ts][..., axis]
+        frames.append(on_axis)
+    line = np.zeros((1, 20, 3))
+    line[0, :, 1] = np.linspace(0.0, 1.0, 20)
+    assert_degenerate_frames_projected(np.concatenate([*frames, line]), ref)
+
+
+@pytest.mark.parametrize(
+    ("name", "joint", "onto"),
+    [
+        # two bones apart: the wrist folds to 0 deg (NaN in some frames)
+        ("a06_s02_e01_skeleton3D.txt", "hand_right", "elbow_right"),
+        ("a14_s06_e02_skeleton3D.txt", "elbow_right", "hand_right"),
+        # onto its parent or its child: a bone of zero length
+        ("a06_s02_e01_skeleton3D.txt", "hand_right", "wrist_right"),
+        ("a06_s02_e01_skeleton3D.txt", "wrist_left", "hand_left"),
+        ("a14_s02_e01_skeleton3D.txt", "spine_mid", "spine_base"),
+        ("a14_s02_e01_skeleton3D.txt", "spine_base", "hip_right"),
+    ],
+)
+def test_a_joint_moved_onto_another_on_a_real_sequence(name, joint, onto):
+    seq = load_msr(name)
+    ref = reference_bone_lengths(seq, MSR_ACTION3D)
+    i = MSR_ACTION3D.index
+    moved = seq.copy()
+    moved[:, i(joint)] = seq[:, i(onto)]
+    assert_degenerate_frames_projected(moved, ref)
+
+
+def test_a_random_batch_of_degenerate_frames_projects_to_valid_poses():
+    # Frames of the bundled MSR recordings: a random joint moved onto a bone neighbour or
+    # onto one two bones away, every joint on a random line, or every joint at one point.
+    from skvis_widgets.data import load_msr_action3d
+
+    data = load_msr_action3d(normalize=False)
+    rng = np.random.default_rng(11)
+    near = {j: set() for j in range(20)}
+    for p, c in MSR_ACTION3D.bones:
+        near[p].add(c)
+        near[c].add(p)
+    seq = np.asarray(data.sequences[int(rng.integers(len(data.sequences)))], dtype=np.float64)
+    x0 = seq[rng.choice(len(seq), 16)].copy()
+    for k, f in enumerate(x0):
+        j = int(rng.integers(20))
+        if k % 4 == 0:
+            f[j] = f[rng.choice(sorted(near[j]))]
+        elif k % 4 == 1:
+            f[j] = f[rng.choice(sorted(set().union(*(near[n] for n in near[j])) - {j}))]
+        elif k % 4 == 2:
+            d = rng.normal(size=3)
+            f[:] = f[0] + np.outer(rng.uniform(-0.8, 0.8, 20), d / np.linalg.norm(d))
+        else:
+            f[:] = f[j]
+    assert_degenerate_frames_projected(x0, reference_bone_lengths(seq, MSR_ACTION3D))
+
+
 def test_dtype_follows_the_input():
     cs = anatomical_constraints(MSR_ACTION3D)
     x0 = load_msr("a06_s02_e01_skeleton3D.txt")[:3]
@@ -360,6 +467,74 @@ def test_bad_arguments_raise():
         project(x0, cs, tol=0.0)
     with pytest.raises(SkvisError, match="Topology"):
         anatomical_constraints("kinect_v2")
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"tol": "a"}, r"tol = 'a'; expected a positive finite number"),
+        ({"tol": None}, r"tol = None"),
+        ({"tol": True}, r"tol = True"),
+        ({"tol": float("nan")}, r"tol = nan"),
+        ({"tol": -1e-6}, r"tol = -1e-06"),
+        ({"tol": np.inf}, r"tol = inf"),
+        ({"max_iter": None}, r"max_iter = None; expected an int from 1 to 1000000"),
+        ({"max_iter": 2.5}, r"max_iter = 2.5"),
+        ({"max_iter": True}, r"max_iter = True"),
+        ({"max_iter": "10"}, r"max_iter = '10'"),
+        ({"max_iter": 0}, r"max_iter = 0"),
+        ({"max_iter": 10**20}, r"max_iter = 100000000000000000000"),
+        ({"return_info": 1}, r"return_info = 1; expected True or False"),
+    ],
+)
+def test_bad_solver_parameters_raise_skvis_errors_naming_them(kw, match):
+    cs = anatomical_constraints(KINECT_V2)
+    x0 = rest_pose(KINECT_V2) + 0.01
+    with pytest.raises(SkvisError, match=match):
+        project(x0, cs, **kw)
+
+
+def test_bad_parameters_of_the_other_functions_raise_skvis_errors():
+    cs = anatomical_constraints(MSR_ACTION3D)
+    x0 = rest_pose(MSR_ACTION3D)
+    with pytest.raises(SkvisError, match=r"ftol = '1e-9'"):
+        project_slsqp(x0, cs, ftol="1e-9")
+    with pytest.raises(SkvisError, match=r"maxiter = 0"):
+        project_slsqp(x0, cs, maxiter=0)
+    with pytest.raises(SkvisError, match=r"maxiter = True"):
+        project_slsqp(x0, cs, maxiter=True)
+    with pytest.raises(SkvisError, match=r"reference_lengths: cannot be read as numbers"):
+        project(x0, cs, ["a"] * 19)
+    with pytest.raises(SkvisError, match="Topology"):
+        reference_bone_lengths(x0, "msr_action3d")
+    bad_limits = [
+        ({"angle:spine": (100,)}, r"angle_limits\['angle:spine'\] = \(100,\)"),
+        ({"angle:spine": "ab"}, r"angle_limits\['angle:spine'\] = 'ab'"),
+        ({"angle:spine": 100}, r"angle_limits\['angle:spine'\] = 100"),
+        ({"angle:spine": (True, 180)}, r"expected \(lower, upper\) in degrees"),
+        ({"angle:spine": (float("nan"), 180)}, r"0 <= lower < upper <= 180"),
+    ]
+    for limits, match in bad_limits:
+        with pytest.raises(SkvisError, match=match):
+            anatomical_constraints(MSR_ACTION3D, angle_limits=limits)
+    with pytest.raises(SkvisError, match="angle_limits = 5; expected a mapping"):
+        anatomical_constraints(MSR_ACTION3D, angle_limits=5)
+
+
+def test_the_compiled_program_is_kept_for_the_same_constraints_and_lengths():
+    # project rebuilt `_compile` and `_sqp.plan` on every call (a tenth of its time in
+    # activation maximization, which projects with the same ones at every step).
+    from skvis_widgets import anatomy
+
+    ref = reference_bone_lengths(load_msr("a06_s02_e01_skeleton3D.txt"), MSR_ACTION3D)
+    prog, pl = anatomy._program(anatomical_constraints(MSR_ACTION3D), ref)
+    again = anatomy._program(anatomical_constraints(MSR_ACTION3D), list(ref))
+    assert again[0] is prog and again[1] is pl
+    other = anatomy._program(anatomical_constraints(MSR_ACTION3D), ref * 1.01)
+    assert other[0] is not prog
+    np.testing.assert_array_equal(other[0].length, ref * 1.01)
+    relaxed = anatomical_constraints(MSR_ACTION3D, angle_limits={"angle:spine": (100, 180)})
+    assert anatomy._program(relaxed, ref)[0] is not prog
 
 
 def test_fast_solver_matches_the_bone_coordinate_solver_on_real_frames():

@@ -263,7 +263,7 @@ def test_small_validation_holes():
     seq = sequence()
     with pytest.raises(SkvisError, match="chunk_size must be a positive int"):
         joint_sensitivity(model, seq, target=0, chunk_size=True)
-    with pytest.raises(SkvisError, match="positive number vmax"):
+    with pytest.raises(SkvisError, match=r"positive vmax \(a number\)"):
         sensitivity_colors(np.ones((3, 4)), scale="global", vmax="1")
     s = unit_sensitivity(model, seq)
     s[2, 3, 4, 1] = np.nan

@@ -1,14 +1,22 @@
+import json
+import os
 import pickle
+import threading
 import warnings
+import zipfile
 
 import numpy as np
 import pytest
 import torch
 
-from skvis_widgets import SkvisError
+from skvis_widgets import SkvisError, set_memory_limit
+from skvis_widgets import model as model_module
 from skvis_widgets.data import SkeletonDataset, load_msr_action3d
 from skvis_widgets.model import (
+    _MAX_ABS,
+    _MIN_STD,
     SkeletonLSTM,
+    _state_shapes,
     accuracy,
     load_model,
     load_pretrained,
@@ -96,6 +104,281 @@ def test_checkpoint_cannot_run_code(tmp_path):
         load_model(other)
     with pytest.raises(SkvisError, match="no such model file"):
         load_model(tmp_path / "missing.pt")
+
+
+# -- tampered checkpoints: every one a SkvisError naming the key --------------------------------
+@pytest.fixture(scope="module")
+def small_checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    m = SkeletonLSTM(20, 7, hidden_size=16).eval()
+    m.metadata = {"class_names": list("abcdefg")}
+    return save_model(m, tmp_path_factory.mktemp("ckpt") / "small.pt")
+
+
+def _payload(path):
+    """The checkpoint's payload with its config parsed (so a test can edit it)."""
+    p = torch.load(path, weights_only=True)
+    p["config"] = json.loads(p["config"])
+    return p
+
+
+class _RawDict(dict):
+    """A config that `_save` stores as it is, not as a JSON string."""
+
+
+def _save(p, path):
+    p = dict(p)
+    if isinstance(p.get("config"), _RawDict):
+        p["config"] = dict(p["config"])
+    elif isinstance(p.get("config"), dict):
+        p["config"] = json.dumps(p["config"])
+    torch.save(p, path)
+    return path
+
+
+def _config(**changes):
+    return lambda p: p["config"].update(changes)
+
+
+def _tensor(key, value):
+    return lambda p: p["state_dict"].__setitem__(key, value)
+
+
+def _entry(key, index, value):
+    return lambda p: p["state_dict"][key].__setitem__(index, value)
+
+
+def _set(key, value):
+    return lambda p: p.__setitem__(key, value)
+
+
+def _drop(*keys):
+    def edit(p):
+        d = p
+        for k in keys[:-1]:
+            d = d[k]
+        del d[keys[-1]]
+
+    return edit
+
+
+TAMPERED = {
+    # the payload
+    "format missing": (_drop("format"), "no key 'format'"),
+    "format wrong": (_set("format", "other/v9"), "format 'other/v9'"),
+    "config missing": (_drop("config"), "lacks key.*'config'"),
+    "state_dict missing": (_drop("state_dict"), "lacks key.*'state_dict'"),
+    "extra key": (_set("extra", 1), "unexpected key.*'extra'"),
+    "config a dict": (_set("config", _RawDict(hidden_size=16)), "'config' must be a JSON string"),
+    "config not JSON": (_set("config", "{not json"), "'config' is not valid JSON"),
+    "config deeply nested": (_set("config", "[" * 100_000), "'config' is not valid JSON"),
+    "config a list": (_set("config", "[1, 2]"), "'config' must hold a JSON object"),
+    # the config
+    "config key missing": (_drop("config", "hidden_size"), "config lacks key.*'hidden_size'"),
+    "metadata missing": (_drop("config", "metadata"), "config lacks key.*'metadata'"),
+    "config key unknown": (_config(bidirectional=True), "unknown key.*'bidirectional'"),
+    "hidden_size 'a'": (_config(hidden_size="a"), "'hidden_size' must be a positive int"),
+    "hidden_size -1": (_config(hidden_size=-1), "'hidden_size' must be a positive int"),
+    "hidden_size 0": (_config(hidden_size=0), "'hidden_size' must be a positive int"),
+    "hidden_size 1.5": (_config(hidden_size=1.5), "'hidden_size' must be a positive int"),
+    "hidden_size True": (_config(hidden_size=True), "'hidden_size' must be a positive int"),
+    "hidden_size 10**9": (
+        _config(hidden_size=10**9),
+        r"'rnn.weight_ih_l0'.*hidden_size 1000000000",
+    ),
+    "num_joints 25": (_config(num_joints=25), r"'feature_mean'\] has shape \(60,\).*needs \(75,\)"),
+    "num_classes 'x'": (_config(num_classes="x"), "'num_classes' must be a positive int"),
+    "num_layers 0": (_config(num_layers=0), "'num_layers' must be a positive int"),
+    "num_layers 2": (_config(num_layers=2), "lacks key.*'rnn.weight_ih_l1'"),
+    "num_layers 10**9": (_config(num_layers=10**9), "'num_layers' is 1000000000"),
+    "cell 'xyz'": (_config(cell="xyz"), "'cell' must be one of"),
+    "cell ['lstm']": (_config(cell=["lstm"]), "'cell' must be one of"),
+    "cell 'gru'": (_config(cell="gru"), r"'rnn.weight_ih_l0'\] has shape \(64, 60\).*\(48, 60\)"),
+    "dropout 'a'": (_config(dropout="a"), "'dropout' must be a number in"),
+    "dropout NaN": (_config(dropout=float("nan")), "'dropout' must be a number in"),
+    "dropout 2": (_config(dropout=2.0), "'dropout' must be a number in"),
+    "metadata a list": (_config(metadata=[1]), "'metadata' must be a JSON object"),
+    # the state dict
+    "state_dict a list": (_set("state_dict", [1]), "'state_dict' must be a dict of tensors"),
+    "a list, not a tensor": (_tensor("fc.bias", [0.0] * 7), r"\['fc.bias'\] is a list"),
+    "key not a string": (_tensor(3, torch.zeros(1)), "state_dict key 3 is not a string"),
+    "key missing": (_drop("state_dict", "fc.bias"), "lacks key.*'fc.bias'"),
+    "key unexpected": (_tensor("fc.extra", torch.zeros(1)), "unexpected key.*'fc.extra'"),
+    "wrong shape": (_tensor("fc.bias", torch.zeros(8)), r"'fc.bias'\] has shape \(8,\)"),
+    "int64": (_tensor("fc.bias", torch.zeros(7, dtype=torch.int64)), r"'fc.bias'.*int64"),
+    "bool": (_tensor("fc.bias", torch.zeros(7, dtype=torch.bool)), r"'fc.bias'.*bool"),
+    "complex": (_tensor("fc.bias", torch.zeros(7, dtype=torch.complex64)), r"'fc.bias'.*complex"),
+    "meta tensor": (_tensor("fc.bias", torch.empty(7, device="meta")), r"'fc.bias'.*on meta"),
+    "sparse": (_tensor("fc.weight", torch.zeros(7, 16).to_sparse()), r"'fc.weight'.*sparse"),
+    "NaN weight": (_entry("rnn.weight_hh_l0", (0, 3), np.nan), r"weight_hh_l0'.*NaN.*\(0, 3\)"),
+    "inf weight": (_entry("fc.weight", (2, 0), np.inf), r"'fc.weight'.*infinite.*\(2, 0\)"),
+    "float64 beyond float32": (
+        _tensor("fc.bias", torch.full((7,), 1e300, dtype=torch.float64)),
+        r"'fc.bias'\] \(as float32\).*infinite",
+    ),
+    "NaN mean": (_entry("feature_mean", 5, np.nan), r"'feature_mean'.*NaN.*\(5,\)"),
+    "huge weight": (
+        _entry("rnn.weight_ih_l0", (1, 2), 1e30),
+        r"weight_ih_l0'.*1e\+30 at index \(1, 2\)",
+    ),
+    "huge mean": (_tensor("feature_mean", torch.full((60,), 3e38)), "'feature_mean'.*beyond 1e"),
+    "zero std": (
+        _tensor("feature_std", torch.zeros(60)),
+        "'feature_std'.*at least 1e-07.*0 at index 0",
+    ),
+    "tiny std": (_entry("feature_std", 4, 1e-30), "'feature_std'.*at least.*1e-30 at index 4"),
+    "negative std": (_entry("feature_std", 9, -1.0), "'feature_std'.*at least.*-1 at index 9"),
+    "NaN std": (_entry("feature_std", 1, np.nan), r"'feature_std'.*NaN.*\(1,\)"),
+}
+
+
+@pytest.mark.parametrize("edit, match", TAMPERED.values(), ids=TAMPERED.keys())
+def test_tampered_checkpoint_raises_naming_the_key(small_checkpoint, tmp_path, edit, match):
+    p = _payload(small_checkpoint)
+    edit(p)
+    with pytest.raises(SkvisError, match=match):
+        load_model(_save(p, tmp_path / "bad.pt"))
+
+
+@pytest.mark.parametrize(
+    "data, match",
+    [
+        (b"", "empty file"),
+        (bytes(range(256)) * 16, "not a skvis_widgets model file"),
+        ("half", "not a skvis_widgets model file"),
+    ],
+    ids=["empty", "random bytes", "truncated"],
+)
+def test_broken_file_raises(small_checkpoint, tmp_path, data, match):
+    if data == "half":
+        data = small_checkpoint.read_bytes()[: small_checkpoint.stat().st_size // 2]
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(data)
+    with pytest.raises(SkvisError, match=match):
+        load_model(bad)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_values_at_the_load_bounds_keep_logits_finite(cell, tmp_path):
+    # The worst model load_model accepts: every value +-_MAX_ABS, feature_std _MIN_STD.
+    m = SkeletonLSTM(25, 60, hidden_size=64, cell=cell, num_layers=2)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for t in m.state_dict().values():
+            t.copy_(torch.where(torch.rand(t.shape, generator=g) < 0.5, -_MAX_ABS, _MAX_ABS))
+        m.feature_std.fill_(_MIN_STD)
+    loaded = load_model(save_model(m, tmp_path / "edge.pt"))
+    for size in (10.0, 1e14):  # the readers' plausibility bound; below the documented 1e15 m
+        x = torch.where(torch.rand(3, 10, 25, 3, generator=g) < 0.5, -size, size)
+        with torch.no_grad():
+            assert torch.isfinite(loaded(x)).all()
+
+
+def test_state_shapes_are_the_models():
+    # _state_shapes restates nn.LSTM/nn.GRU's parameter layout: check it against them.
+    for cell in ("lstm", "gru"):
+        for layers in (1, 2, 3):
+            m = SkeletonLSTM(4, 3, hidden_size=5, cell=cell, num_layers=layers)
+            shapes = {k: tuple(v.shape) for k, v in m.state_dict().items()}
+            assert _state_shapes(m.config) == shapes
+
+
+def _must_not_call(what):
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"load_model called {what} before checking the checkpoint")
+
+    return refuse
+
+
+def test_sizes_checked_before_any_model_is_built(small_checkpoint, tmp_path, monkeypatch):
+    # hidden_size 20,000 with the small tensors: 6.4 GB if the model were built first.
+    p = _payload(small_checkpoint)
+    p["config"]["hidden_size"] = 20_000
+    small = _save(p, tmp_path / "claims_huge.pt")
+    # A 4 kB file whose tensors are stride-0 views of one float each, shaped like a
+    # hidden_size 8,000 model: the shapes match, the model would take 1 GB.
+    p = _payload(small_checkpoint)
+    p["config"]["hidden_size"] = h = 8_000
+    shapes = _state_shapes(p["config"])
+    for key in ("rnn.weight_ih_l0", "rnn.weight_hh_l0", "rnn.bias_ih_l0", "rnn.bias_hh_l0"):
+        p["state_dict"][key] = torch.zeros(1).expand(*shapes[key])
+    p["state_dict"]["fc.weight"] = torch.zeros(1).expand(7, h)
+    views = _save(p, tmp_path / "views.pt")
+    assert views.stat().st_size < 10_000
+    monkeypatch.setattr(model_module, "SkeletonLSTM", _must_not_call("SkeletonLSTM"))
+    with pytest.raises(SkvisError, match=r"'rnn.weight_ih_l0'\] has shape \(64, 60\).*20000"):
+        load_model(small)
+    with pytest.raises(SkvisError, match=r"hold \d+ bytes, more than the file's \d+.*weight_hh"):
+        load_model(views)
+
+
+def test_compressed_checkpoint_refused_before_unpickling(tmp_path, monkeypatch):
+    # Recompressed, zip records of zeros unpack ~1000x: a 2 MB file could ask for 2 GB.
+    m = SkeletonLSTM(20, 7, hidden_size=64)
+    with torch.no_grad():
+        for t in m.state_dict().values():
+            t.fill_(0.5)
+    plain = save_model(m, tmp_path / "plain.pt")
+    packed = tmp_path / "packed.pt"
+    with zipfile.ZipFile(plain) as src, zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as dst:
+        for record in src.infolist():
+            dst.writestr(record.filename, src.read(record.filename))
+    assert packed.stat().st_size * 10 < plain.stat().st_size
+    monkeypatch.setattr(torch, "load", _must_not_call("torch.load"))
+    with pytest.raises(SkvisError, match=r"unpack to \d+ bytes, more than the file's"):
+        load_model(packed)
+
+
+def test_file_over_the_memory_limit_refused(small_checkpoint):
+    previous = set_memory_limit(1000)
+    try:
+        with pytest.raises(SkvisError, match="more than the memory limit"):
+            load_model(small_checkpoint)
+    finally:
+        set_memory_limit(previous)
+    assert load_model(small_checkpoint).hidden_size == 16
+
+
+def test_directory_and_legacy_format_refused(small_checkpoint, tmp_path):
+    with pytest.raises(SkvisError, match="not a regular file"):
+        load_model(tmp_path)
+    legacy = tmp_path / "legacy.pt"
+    p = torch.load(small_checkpoint, weights_only=True)
+    torch.save(p, legacy, _use_new_zipfile_serialization=False)
+    with pytest.raises(SkvisError, match="not a skvis_widgets model file.*not a zip file"):
+        load_model(legacy)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_fifo_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "model.pt"
+    os.mkfifo(fifo)
+    result = []
+
+    def load():
+        try:
+            load_model(fifo)
+        except SkvisError as exc:
+            result.append(exc)
+
+    worker = threading.Thread(target=load, daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    if worker.is_alive():  # blocked in open(): give it a writer so that it returns
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join()
+        pytest.fail("load_model blocked on a FIFO")
+    assert result and "not a regular file" in str(result[0])
+
+
+def test_float64_checkpoint_loads_as_float32(small_checkpoint, tmp_path):
+    p = _payload(small_checkpoint)
+    p["state_dict"] = {k: v.double() for k, v in p["state_dict"].items()}
+    m = load_model(_save(p, tmp_path / "f64.pt"))
+    ref = load_model(small_checkpoint)
+    assert m.fc.weight.dtype == torch.float32
+    for a, b in zip(m.state_dict().values(), ref.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
 
 
 def test_wrong_input_raises(model):

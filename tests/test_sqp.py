@@ -187,9 +187,99 @@ def test_compiled_solver_handles_degenerate_and_far_frames():
     assert res[:, :24].max() < 1e-9 and res[:, 24:].max() < 1e-3
 
 
+def test_kernel_stops_a_frame_at_a_singular_step_instead_of_returning_nan():
+    # Collinear frames started from their own bone directions (no `_start_dirs`): the
+    # angle and plane rows sit at a stationary point, their multipliers overflow. The
+    # kernel returned NaN poses reported converged; now such a frame stops at its last
+    # finite iterate, unconverged, and a converged one is valid.
+    throw = load_msr("a06_s02_e01_skeleton3D.txt")
+    cs = anatomical_constraints(MSR_ACTION3D)
+    ref = reference_bone_lengths(throw, MSR_ACTION3D)
+    x0 = np.zeros_like(throw[:12])
+    x0[..., 0] = throw[:12, :, 0]
+    prog = anatomy._compile(cs, ref)
+    u = np.zeros_like(x0)
+    u[:, prog.child] = anatomy._unit(
+        x0[:, prog.child] - x0[:, prog.parent], anatomy._fallback_dirs(len(prog.child))[None]
+    )
+    x, conv, _ = _sqp.solve(x0, u, x0[:, prog.root], _sqp.plan(prog), 1e-6, 100)
+    assert np.isfinite(x).all()
+    assert_valid(x[conv], cs, ref)
+    np.testing.assert_allclose(constraint_residuals(x, cs, ref)[:, :19], 0.0, atol=1e-9)
+
+
 def test_prepare_solver_compiles_it_for_every_topology():
     assert anatomy.prepare_solver() is True
     assert len(_sqp._solve_frames.signatures) == 1  # one specialisation serves all
     x0 = load_msr("a06_s02_e01_skeleton3D.txt")[:3] + 0.02
     project(x0, anatomical_constraints(MSR_ACTION3D))
     assert len(_sqp._solve_frames.signatures) == 1
+
+
+_READ_ONLY_IMPORT = """
+import warnings
+warnings.simplefilter("always")
+with warnings.catch_warnings(record=True) as caught:
+    import skvis_widgets.anatomy as anatomy
+    from skvis_widgets import _sqp
+import numpy as np
+assert anatomy.__file__.startswith({root!r}), anatomy.__file__
+notes = [str(w.message) for w in caught if "cannot cache" in str(w.message)]
+assert len(notes) == 1, notes  # said once, not once per function
+assert "NUMBA_CACHE_DIR" in notes[0]
+assert _sqp._CACHED is False
+# the kernel's functions still compile and run (uncached): forward kinematics of a chain
+x, u = np.zeros((3, 3)), np.zeros((3, 3))
+u[1:, 1] = 1.0
+_sqp._fk(x, np.array([1.0, 0.0, 0.0]), u, np.array([-1, 0, 1]), np.array([0.0, 0.5, 0.25]),
+         np.array([1, 2]), 0)
+assert np.allclose(x, [[1, 0, 0], [1, 0.5, 0], [1, 0.75, 0]]), x
+print("ok")
+"""
+
+
+def test_import_works_where_numba_cannot_cache(tmp_path):
+    # A read-only install with no writable home: numba finds no place for its cache
+    # (`cache=True` raised "no locator available" at import). Read-only permissions do not
+    # bind root, so the places numba tries are made impossible instead: the package's
+    # __pycache__ is a regular file, and the user cache directory lies under one.
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import skvis_widgets
+
+    root = tmp_path / "site"
+    pkg = root / "skvis_widgets"
+    shutil.copytree(
+        Path(skvis_widgets.__file__).parent,
+        pkg,
+        ignore=shutil.ignore_patterns("__pycache__", "*.npz", "pretrained"),
+    )
+    (pkg / "__pycache__").write_text("not a directory")
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a directory")
+    for p in [*pkg.rglob("*"), pkg, root]:
+        p.chmod(0o555 if p.is_dir() else 0o444)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
+    env.update(
+        HOME=str(blocker),
+        XDG_CACHE_HOME=str(blocker / "cache"),
+        PYTHONPATH=str(root),
+        PYTHONDONTWRITEBYTECODE="1",
+    )
+    try:
+        run = subprocess.run(
+            [sys.executable, "-c", _READ_ONLY_IMPORT.format(root=str(root))],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        for p in [root, *root.rglob("*")]:
+            p.chmod(0o755 if p.is_dir() else 0o644)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-3000:]

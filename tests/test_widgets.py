@@ -327,16 +327,21 @@ def test_cancel_stops_the_maximization(vis):
     assert not vis.maximization.running and not vis.maximization.run_button.disabled
 
 
-def test_nan_sample_shows_an_error_and_keeps_working(model, dataset):
-    from skvis_widgets.widgets import SkeletonVis
-
-    ds = SkeletonDataset.from_arrays(
+def _writable_copy(dataset):
+    """The same samples, each sequence a copy a test may damage."""
+    return SkeletonDataset.from_arrays(
         [s.copy() for s in dataset.sequences],
         dataset.labels,
         MSR_ACTION3D,
         dataset.class_names,
         normalize=False,
     )
+
+
+def test_nan_sample_shows_an_error_and_keeps_working(model, dataset):
+    from skvis_widgets.widgets import SkeletonVis
+
+    ds = _writable_copy(dataset)
     ds.sequences[1][4, 7, 0] = np.nan
     vis = SkeletonVis(model, ds)
     header_error = vis.error.message  # the accuracy needs every sample (see the next test)
@@ -353,13 +358,7 @@ def test_the_header_keeps_its_error(model, dataset):
     the rest of the explorer redraws (issue 11, item 10)."""
     from skvis_widgets.widgets import SkeletonVis
 
-    ds = SkeletonDataset.from_arrays(
-        [s.copy() for s in dataset.sequences],
-        dataset.labels,
-        MSR_ACTION3D,
-        dataset.class_names,
-        normalize=False,
-    )
+    ds = _writable_copy(dataset)
     ds.sequences[5][2, 3, 1] = np.inf  # a sample the accuracy needs, not the one shown
     vis = SkeletonVis(model, ds, sample=0)
     assert "could not be measured" in vis.header.value

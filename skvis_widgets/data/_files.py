@@ -1,4 +1,4 @@
-"""What the skeleton readers share: reading an untrusted file, and the coordinate checks.
+"""Reading untrusted files (skeleton recordings, checkpoints), and the coordinate checks.
 
 A recording file is read only if it is a regular file of bounded size: a directory,
 a FIFO (which would block), ``/dev/zero`` (endless) or any other device is refused
@@ -11,9 +11,11 @@ from __future__ import annotations
 import math
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from numbers import Real
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -53,6 +55,32 @@ def _nonblocking(file: str, flags: int) -> int:
     return os.open(file, flags | getattr(os, "O_NONBLOCK", 0))
 
 
+@contextmanager
+def open_regular(path: Path, what: str) -> Iterator[BinaryIO]:
+    """A regular file opened for binary reading, never blocking on what is not one.
+
+    The one place that decides a path is a file worth reading: it must exist, be
+    readable and be a regular file (checked before the open and again on the open
+    descriptor, which is opened non-blocking, so a FIFO or a device is refused without
+    a read). `SkvisError` names the path, what went wrong and ``what`` was expected.
+    """
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        raise SkvisError(f"{path}: cannot read ({_reason(exc)}); expected {what}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise SkvisError(f"{path}: {_kind(st.st_mode)}, not a regular file; expected {what}")
+    try:
+        fh = open(path, "rb", buffering=0, opener=_nonblocking)
+    except OSError as exc:
+        raise SkvisError(f"{path}: cannot read ({_reason(exc)}); expected {what}") from None
+    with fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise SkvisError(f"{path}: {_kind(st.st_mode)}, not a regular file; expected {what}")
+        yield fh
+
+
 def read_text(path: Path, what: str) -> str:
     """The whole of a regular file, as ASCII text.
 
@@ -74,34 +102,24 @@ def read_text(path: Path, what: str) -> str:
         FIFO, device, socket) or is larger than `MAX_FILE_BYTES`; the message names the
         path.
     """
-    try:
-        st = os.stat(path)
-    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
-        raise SkvisError(f"{path}: cannot read ({_reason(exc)}); expected {what}") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise SkvisError(f"{path}: {_kind(st.st_mode)}, not a regular file; expected {what}")
-    if st.st_size > MAX_FILE_BYTES:
-        raise _too_large(path, st.st_size, what)
-    try:
-        with open(path, "rb", buffering=0, opener=_nonblocking) as fh:
-            st = os.fstat(fh.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                raise SkvisError(
-                    f"{path}: {_kind(st.st_mode)}, not a regular file; expected {what}"
-                )
-            chunks = []
-            total = 0
+    with open_regular(path, what) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size > MAX_FILE_BYTES:
+            raise _too_large(path, size, what)
+        chunks = []
+        total = 0
+        try:
             # One read of the size stat gives; more only if the file grew (or is a
             # /proc-like file whose size says 0), never past the limit.
-            want = min(st.st_size, MAX_FILE_BYTES) + 1
+            want = min(size, MAX_FILE_BYTES) + 1
             while chunk := fh.read(want):
                 chunks.append(chunk)
                 total += len(chunk)
                 if total > MAX_FILE_BYTES:
                     raise _too_large(path, total, what)
                 want = min(2**20, MAX_FILE_BYTES + 1 - total)
-    except OSError as exc:
-        raise SkvisError(f"{path}: cannot read ({_reason(exc)}); expected {what}") from None
+        except OSError as exc:
+            raise SkvisError(f"{path}: cannot read ({_reason(exc)}); expected {what}") from None
     return b"".join(chunks).decode("ascii", errors="replace")
 
 
