@@ -49,6 +49,7 @@ __all__ = [
     "maximization_figure",
     "constraint_figure",
     "heatmap_figure",
+    "part_rows",
     "save_animation",
     "AnimationInfo",
 ]
@@ -246,6 +247,25 @@ def _frame_index(frame: Any, n: int, what: str = "frame") -> int:
     return check_index(frame, n, what)
 
 
+def part_rows(topology: Topology | str) -> tuple[list[int], list[tuple[str, int, int]]]:
+    """Joint order grouped by body part, for heatmaps.
+
+    Returns the joint index of each row (the parts of `BODY_PARTS` in order, each part's
+    joints in the topology's order, then any joint of no part) and, per non-empty part,
+    ``(part, first row, end row)``.
+    """
+    topo = _topology(topology)
+    rows: list[int] = []
+    groups: list[tuple[str, int, int]] = []
+    for part in BODY_PARTS:
+        idx = topo.part_indices(part)
+        if idx:
+            groups.append((part, len(rows), len(rows) + len(idx)))
+            rows.extend(idx)
+    rows.extend(j for j in range(topo.num_joints) if j not in rows)
+    return rows, groups
+
+
 # -- figures --------------------------------------------------------------------------------------
 def frames_figure(
     sequence: Any,
@@ -292,7 +312,11 @@ def frames_figure(
     top = _vmax(v, vmax)
     colors = _colors(v, top, cmap)
     fig, axes = plt.subplots(
-        1, len(frames), figsize=(panel_size * len(frames) + 1.2, panel_size + 0.6), squeeze=False
+        1,
+        len(frames),
+        figsize=(panel_size * len(frames) + 1.2, panel_size + 0.6),
+        squeeze=False,
+        layout="constrained",
     )
     axes = list(axes[0])
     xlim, ylim = _limits(seq[frames], azimuth, elevation)
@@ -364,7 +388,9 @@ def maximization_figure(
     steps = [0, 1, len(history) - 1]
     names = ["input", "after one iteration", _last_name(result, len(history) - 1)]
     top = _vmax(disp, None)
-    fig, axes = plt.subplots(1, 3, figsize=(3 * panel_size + 1.2, panel_size + 0.7))
+    fig, axes = plt.subplots(
+        1, 3, figsize=(3 * panel_size + 1.2, panel_size + 0.7), layout="constrained"
+    )
     axes = list(axes)
     xlim, ylim = _limits(history[:, f], azimuth, elevation)
     for letter, ax, k, name in zip("abc", axes, steps, names, strict=True):
@@ -444,7 +470,9 @@ def constraint_figure(
     d_free, d_held = _displacement(free[:2]), _displacement(held[:2])
     f = _default_frame(d_free) if frame is None else _frame_index(frame, free.shape[1])
     top = _vmax(np.stack([d_free[1], d_held[1]]), None)
-    fig, axes = plt.subplots(1, 2, figsize=(2 * panel_size + 1.2, panel_size + 0.7))
+    fig, axes = plt.subplots(
+        1, 2, figsize=(2 * panel_size + 1.2, panel_size + 0.7), layout="constrained"
+    )
     axes = list(axes)
     both = np.concatenate([free[:2, f], held[:2, f]])
     xlim, ylim = _limits(both, azimuth, elevation)
@@ -510,15 +538,8 @@ def heatmap_figure(
     if len(v) == 0:
         raise SkvisError(f"values of shape {v.shape}: expected at least one frame")
     top = _vmax(v, vmax)
-    rows: list[int] = []
-    groups: list[tuple[str, int, int]] = []
-    for part in BODY_PARTS:
-        idx = topo.part_indices(part)
-        if idx:
-            groups.append((part, len(rows), len(rows) + len(idx)))
-            rows.extend(idx)
-    rows.extend(j for j in range(topo.num_joints) if j not in rows)
-    fig, ax = plt.subplots(figsize=figsize)
+    rows, groups = part_rows(topo)
+    fig, ax = plt.subplots(figsize=figsize, layout="constrained")
     image = ax.imshow(
         v[:, rows].T,
         aspect="auto",
