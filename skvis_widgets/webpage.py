@@ -25,7 +25,7 @@ from .errors import SkvisError
 from .export import _colors, _values, _vmax, part_rows
 from .skeleton import Topology, get_topology
 
-__all__ = ["write_html", "page_data"]
+__all__ = ["write_html", "render_html", "page_data"]
 
 
 def _hex(rgb: np.ndarray) -> list:
@@ -128,17 +128,22 @@ def write_html(path: str | os.PathLike, sequence: Any, topology: Topology | str,
     path = Path(path)
     if not path.parent.is_dir():
         raise SkvisError(f"{path}: the folder {path.parent} does not exist")
-    data = page_data(sequence, topology, values, **kwargs)
-    # "</" cannot close the script block from inside the JSON
-    blob = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
-    page = _PAGE.format(
-        title=html.escape(data["title"] or "skeleton"), data=blob, script=_SCRIPT, style=_STYLE
-    )
+    page = render_html(sequence, topology, values, **kwargs)
     try:
         path.write_text(page, encoding="utf-8")
     except OSError as exc:
         raise SkvisError(f"{path}: could not write the page ({exc})") from exc
     return path
+
+
+def render_html(sequence: Any, topology: Topology | str, values: Any = None, **kwargs: Any) -> str:
+    """The page `write_html` writes, as a string (same parameters, without ``path``)."""
+    data = page_data(sequence, topology, values, **kwargs)
+    # "</" cannot close the script block from inside the JSON
+    blob = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
+    return _PAGE.format(
+        title=html.escape(data["title"] or "skeleton"), data=blob, script=_SCRIPT, style=_STYLE
+    )
 
 
 _STYLE = """

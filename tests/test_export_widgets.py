@@ -148,3 +148,56 @@ def test_animation_widget_exports_its_colours(tmp_path):
     assert "<title>&lt;b&gt;walk&lt;/b&gt;</title>" in text  # the title is text, not markup
     with pytest.raises(SkvisError, match="does not exist"):
         anim.export_html(tmp_path / "no" / "a.html")
+
+
+def _offline_html(widget) -> str:
+    """What `OfflineWidgets` draws for ``widget``, from its embedded state (as nbconvert
+    stores it)."""
+    import nbformat
+    from ipywidgets.embed import embed_data
+
+    from skvis_widgets.offline import OfflineWidgets
+
+    data = embed_data(views=[widget])
+    nb = nbformat.v4.new_notebook()
+    view = {"application/vnd.jupyter.widget-view+json": data["view_specs"][0], "text/plain": "x"}
+    nb.cells.append(nbformat.v4.new_code_cell("w", outputs=[nbformat.v4.new_output("display_data", data=view)]))  # fmt: skip
+    nb.cells.append(nbformat.v4.new_markdown_cell("the weight $|W_c^u|$ and $\\notacommand{x}$"))
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": data["manager_state"]}
+    nb, _ = OfflineWidgets().preprocess(nb, {})
+    assert "widgets" not in nb.metadata
+    out = nb.cells[0].outputs[0]["data"]
+    assert list(out) == ["text/html"]
+    md = nb.cells[1].source
+    assert md.count('class="skvis-math"') == 1 and "$\\notacommand{x}$" in md  # kept as TeX
+    return out["text/html"]
+
+
+def _iframe_data(text: str) -> list[dict]:
+    import html as _html
+
+    pages = re.findall(r'<iframe srcdoc="(.*?)"', text, re.S)
+    return [json.loads(DATA.findall(_html.unescape(p))[0]) for p in pages]
+
+
+def test_offline_export_turns_an_animation_into_its_page():
+    from skvis_widgets.widgets import AnimatedSkeleton
+
+    rng = np.random.default_rng(1)
+    seq = rng.normal(0, 0.3, (5, 20, 3)).astype(np.float32)
+    colors = rng.random((5, 20, 3)).astype(np.float32)
+    anim = AnimatedSkeleton(seq, MSR_ACTION3D, colors)
+    (data,) = _iframe_data(_offline_html(anim))
+    np.testing.assert_allclose(np.array(data["frames"]), seq, atol=6e-5)
+    assert data["colors"] == [_hex(c) for c in colors]
+    assert data["bones"] == [list(b) for b in MSR_ACTION3D.bones]  # recognized by its bones
+
+
+def test_offline_export_draws_the_explorers_frame(vis):
+    vis.frame = 4
+    drawn = vis.scene.colors.copy()
+    text = _offline_html(vis)
+    assert "needs a running kernel" in text
+    (data,) = _iframe_data(text)
+    np.testing.assert_allclose(np.array(data["frames"][0]), vis.scene.positions, atol=6e-5)
+    assert data["colors"][0] == _hex(drawn)
