@@ -229,7 +229,9 @@ class SkeletonVis(W.VBox):
         ``scene.positions`` and ``scene.colors`` are what is drawn, in the
         dataset's coordinates.
     timeline : Timeline
-    header, samples, targets, modes, maximization, error : the panels
+    header, samples, targets, modes, maximization, error, exporter : the panels
+        (``exporter``: Save animation and Export HTML of the current view, see
+        `save_animation` and `export_html`)
     result : MaximizationResult or None
         The activation maximization shown (its ``history[iteration]``).
 
