@@ -130,6 +130,28 @@ def test_html_export_holds_the_widget_state(exported):
     assert exported.count('src="data:image/png;base64,') >= 6
 
 
+def _scatters_in_view_order(state: dict, html: str) -> list[dict]:
+    """The ipyvolume scatters in the order they are displayed (the saved state's own order
+    of models varies from run to run): views in page order, then children and scatters
+    in order."""
+    out: list[dict] = []
+
+    def walk(mid: str) -> None:
+        model = state.get(mid)
+        if model is None:
+            return
+        if model["model_name"] == "ScatterModel" and model not in out:
+            out.append(model)
+        for key in ("children", "scatters"):
+            for ref in model["state"].get(key) or []:
+                if isinstance(ref, str) and ref.startswith("IPY_MODEL_"):
+                    walk(ref[len("IPY_MODEL_") :])
+
+    for view in VIEW.findall(html):
+        walk(json.loads(view)["model_id"])
+    return out
+
+
 def test_exported_animation_holds_every_frame_of_the_throw(exported):
     import warnings
 
@@ -146,7 +168,7 @@ def test_exported_animation_holds_every_frame_of_the_throw(exported):
     sequence = test.sequences[idx[int(np.argmax(probs[:, throw]))]]
 
     state = _state(exported)
-    scatters = [m for m in state.values() if m["model_name"] == "ScatterModel"]
+    scatters = _scatters_in_view_order(state, exported)
     recorded, optimized = (np.stack(_frames(m, "x")) for m in scatters)
     assert recorded.shape == optimized.shape == sequence.shape[:2]
     np.testing.assert_allclose(recorded, sequence[..., 0], atol=1e-6)
@@ -209,7 +231,7 @@ def test_offline_export_draws_its_widgets_with_no_network(
     views = [f for f in page.frames if f != page.main_frame]
     # the animations hold every frame of the throw and draw the state's colours
     state = _state(exported)
-    scatters = [m for m in state.values() if m["model_name"] == "ScatterModel"]
+    scatters = _scatters_in_view_order(state, exported)
     colors = np.stack(_frames(scatters[0], "color"))[..., :3]  # (T, J, 3) in [0, 1]
     before = views[1]
     assert before.evaluate("skvis.frames") == len(colors)
