@@ -91,6 +91,8 @@ class AnimatedSkeleton(W.VBox):
                 raise SkvisError(f"colors of shape {col.shape}: expected ({t}, {j}, 3) or ({j}, 3)")
         col = np.ascontiguousarray(np.clip(col, 0, 1))
         self.sequence = seq
+        self.colors = col
+        self.interval = int(interval)
         self.topology = topology
         x, y, z = (np.ascontiguousarray(seq[..., d]) for d in range(3))
         lo, hi = seq.reshape(-1, 3).min(0), seq.reshape(-1, 3).max(0)
@@ -118,3 +120,14 @@ class AnimatedSkeleton(W.VBox):
     @property
     def num_frames(self) -> int:
         return len(self.sequence)
+
+    def export_html(self, path, *, title: str = "", **kwargs: Any):
+        """Write the animation as one HTML page that plays offline, in these colours (see
+        `skvis_widgets.webpage.write_html`; give ``values=`` for a colour bar instead of
+        the colours). Returns the path."""
+        from ..webpage import write_html
+
+        if "values" not in kwargs:
+            kwargs["colors"] = self.colors
+        kwargs.setdefault("fps", 1000.0 / max(self.interval, 1))
+        return write_html(path, self.sequence, self.topology, title=title, **kwargs)

@@ -41,6 +41,7 @@ from .heatmap import SEQUENTIAL_COLORS
 from .panels import (
     MODES,
     ErrorArea,
+    ExportPanel,
     FaithfulnessPanel,
     Header,
     MaximizationPanel,
@@ -229,7 +230,9 @@ class SkeletonVis(W.VBox):
         ``scene.positions`` and ``scene.colors`` are what is drawn, in the
         dataset's coordinates.
     timeline : Timeline
-    header, samples, targets, modes, maximization, error : the panels
+    header, samples, targets, modes, maximization, error, exporter : the panels
+        (``exporter``: Save animation and Export HTML of the current view, see
+        `save_animation` and `export_html`)
     result : MaximizationResult or None
         The activation maximization shown (its ``history[iteration]``).
 
@@ -290,6 +293,10 @@ class SkeletonVis(W.VBox):
         self._sequence = np.zeros((1, topo.num_joints, 3), np.float32)
         self._positions = self._sequence
         self._frame_colors: np.ndarray | None = None
+        # the map behind the colours: (T, J) values, the value drawn darkest, its label
+        self._frame_values: np.ndarray | None = None
+        self._frame_vmax: float | None = None
+        self._frame_label = ""
         self._overlay_offset = (1.0, 0.0, 0.0)
         self._framed: tuple | None = None  # what the camera was last aimed at
 
@@ -300,13 +307,14 @@ class SkeletonVis(W.VBox):
         self.maximization = MaximizationPanel()
         self.modes = ModePanel(self.maximization)
         self.faithfulness = FaithfulnessPanel()
+        self.exporter = ExportPanel()
         self._faith_key: tuple | None = None
         self._faith_future: Future | None = None
         self._checks = _LatestWorker("skvis-check")
         self.scene = SkeletonScene(topo)
         self.timeline = Timeline(topo.joint_names, 1, colors=SEQUENTIAL_COLORS)
         controls = W.VBox(
-            [self.samples, self.targets, self.modes, self.faithfulness],
+            [self.samples, self.targets, self.modes, self.faithfulness, self.exporter],
             layout=W.Layout(width="360px", min_width="320px", padding="0 10px 0 0"),
         )
         super().__init__(
@@ -339,6 +347,8 @@ class SkeletonVis(W.VBox):
             T.link((self, a), (b, a))
         self.maximization.on_run(self.run_maximization)
         self.maximization.on_cancel(self.cancel_maximization)
+        self.exporter.on_save(self._save_clicked)
+        self.exporter.on_html(self._html_clicked)
         self._update_header()
         self._update_all()
         self._ready = True  # from now on, refused values are shown, not raised
@@ -498,6 +508,81 @@ class SkeletonVis(W.VBox):
                 self._positions, self.dataset.topology, self._frame_colors, **kwargs
             )
 
+    def _set_map(self, values, *, vmax: float | None = None, label: str = "") -> None:
+        """What colours the joints: ``(T, J)`` values (None: one colour), scaled to ``vmax``
+        (None: the values' largest)."""
+        if values is None:
+            self._frame_values = self._frame_colors = self._frame_vmax = None
+            self._frame_label = ""
+            return
+        values = np.asarray(values)
+        self._frame_colors = _colors(values, vmax=vmax)
+        self._frame_values = values
+        self._frame_vmax = vmax
+        self._frame_label = label
+
+    def _view(self) -> dict:
+        """What is shown now, as arguments of `skvis_widgets.export.save_animation` and
+        `skvis_widgets.webpage.write_html`."""
+        with self._lock:
+            names = self.dataset.class_names
+            what = f"class {names[self.target]}" if self.unit is None else f"unit {self.unit}"
+            view: dict[str, Any] = {
+                "sequence": self._positions,
+                "values": self._frame_values,
+                "vmax": self._frame_vmax,
+                "title": f"{self.dataset.ids[self.sample]}: {what}",
+            }
+            if self._frame_label:
+                view["label"] = self._frame_label
+            if self.mode == "activation_maximization" and self._positions is not self._sequence:
+                view["original"] = self._sequence
+                view["title"] += f", iteration {self.iteration}"
+            return view
+
+    def save_animation(self, path, **kwargs: Any):
+        """Write what is shown now (the input coloured by the map, or the maximization step
+        beside the input) as a GIF or MP4; see `skvis_widgets.export.save_animation` for
+        ``kwargs`` (``fps``, ``camera``, ...). Returns its `AnimationInfo`."""
+        from ..export import save_animation
+
+        view = self._view()
+        return save_animation(
+            path, view.pop("sequence"), view.pop("values"), topology=self.dataset.topology,
+            **{**view, **kwargs},
+        )  # fmt: skip
+
+    def export_html(self, path, **kwargs: Any):
+        """Write what is shown now as one HTML page that plays offline (skeleton in the
+        map's colours, the heatmap, Play and a frame slider; see
+        `skvis_widgets.webpage.write_html`). Returns the path."""
+        from ..webpage import write_html
+
+        view = self._view()
+        return write_html(
+            path, view.pop("sequence"), self.dataset.topology, view.pop("values"),
+            **{**view, **kwargs},
+        )  # fmt: skip
+
+    def _save_clicked(self) -> None:
+        self._export(self.save_animation, self.exporter.path, "animation")
+
+    def _html_clicked(self) -> None:
+        from pathlib import Path
+
+        self._export(self.export_html, str(Path(self.exporter.path).with_suffix(".html")), "page")
+
+    def _export(self, write, path: str, what: str) -> None:
+        self.exporter.report(f"writing {path} ...")
+        try:
+            write(path)
+        except Exception as exc:  # noqa: BLE001 - shown to the user, the widget keeps working
+            self.exporter.report(f"could not write {path}")
+            self.error.show(exc, context=f"saving the {what}", source="export")
+            return
+        self.error.clear("export")
+        self.exporter.report(f"wrote the {what} to {path}")
+
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for a running activation maximization; True when none is running."""
         run = self._run
@@ -587,7 +672,7 @@ class SkeletonVis(W.VBox):
             self.samples.show_prediction(None)
             raise
         self._sequence = self._positions = seq
-        self._frame_colors = None
+        self._set_map(None)
         self._frame_camera(("input", self.sample, len(seq)), seq)
         self.timeline.num_frames = len(seq)
         if self.frame >= len(seq):
@@ -629,7 +714,7 @@ class SkeletonVis(W.VBox):
                 else f"unit {self.unit}"
             )
             self._positions = seq
-            self._frame_colors = _colors(values)
+            self._set_map(values, label=f"sensitivity to {what} (normalized)")
             self.timeline.show(values, title=f"frame (sensitivity to {what})")
         else:
             self._update_maximization_view()
@@ -692,7 +777,7 @@ class SkeletonVis(W.VBox):
                 self._set_quietly("iteration", len(result.history) - 1)
         if result is None:
             self._positions = seq
-            self._frame_colors = None
+            self._set_map(None)
             self.scene.show_overlay(None)
             self._frame_camera(("input", self.sample, len(seq)), seq)
             self.timeline.show(None, title="frame (run activation maximization to see a history)")
@@ -707,7 +792,7 @@ class SkeletonVis(W.VBox):
         disp = np.linalg.norm(history - history[0], axis=-1)  # (K+1, T, J), metres
         vmax = float(disp.max()) or 1.0
         self._positions = pos
-        self._frame_colors = _colors(disp[k], vmax=vmax)
+        self._set_map(disp[k], vmax=vmax, label="displacement from the input (m)")
         self.timeline.show(disp[k], vmax=vmax, title="frame (displacement from the input, m)")
         # The original beside the synthesized skeleton, on the screen's left as in figure 5
         # (the camera looks at the body's front, so +x is to the viewer's left).

@@ -22,6 +22,7 @@ __all__ = [
     "ModePanel",
     "MaximizationPanel",
     "FaithfulnessPanel",
+    "ExportPanel",
     "MODES",
 ]
 
@@ -511,3 +512,38 @@ class FaithfulnessPanel(W.VBox):
         self.summary = None
         self.message.value = f"<span style='{_SMALL}'>{_esc(text)}</span>"
         self.figure.layout.visibility = "hidden"  # no stale curve beside the text
+
+
+class ExportPanel(W.VBox):
+    """Save what the explorer shows: an animation (GIF or MP4) or a self-contained HTML page.
+
+    ``path`` is the file name typed (``.gif`` / ``.mp4`` for the animation; the page gets
+    the same name with ``.html``); the explorer writes the files and reports here.
+    """
+
+    path = T.Unicode("skvis_view.gif").tag(sync=True)
+
+    def __init__(self, **kwargs) -> None:
+        self.path_box = W.Text(
+            description="file", layout=W.Layout(width="260px"), style={"description_width": "30px"}
+        )
+        self.save_button = W.Button(
+            description="Save animation", icon="film", tooltip="GIF or MP4 of the current view"
+        )
+        self.html_button = W.Button(
+            description="Export HTML", icon="globe", tooltip="one page that plays offline"
+        )
+        self.status = W.HTML()
+        super().__init__(
+            [self.path_box, W.HBox([self.save_button, self.html_button]), self.status], **kwargs
+        )
+        T.link((self, "path"), (self.path_box, "value"))
+
+    def on_save(self, callback: Callable[[], None]) -> None:
+        self.save_button.on_click(lambda _: callback())
+
+    def on_html(self, callback: Callable[[], None]) -> None:
+        self.html_button.on_click(lambda _: callback())
+
+    def report(self, text: str) -> None:
+        self.status.value = f"<span style='{_SMALL}'>{_esc(text)}</span>"
