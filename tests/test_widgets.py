@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import threading
 import warnings
 from types import SimpleNamespace
@@ -309,6 +310,10 @@ def test_activation_maximization_in_a_thread(vis, dataset):
         status = vis.maximization.status.value
         assert f"iteration {k}/{last}" in status and "score" in status
         assert "constraint residuals" in status
+        # why the run stopped, in the optimizer's words, at the final step only
+        assert vis.result.message and (html.escape(vis.result.message) in status) == (k == last)
+        broken = [n for n, r in vis.result.input_violation.items() if r > 0]
+        assert ("the input breaks the paper's limits" in status) == bool(broken)
     vis.frame = 9
     np.testing.assert_allclose(vis.scene.positions, history[last][9])
     vis.mode = "sensitivity"

@@ -24,6 +24,7 @@ shown in the error area, as are the errors of every update.
 from __future__ import annotations
 
 import functools
+import html
 import operator
 import threading
 from concurrent.futures import CancelledError, Future
@@ -834,6 +835,18 @@ class SkeletonVis(W.VBox):
         residuals = getattr(result, "residuals", None)
         if residuals is not None and len(residuals) > k:
             parts.append(_describe_residuals(residuals[k], getattr(result, "constraint_names", ())))
+        message = getattr(result, "message", "")
+        if k == n and message:  # why the run stopped, in the optimizer's words
+            parts.append(html.escape(message))
+        # Where the input itself breaks one of the paper's limits, that limit was widened
+        # for the run (default_constraints): say which and how often.
+        violation = getattr(result, "input_violation", None) or {}
+        broken = sorted(((r, name) for name, r in violation.items() if r > 0), reverse=True)
+        if broken:
+            parts.append(
+                "the input breaks the paper's limits: "
+                + ", ".join(f"{html.escape(name)} on {r:.0%} of frames" for r, name in broken[:3])
+            )
         return "<br>".join(parts)
 
     @_shows_errors("view")
