@@ -841,7 +841,11 @@ class SkeletonVis(W.VBox):
         # Where the input itself breaks one of the paper's limits, that limit was widened
         # for the run (default_constraints): say which and how often.
         violation = getattr(result, "input_violation", None) or {}
-        broken = sorted(((r, name) for name, r in violation.items() if r > 0), reverse=True)
+        # (bone lengths are never widened: a recording's own length noise is not news)
+        broken = sorted(
+            ((r, name) for name, r in violation.items() if r > 0 and not name.startswith("bone:")),
+            reverse=True,
+        )
         if broken:
             parts.append(
                 "the input breaks the paper's limits: "
