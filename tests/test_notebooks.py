@@ -12,6 +12,7 @@ Notebooks run with nbclient in a ``python3`` kernel whose working directory is
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -61,7 +62,12 @@ def test_saved_without_outputs(path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", ALL, ids=[p.stem for p in ALL])
-def test_notebook_runs_and_its_claims_hold(path):
+def test_notebook_runs_and_its_claims_hold(path, monkeypatch):
+    # the kernel imports this checkout's package, whatever is installed
+    monkeypatch.setenv(
+        "PYTHONPATH",
+        os.pathsep.join([str(NOTEBOOKS.parent), *filter(None, [os.environ.get("PYTHONPATH")])]),
+    )
     nb = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(
         nb,
