@@ -107,6 +107,12 @@ def _drag(page, slider, fraction: float) -> None:
     page.mouse.up()
 
 
+#: Voila draws the explorer only after running the whole notebook: about 25 s on a quiet
+#: machine, 250 s measured under two busy loops, more when the cores are shared further
+#: (the waits scale this by ``SKVIS_WAIT_SCALE``, 3 by default).
+NOTEBOOK_RUN_S = 300
+
+
 def test_case_study_page_in_voila(jupyter_server, page, artifacts, waits):
     t_start = time.monotonic()
     server = jupyter_server("voila", notebook=NOTEBOOK, timeout=120)
@@ -115,17 +121,19 @@ def test_case_study_page_in_voila(jupyter_server, page, artifacts, waits):
         # Voila streams the outputs as the cells run; the animations come from the last cell.
         canvases = page.locator("canvas")
         waits.until(
-            "the explorer's canvas", page.locator(".skvis-explorer canvas").count, timeout=300
+            "the explorer's canvas",
+            page.locator(".skvis-explorer canvas").count,
+            timeout=NOTEBOOK_RUN_S,
         )
         waits.until(
             "the text of the last cell ('Play it in the browser')",
             page.get_by_text("Play it in the browser").count,
-            timeout=300,
+            timeout=NOTEBOOK_RUN_S,
         )
         waits.until(
             "the five canvases (explorer and two animations)",
             lambda: canvases.count() >= 5,
-            timeout=300,
+            timeout=NOTEBOOK_RUN_S,
             detail=canvases.count,
         )
     finally:
