@@ -21,7 +21,7 @@ The skeleton is drawn in 2D, projected orthographically: the body-centred frame 
 ``y`` up and the body facing ``-z``, so the default view (``azimuth=0``) looks at its
 front: ``+x`` is drawn on the viewer's left, as in the explorer.
 
-Colours are those of `skvis_widgets.saliency.sensitivity_colors` (the explorer's), so a
+Colours are those of `skvis_widgets.colors.sensitivity_colors` (the explorer's), so a
 joint has the same colour here, in the explorer and in the exported HTML page.
 
 This module imports no widget library.
@@ -37,6 +37,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .colors import COLORMAPS, sensitivity_colors
 from .data.arrays import as_sequence
 from .errors import SkvisError
 from .skeleton import BODY_PARTS, Topology, get_topology
@@ -61,14 +62,12 @@ _EDGE_SHADE = 0.35
 
 # -- colours ------------------------------------------------------------------------------------
 def sensitivity_cmap(cmap: str = "YlOrRd"):
-    """The package's colormap (`skvis_widgets.saliency.COLORMAPS`) as a matplotlib colormap.
+    """The package's colormap (`skvis_widgets.colors.COLORMAPS`) as a matplotlib colormap.
 
     Linear between the same evenly spaced stops as `sensitivity_colors`, so the colour
     bar matches the joints' colours.
     """
     from matplotlib.colors import LinearSegmentedColormap
-
-    from .saliency import COLORMAPS
 
     if cmap not in COLORMAPS:
         raise SkvisError(f"unknown colormap {cmap!r}; available: {list(COLORMAPS)}")
@@ -98,8 +97,6 @@ def _vmax(values: np.ndarray, vmax: float | None) -> float:
 
 
 def _colors(values: np.ndarray, vmax: float, cmap: str) -> np.ndarray:
-    from .saliency import sensitivity_colors
-
     return sensitivity_colors(values, scale="global", vmax=vmax, cmap=cmap)
 
 

@@ -141,8 +141,49 @@ def _animation(state: dict, figure: str) -> dict | None:
     return {"sequence": seq, "topology": topo, "colors": colors, "width": width}
 
 
+def _interleaved_frame(state: dict, ids: list[str]) -> dict | None:
+    """The pose of a `SkeletonScene`: one interleaved ``x y z r g b`` buffer whose first
+    rows are the joints (a point geometry indexed ``0..J-1``) and bone lines indexing it."""
+    geos = [
+        (mid, state[mid]["state"].get("attributes", {}))
+        for mid in ids
+        if state[mid].get("model_name") == "BufferGeometryModel"
+    ]
+    for _mid, attrs in geos:
+        if not isinstance(attrs, dict) or not {"position", "color", "index"} <= set(attrs):
+            continue
+        pos_ref = _refs(attrs["position"])
+        attr = state.get(pos_ref[0]) if pos_ref else None
+        if attr is None or attr.get("model_name") != "InterleavedBufferAttributeModel":
+            continue
+        index = _array(state[_refs(attrs["index"])[0]], "array")
+        data_ref = _refs(attr["state"].get("data"))
+        buf = _array(state[data_ref[0]], "array") if data_ref else None
+        if not isinstance(index, np.ndarray) or not isinstance(buf, np.ndarray):
+            continue
+        j = len(index)
+        if j == 0 or not np.array_equal(index, np.arange(j)) or buf.ndim != 2:
+            continue
+        bones = [
+            _array(state[_refs(oattrs["index"])[0]], "array")
+            for _, oattrs in geos
+            if isinstance(oattrs, dict)
+            and "color" not in oattrs
+            and "index" in oattrs
+            and _refs(oattrs.get("position")) == pos_ref
+        ]
+        bones = [b for b in bones if isinstance(b, np.ndarray)]
+        topo = _topology(np.concatenate(bones), j) if bones else None
+        if topo is not None:
+            return {"sequence": buf[None, :j, :3], "colors": buf[:j, 3:6], "topology": topo}
+    return None
+
+
 def _scene_frame(state: dict, ids: list[str]) -> dict | None:
     """The pose a pythreejs skeleton scene shows: positions, colours and bones."""
+    frame = _interleaved_frame(state, ids)
+    if frame is not None:
+        return frame
     for mid in ids:
         m = state[mid]
         if m.get("model_name") != "BufferGeometryModel":

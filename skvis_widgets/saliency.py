@@ -40,7 +40,7 @@ and dtype, and return numpy arrays (float32, or float64 for a float64 model).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -64,6 +64,7 @@ from .adapters import (
     per_frame_jacobian,
     run_layers,
 )
+from .colors import COLORMAPS, sensitivity_colors  # re-exported: the colours live in colors
 from .errors import SkvisError
 from .limits import check_memory
 from .model import SkeletonLSTM
@@ -944,104 +945,3 @@ def body_part_totals(joint_map: Any, topology: Topology) -> dict[str, np.ndarray
         idx = list(topology.part_indices(part))
         out[part] = m[..., idx].sum(-1) if idx else np.zeros(m.shape[:-1], dtype=m.dtype)
     return out
-
-
-#: Sequential colour ramps as RGB stops in [0, 1], evenly spaced from 0 to 1; light is low.
-COLORMAPS: Mapping[str, np.ndarray] = {
-    # ColorBrewer YlOrRd (9 classes): light yellow -> dark red.
-    "YlOrRd": np.array(
-        [
-            [255, 255, 204],
-            [255, 237, 160],
-            [254, 217, 118],
-            [254, 178, 76],
-            [253, 141, 60],
-            [252, 78, 42],
-            [227, 26, 28],
-            [189, 0, 38],
-            [128, 0, 38],
-        ],
-        dtype=np.float64,
-    )
-    / 255.0,
-    # ColorBrewer Greys (9 classes): white -> black.
-    "Greys": np.array(
-        [
-            [255, 255, 255],
-            [240, 240, 240],
-            [217, 217, 217],
-            [189, 189, 189],
-            [150, 150, 150],
-            [115, 115, 115],
-            [82, 82, 82],
-            [37, 37, 37],
-            [0, 0, 0],
-        ],
-        dtype=np.float64,
-    )
-    / 255.0,
-}
-
-
-def sensitivity_colors(
-    values: Any,
-    *,
-    scale: Literal["sequence", "global"] = "sequence",
-    vmax: float | None = None,
-    cmap: str | Any = "YlOrRd",
-) -> np.ndarray:
-    """Colours for sensitivities: darker for larger, as the paper draws them.
-
-    Parameters
-    ----------
-    values : ndarray, any shape, non-negative
-        E.g. a ``(T, J)`` joint map.
-    scale : {"sequence", "global"}
-        ``"sequence"``: divide by ``values.max()`` (the darkest colour is the
-        sequence's largest value; all zeros stay the lightest). ``"global"``: divide
-        by ``vmax`` (required), so colours compare across sequences; values above it
-        saturate.
-    vmax : float, optional
-        Positive; with ``scale="global"`` only.
-    cmap : str or array (K, 3)
-        A name of `COLORMAPS` or RGB stops in [0, 1], evenly spaced, light first.
-
-    Returns
-    -------
-    ndarray, shape values.shape + (3,), float32 RGB in [0, 1]
-        Linear interpolation between the stops (``np.interp`` per channel).
-    """
-    v = np.asarray(values, dtype=np.float64)
-    if not np.isfinite(v).all():
-        raise SkvisError(f"values of shape {v.shape} contain NaN or infinite entries")
-    if v.size and v.min() < 0:
-        raise SkvisError(f"sensitivities are non-negative; got a minimum of {v.min():g}")
-    if isinstance(cmap, str):
-        if cmap not in COLORMAPS:
-            raise SkvisError(f"unknown colormap {cmap!r}; available: {list(COLORMAPS)}")
-        stops = COLORMAPS[cmap]
-    else:
-        stops = np.asarray(cmap, dtype=np.float64)
-        if stops.ndim != 2 or stops.shape[1] != 3 or len(stops) < 2:
-            raise SkvisError(f"cmap stops: expected (K >= 2, 3), got {stops.shape}")
-        if stops.min() < 0 or stops.max() > 1:
-            raise SkvisError("cmap stops must be RGB values in [0, 1]")
-    if scale == "sequence":
-        if vmax is not None:
-            raise SkvisError("vmax goes with scale='global'; scale='sequence' uses the max")
-        top = v.max() if v.size else 0.0
-    elif scale == "global":
-        if (
-            isinstance(vmax, bool)
-            or not isinstance(vmax, (int, float, np.number))
-            or not np.isfinite(vmax)
-            or vmax <= 0
-        ):
-            raise SkvisError(f"scale='global' needs a positive vmax (a number), got {vmax!r}")
-        top = float(vmax)
-    else:
-        raise SkvisError(f"scale must be 'sequence' or 'global', got {scale!r}")
-    u = np.clip(v / top, 0.0, 1.0) if top > 0 else np.zeros_like(v)
-    pos = np.linspace(0.0, 1.0, len(stops))
-    rgb = np.stack([np.interp(u, pos, stops[:, ch]) for ch in range(3)], -1)
-    return rgb.astype(np.float32)

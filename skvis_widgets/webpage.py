@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from .colors import COLORMAPS, DEFAULT_JOINT_COLOR, to_hex
 from .data.arrays import as_sequence
 from .errors import SkvisError
 from .export import _colors, _values, _vmax, part_rows
@@ -30,9 +31,7 @@ __all__ = ["write_html", "render_html", "page_data"]
 
 def _hex(rgb: np.ndarray) -> list:
     """``(..., 3)`` RGB in [0, 1] -> nested lists of ``"#rrggbb"``."""
-    q = np.clip(np.rint(np.asarray(rgb, np.float64) * 255), 0, 255).astype(int)
-    flat = [f"#{r:02x}{g:02x}{b:02x}" for r, g, b in q.reshape(-1, 3)]
-    return np.asarray(flat, dtype=object).reshape(q.shape[:-1]).tolist()
+    return to_hex(rgb).tolist()
 
 
 def page_data(
@@ -55,8 +54,6 @@ def page_data(
     (``(T, J, 3)`` or None), ``heatmap`` (``{rows, groups, colors (rows, T)}``) and
     ``colorbar`` (``{label, vmax, stops}`` or None when there are no values).
     """
-    from .saliency import COLORMAPS
-
     topo = get_topology(topology)
     seq = as_sequence(sequence, topo)
     t, j = seq.shape[:2]
@@ -78,7 +75,7 @@ def page_data(
         if rgb.shape != (t, j, 3) or not np.isfinite(rgb).all():
             raise SkvisError(f"colors of shape {rgb.shape}: expected finite ({t}, {j}, 3) RGB")
     else:
-        rgb = np.broadcast_to(np.array([0.27, 0.51, 0.71]), (t, j, 3))
+        rgb = np.broadcast_to(np.array(DEFAULT_JOINT_COLOR), (t, j, 3))
     orig = None
     if original is not None:
         o = as_sequence(original, topo, name="original")

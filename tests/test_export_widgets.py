@@ -121,7 +121,7 @@ def test_export_html_holds_the_sequence_and_the_colours_shown(vis, tmp_path):
 def test_export_html_of_a_maximization_has_the_input_beside_it(vis, tmp_path):
     vis.constraints = False
     vis.iterations = 2
-    vis.mode = "activation_maximization"
+    vis.view = "maximization"
     vis.run_maximization()
     assert vis.wait(60)
     assert vis.result is not None, vis.error.value
@@ -129,7 +129,7 @@ def test_export_html_of_a_maximization_has_the_input_beside_it(vis, tmp_path):
     np.testing.assert_allclose(np.array(data["original"]), vis.dataset.sequences[1], atol=6e-5)
     k = vis.iteration
     np.testing.assert_allclose(np.array(data["frames"]), vis.result.history[k], atol=6e-5)
-    assert data["colorbar"]["label"] == "displacement from the input (m)"
+    assert data["colorbar"]["label"] == "displacement from the input (cm)"
     info = vis.save_animation(tmp_path / "am.gif")
     assert info.joint_pixels.shape[1] == 2  # the input and the iterate, side by side
 

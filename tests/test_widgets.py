@@ -115,12 +115,27 @@ def test_scene_show_replaces_buffers(dataset):
 
 
 def test_timeline_links_and_heatmap_events():
+    from skvis_widgets.export import part_rows
     from skvis_widgets.widgets import Timeline
+    from skvis_widgets.widgets.heatmap import frame_ticks
 
-    tl = Timeline(MSR_ACTION3D.joint_names, 30)
-    tl.show(np.random.default_rng(0).random((30, 20)))
+    tl = Timeline(MSR_ACTION3D, 30)
+    values = np.random.default_rng(0).random((30, 20))
+    tl.show(values)
+    np.testing.assert_allclose(tl.heatmap.values, values)  # in joint order again
+    # rows in anatomical order, grouped by body part, with a separator between groups
+    rows, groups = part_rows(MSR_ACTION3D)
+    assert tl.heatmap.order == tuple(rows)
+    assert list(tl.heatmap.mark.row) == [MSR_ACTION3D.pretty(r) for r in rows]
+    assert len(tl.heatmap.separators.y) == len(groups) - 1
+    # integer ticks inside the range
+    ticks = np.asarray(tl.heatmap._x_axis.tick_values)
+    assert ticks[0] == 0 and ticks[-1] <= 29 and np.all(ticks == np.round(ticks))
+    for n in (1, 2, 9, 55, 300):
+        t = frame_ticks(n)
+        assert t[0] == 0 and t[-1] <= n - 1 and len(t) <= 8
     tl.frame = 7
-    assert tl.slider.value == 7 and tl.heatmap.cursor.x[0] == 7.5
+    assert tl.slider.value == 7 and tl.heatmap.cursor.x[0] == 7.0
     tl.slider.value = 9  # the browser moves the slider
     assert tl.frame == 9
     tl.frame = 99
@@ -128,10 +143,15 @@ def test_timeline_links_and_heatmap_events():
     # Clicking a cell selects it (bqplot's click interaction) and jumps to its frame.
     tl.heatmap.mark.selected = np.array([[4, 12]])
     assert tl.frame == 12
+    r = rows.index(MSR_ACTION3D.joint_names.index("elbow_left"))
     tl.heatmap._on_hover(
-        None, {"event": "hover", "data": {"rowNum": 7, "columnNum": 3, "color": 0.5}}
+        None, {"event": "hover", "data": {"rowNum": r, "columnNum": 3, "color": 0.5}}
     )
     assert tl.heatmap.hovered.startswith("elbow left, frame 3")
+    tl.show(values * 2)  # new values: the hover text is stale, and cleared
+    assert tl.heatmap.hovered == ""
+    tl.fps = 25
+    assert tl.play.interval == 40
     links = _links()
     assert any(
         lk.source == (tl.play, "value") and lk.target == (tl.slider, "value") for lk in links
@@ -272,17 +292,17 @@ def test_sample_change_and_select(vis, dataset):
 def test_state_round_trip(vis, model, dataset):
     from skvis_widgets.widgets import SkeletonVis
 
-    vis.select(sample=3, target=2, unit=4, frame=11, mode="activation_maximization")
+    vis.select(sample=3, target=2, unit=4, frame=11, view="maximization")
     state = vis.get_state()
-    for k, v in dict(sample=3, target=2, unit=4, frame=11, mode="activation_maximization").items():
+    for k, v in dict(sample=3, target=2, unit=4, frame=11, view="maximization").items():
         assert state[k] == v
     other = SkeletonVis(model, dataset)
-    other.set_state({k: state[k] for k in ("sample", "target", "unit", "mode", "frame")})
-    assert (other.sample, other.target, other.unit, other.mode, other.frame) == (
+    other.set_state({k: state[k] for k in ("sample", "target", "unit", "view", "frame")})
+    assert (other.sample, other.target, other.unit, other.view, other.frame) == (
         3,
         2,
         4,
-        "activation_maximization",
+        "maximization",
         11,
     )
     np.testing.assert_array_equal(other.scene.positions, dataset.sequences[3][11])
@@ -291,7 +311,7 @@ def test_state_round_trip(vis, model, dataset):
 def test_activation_maximization_in_a_thread(vis, dataset):
     seen = []
     vis.maximization.progress.observe(lambda ch: seen.append(threading.current_thread()), "value")
-    vis.select(mode="activation_maximization", frame=6)
+    vis.select(view="maximization", frame=6)
     vis.iterations = 3
     assert vis.maximization.layout.display is None
     thread = vis.run_maximization()
@@ -303,13 +323,27 @@ def test_activation_maximization_in_a_thread(vis, dataset):
     assert 1 <= last <= 3 and vis.iteration == last  # the final step is shown first
     seq = dataset.sequences[0]
     np.testing.assert_array_equal(history[0], seq)
+    # after the run the view jumps to the frame the run moved most (a loop, not numpy)
+    moved = [
+        sum(float(np.sqrt(((history[last][t][j] - seq[t][j]) ** 2).sum())) for j in range(20))
+        for t in range(len(seq))
+    ]
+    assert vis.frame == int(np.argmax(moved))
+    vis.frame = 6
     for k in sorted({0, 1, last}):
         vis.maximization.iteration_slider.value = k  # the iteration slider
         np.testing.assert_allclose(vis.scene.positions, history[k][6])
-        np.testing.assert_array_equal(vis.scene.overlay_positions, seq[6])  # the original, beside
+        np.testing.assert_array_equal(vis.scene.overlay_positions, seq[6])  # the ghost
         status = vis.maximization.status.value
-        assert f"iteration {k}/{last}" in status and "score" in status
-        assert "constraint residuals" in status
+        assert f"iteration {k}/{last}" in status and "score = logit of class" in status
+        if k == 0:  # the input's own bone-length noise is labelled as such
+            assert "the input's own deviations" in status and "residuals" not in status
+        else:
+            assert "constraint residuals of the synthesized sequence" in status
+        # the joints carry the displacement in cm, on one scale for the history
+        disp = 100 * np.linalg.norm(history[k][6] - seq[6], axis=-1)
+        assert vis.legend.label.startswith("displacement from the input (cm)")
+        np.testing.assert_allclose(vis.shown.values[6], disp, rtol=1e-4, atol=1e-4)
         # why the run stopped, in the optimizer's words, at the final step only
         assert vis.result.message and (html.escape(vis.result.message) in status) == (k == last)
         broken = [
@@ -318,13 +352,13 @@ def test_activation_maximization_in_a_thread(vis, dataset):
         assert ("the input breaks the paper's limits" in status) == bool(broken)
     vis.frame = 9
     np.testing.assert_allclose(vis.scene.positions, history[last][9])
-    vis.mode = "sensitivity"
+    vis.view = "sensitivity"
     np.testing.assert_array_equal(vis.scene.positions, seq[9])
     assert vis.scene.overlay_positions is None
 
 
 def test_cancel_stops_the_maximization(vis):
-    vis.mode = "activation_maximization"
+    vis.view = "maximization"
     vis.iterations = 200
     assert vis.maximization.iterations_slider.value == 200  # widened, not clamped
     thread = vis.run_maximization()
@@ -371,7 +405,7 @@ def test_the_header_keeps_its_error(model, dataset):
     assert "could not be measured" in vis.header.value
     assert vis.error.message.startswith("accuracy:"), vis.error.message
     assert "sample 5" in vis.error.message
-    for change in (dict(sample=2), dict(target=3), dict(sample=0, mode="activation_maximization")):
+    for change in (dict(sample=2), dict(target=3), dict(sample=0, view="maximization")):
         vis.select(**change)
         assert "accuracy:" in vis.error.message and "sample 5" in vis.error.message, change
     bad = "the first at frame 2, joint 3"
@@ -396,7 +430,7 @@ def test_a_model_that_raises_is_shown_not_raised(dataset):
     assert "broken" in vis.error.message
     vis.frame = 3  # still responds
     np.testing.assert_array_equal(vis.scene.positions, dataset.sequences[0][3])
-    vis.mode = "activation_maximization"
+    vis.view = "maximization"
     vis.run_maximization()
     assert vis.wait(30)
     assert "activation maximization" in vis.error.message and "broken" in vis.error.message
@@ -454,11 +488,19 @@ def test_faithfulness_panel_checks_the_current_class_map(vis, model, dataset):
         np.testing.assert_allclose(shown.deletion.probabilities, ref.deletion.probabilities)
         assert shown.score == pytest.approx(ref.score, nan_ok=True)
         np.testing.assert_allclose(vis.faithfulness.curve.y, ref.deletion.probabilities)
-        assert vis.faithfulness.figure.layout.visibility == "visible"
+        assert vis.faithfulness.figure.layout.display is None
+        # a y axis fitted to the curves, and a legend for both lines
+        top = max(np.max(vis.faithfulness.curve.y), np.max(vis.faithfulness.random.y))
+        assert vis.faithfulness._y.max == pytest.approx(min(1.0, 1.1 * top))
+        assert vis.faithfulness.curve.display_legend and vis.faithfulness.random.display_legend
     vis.unit = 1
     assert vis.faithfulness.summary is None
     assert "class itself" in vis.faithfulness.message.value
-    assert vis.faithfulness.figure.layout.visibility == "hidden"
+    assert vis.faithfulness.figure.layout.display == "none"  # collapsed, no blank band
+    vis.view = "maximization"  # the trust panel applies to sensitivity maps only
+    assert vis.faithfulness.layout.display == "none"
+    vis.view = "sensitivity"
+    assert vis.faithfulness.layout.display is None
 
 
 # -- issue 11, item 10: threads, runs and refused values ---------------------------------------
@@ -468,7 +510,7 @@ def test_close_stops_the_explorers_threads(model, dataset):
     before = set(threading.enumerate())
     explorers = [SkeletonVis(model, dataset, sample=i % len(dataset)) for i in range(8)]
     busy = explorers[0]
-    busy.select(mode="activation_maximization")
+    busy.select(view="maximization")
     busy.iterations = 500
     run = busy.run_maximization()
     assert run is not None
@@ -489,7 +531,7 @@ def test_close_stops_the_explorers_threads(model, dataset):
 
 
 def test_refresh_during_a_run_cancels_it_and_run_starts_again(vis, held):
-    vis.select(mode="activation_maximization")
+    vis.select(view="maximization")
     vis.iterations = 3
     first = vis.run_maximization()
     assert first is not None and held.started.wait(60)
@@ -510,7 +552,7 @@ def test_refresh_during_a_run_cancels_it_and_run_starts_again(vis, held):
 
 
 def test_a_kept_result_is_shown_at_its_final_step(vis, dataset, held):
-    vis.select(mode="activation_maximization", frame=5)
+    vis.select(view="maximization", frame=5)
     vis.iterations = 3
     target = vis.target
     assert vis.run_maximization() is not None and held.started.wait(60)
@@ -542,7 +584,7 @@ def test_refused_values_are_shown_not_raised(vis, dataset, monkeypatch, how):
     sent = []
     monkeypatch.setattr(vis, "send_state", lambda key=None: sent.append(key))
     vis.select(sample=2, target=1, unit=3, frame=4)
-    kept = dict(sample=2, target=1, unit=3, mode="sensitivity")
+    kept = dict(sample=2, target=1, unit=3, view="sensitivity", method="paper")
     refused = [
         ("sample", len(dataset)),
         ("sample", -1),
@@ -550,7 +592,8 @@ def test_refused_values_are_shown_not_raised(vis, dataset, monkeypatch, how):
         ("target", dataset.num_classes),
         ("unit", 16),  # the model has 16 hidden units
         ("unit", -2),
-        ("mode", "nonsense"),
+        ("view", "nonsense"),
+        ("method", "nonsense"),
     ]
     for k, (name, value) in enumerate(refused):
         if how == "python":
@@ -563,10 +606,10 @@ def test_refused_values_are_shown_not_raised(vis, dataset, monkeypatch, how):
         assert last.startswith(f"{name} = {value!r} refused, kept {kept[name]!r}: TraitError"), last
         vis.frame = 6 + k  # the widget keeps working
         np.testing.assert_array_equal(vis.scene.positions, dataset.sequences[2][6 + k])
-    assert (vis.sample, vis.target, vis.unit, vis.mode) == (2, 1, 3, "sensitivity")
+    assert (vis.sample, vis.target, vis.unit, vis.view) == (2, 1, 3, "sensitivity")
     # A good value clears its trait's error; the others' stay.
-    vis.mode = "activation_maximization"
-    assert "mode =" not in vis.error.message and "unit =" in vis.error.message
+    vis.view = "maximization"
+    assert "view =" not in vis.error.message and "unit =" in vis.error.message
     # From the browser, several traits at once: the good ones are applied.
     vis.set_state({"target": 99, "sample": 3, "frame": 7})
     assert (vis.sample, vis.target, vis.frame) == (3, 1, 7)

@@ -14,7 +14,10 @@ from collections import OrderedDict
 from typing import Any
 
 import numpy as np
+import torch
 
+from .. import metrics, saliency
+from .._checks import eval_view
 from ..errors import SkvisError
 
 __all__ = ["Analysis", "hidden_size", "fc_weight", "probabilities"]
@@ -52,10 +55,6 @@ def probabilities(model: Any, sequences: list[np.ndarray]) -> np.ndarray:
     """
     if hasattr(model, "predict"):
         return np.asarray(model.predict(list(sequences)), dtype=np.float64)
-    import torch
-
-    from .._checks import eval_view
-
     params = list(model.parameters()) if hasattr(model, "parameters") else []
     device = params[0].device if params else "cpu"
     out = []
@@ -75,17 +74,24 @@ class Analysis:
     model : SkeletonLSTM or a wrapped recurrent classifier
     dataset : SkeletonDataset
     mode : str
-        Sensitivity mode passed to `skvis_widgets.saliency.unit_sensitivity`.
+        The derivative of the default method: ``"instantaneous"`` (method ``"paper"``)
+        or ``"through_time"`` (``"paper_through_time"``).
     cache_size : int
-        How many samples' per-unit sensitivities to keep.
+        How many (sample, method) per-unit sensitivities to keep.
     """
+
+    #: method -> derivative kind of `skvis_widgets.saliency.unit_sensitivity`
+    METHODS = {"paper": "instantaneous", "paper_through_time": "through_time"}
 
     def __init__(
         self, model: Any, dataset: Any, *, mode: str = "instantaneous", cache_size: int = 4
     ) -> None:
         self.model = model
         self.dataset = dataset
+        if mode not in self.METHODS.values():
+            raise SkvisError(f"mode must be one of {tuple(self.METHODS.values())}, got {mode!r}")
         self.mode = mode
+        self.method = next(m for m, k in self.METHODS.items() if k == mode)
         self.cache_size = int(cache_size)
         self._lock = threading.RLock()
         self.clear()
@@ -94,10 +100,10 @@ class Analysis:
         """Forget everything computed (after the model's weights changed)."""
         with self._lock:
             self._probs: dict[int, np.ndarray] = {}
-            self._units: OrderedDict[int, np.ndarray] = OrderedDict()
+            self._units: OrderedDict[tuple[int, str], np.ndarray] = OrderedDict()
             self._all_probs: np.ndarray | None = None
             self._weight: np.ndarray | None = None
-            self._faithfulness: dict[tuple[int, int], Any] = {}
+            self._faithfulness: dict[tuple[int, int, str], Any] = {}
 
     # -- data -----------------------------------------------------------------------------
     def sequence(self, i: int) -> np.ndarray:
@@ -158,18 +164,24 @@ class Analysis:
         return float((probs.argmax(-1) == self.dataset.labels).mean()), "on this data"
 
     # -- sensitivity ------------------------------------------------------------------------
-    def unit_sensitivity(self, i: int) -> np.ndarray:
-        """Per-unit joint sensitivity ``(H, T, J)`` of sample ``i`` (eqs 1-4, cached)."""
-        with self._lock:
-            hit = self._units.get(i)
-            if hit is not None:
-                self._units.move_to_end(i)
-                return hit
-        from .. import saliency
+    def _kind(self, method: str | None) -> tuple[str, str]:
+        method = self.method if method is None else method
+        if method not in self.METHODS:
+            raise SkvisError(f"method must be one of {tuple(self.METHODS)}, got {method!r}")
+        return method, self.METHODS[method]
 
+    def unit_sensitivity(self, i: int, method: str | None = None) -> np.ndarray:
+        """Per-unit joint sensitivity ``(H, T, J)`` of sample ``i`` (eqs 1-4, cached)."""
+        method, kind = self._kind(method)
+        key = (i, method)
+        with self._lock:
+            hit = self._units.get(key)
+            if hit is not None:
+                self._units.move_to_end(key)
+                return hit
         seq = self.sequence(i)
         full = np.asarray(
-            saliency.unit_sensitivity(self.model, seq, mode=self.mode, normalize=True),
+            saliency.unit_sensitivity(self.model, seq, mode=kind, normalize=True),
             dtype=np.float32,
         )
         if full.ndim != 4 or full.shape[1:] != seq.shape:
@@ -182,22 +194,25 @@ class Analysis:
         if not np.all(np.isfinite(per_joint)):
             raise SkvisError(f"sample {i}: the sensitivity is not finite (NaN in the model?)")
         with self._lock:
-            self._units[i] = per_joint
+            self._units[key] = per_joint
             while len(self._units) > self.cache_size:
                 self._units.popitem(last=False)
         return per_joint
 
-    def is_cached(self, i: int) -> bool:
+    def is_cached(self, i: int, method: str | None = None) -> bool:
         with self._lock:
-            return i in self._units
+            return (i, self._kind(method)[0]) in self._units
 
-    def joint_map(self, i: int, target: int, unit: int | None = None) -> np.ndarray:
-        """``(T, J)`` sensitivity of sample ``i`` to class ``target`` (eq 5) or to one unit (eq 4).
+    def joint_map(
+        self, i: int, target: int, unit: int | None = None, method: str | None = None
+    ) -> np.ndarray:
+        """``(T, J)`` sensitivity of sample ``i`` to class ``target`` (eq 5) or to one unit
+        (eq 4), computed by ``method`` (see `METHODS`; default: the analysis's own).
 
-        Re-weights the cached per-unit sensitivity: no gradient is computed here
-        once the sample is cached.
+        The explorer's one source of maps. Re-weights the cached per-unit sensitivity:
+        no gradient is computed here once the sample is cached.
         """
-        per_joint = self.unit_sensitivity(i)
+        per_joint = self.unit_sensitivity(i, method)
         h = per_joint.shape[0]
         if unit is not None:
             if not 0 <= unit < h:
@@ -206,24 +221,21 @@ class Analysis:
         w = self.weight
         if not 0 <= target < w.shape[0]:
             raise SkvisError(f"class {target} is out of range; the model has {w.shape[0]} classes")
-        from .. import saliency
-
         return saliency.class_map(per_joint, w, target)  # eq 5: a re-weighting, no gradient
 
-    def faithfulness(self, i: int, target: int):
+    def faithfulness(self, i: int, target: int, method: str | None = None):
         """The deletion check of sample ``i``'s class map for ``target`` (cached).
 
         See `skvis_widgets.metrics.faithfulness_summary`.
         """
-        key = (i, target)
+        method = self._kind(method)[0]
+        key = (i, target, method)
         with self._lock:
             hit = self._faithfulness.get(key)
         if hit is not None:
             return hit
-        from .. import metrics
-
         summary = metrics.faithfulness_summary(
-            self.model, self.sequence(i), self.joint_map(i, target), target
+            self.model, self.sequence(i), self.joint_map(i, target, None, method), target
         )
         with self._lock:
             self._faithfulness[key] = summary
@@ -231,7 +243,5 @@ class Analysis:
 
     def ranked_units(self, target: int) -> tuple[np.ndarray, np.ndarray]:
         """``(units, weights)``: hidden units by decreasing ``|W_c^u|``, with ``W_c^u``."""
-        from .. import saliency
-
         ranking = saliency.rank_units(self.weight, target, by="weight")
         return np.asarray(ranking.units), np.asarray(ranking.weights)

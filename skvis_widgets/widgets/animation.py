@@ -15,6 +15,7 @@ import ipyvolume as ipv
 import ipywidgets as W
 import numpy as np
 
+from ..colors import DEFAULT_JOINT_COLOR
 from ..errors import SkvisError
 from ..skeleton import Topology
 
@@ -46,7 +47,7 @@ class AnimatedSkeleton(W.VBox):
     topology : Topology
     colors : (T, J, 3) or (J, 3) array, optional
         RGB in ``[0, 1]`` per joint (and frame), e.g. from
-        `skvis_widgets.saliency.sensitivity_colors`.
+        `skvis_widgets.colors.sensitivity_colors`.
     interval : int
         Milliseconds per frame.
     width, height : int
@@ -82,7 +83,7 @@ class AnimatedSkeleton(W.VBox):
             raise SkvisError("sequence has non-finite coordinates; cannot animate it")
         t, j = seq.shape[:2]
         if colors is None:
-            col = np.broadcast_to(np.float32([0.27, 0.51, 0.71]), (t, j, 3))
+            col = np.broadcast_to(np.float32(DEFAULT_JOINT_COLOR), (t, j, 3))
         else:
             col = np.asarray(colors, dtype=np.float32)
             if col.shape == (j, 3):

@@ -2,19 +2,22 @@
 
 ::
 
-    Header                                   (samples, classes, units, skeleton, accuracy)
+    Header                                   (data, classes, units, skeleton, accuracy)
     ErrorArea
-    SampleSelector | SkeletonScene
-    TargetSelector |
-    ModePanel      |
-    Timeline: Play + frame slider, joints-by-time heatmap
+    SampleSelector | SkeletonScene (canvas, hovered joint's name)
+    TargetSelector | ColorLegend
+    ViewPanel      |
+    Faithfulness   |
+    Timeline: Play, fps, frame slider; ColorLegend; joints-by-time heatmap
+    More (an accordion: `add_panel` puts extra panels here)
 
-The state is in traits (`sample`, `target`, `unit`, `mode`, `iterations`,
-`iteration`, `frame`, `constraints`); the panels' traits are linked to them.
-Observers ask `Analysis` (cached saliency) or the optimizer for arrays and hand
-them to the scene and the timeline. Activation maximization runs in a thread, the
-deletion check in another (which ends when it has nothing left to check); `close`
-stops both.
+The state is in traits (`sample`, `target`, `unit`, `view`, `method`, `scaling`,
+`iterations`, `iteration`, `frame`, `constraints`); the panels' traits are linked to
+them. One observer turns the state into a `Shown` (pure functions of
+`skvis_widgets.widgets.viewmodel`, the map from ONE call, `Analysis.joint_map(sample,
+target, unit, method)`) and assigns it to the `shown` trait; its observer hands it to the
+scene, the heatmap, the legends and the panels. Activation maximization and the
+deletion check run as background `Jobs`; `close` stops them.
 
 Errors never reach the notebook: a state trait set to a value it refuses (from
 Python, a link, or the browser through `set_state`) keeps its value and the error is
@@ -24,50 +27,52 @@ shown in the error area, as are the errors of every update.
 from __future__ import annotations
 
 import functools
-import html
 import operator
 import threading
-from concurrent.futures import CancelledError, Future
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import ipywidgets as W
 import numpy as np
 import traitlets as T
 
+from .. import anatomy, optimize
 from ..errors import SkvisError
+from ..export import save_animation as _save_animation
 from ..skeleton import check_model_topology
+from ..webpage import write_html
 from .analysis import Analysis, hidden_size
-from .heatmap import SEQUENTIAL_COLORS
+from .animation import AnimatedSkeleton
+from .jobs import Job, Jobs
 from .panels import (
-    MODES,
+    METHODS,
+    VIEWS,
+    ColorLegend,
     ErrorArea,
     ExportPanel,
     FaithfulnessPanel,
     Header,
     MaximizationPanel,
-    ModePanel,
     SampleSelector,
     TargetSelector,
+    ViewPanel,
 )
 from .scene import SkeletonScene
 from .timeline import Timeline
+from .viewmodel import Shown, maximization_view, sensitivity_view
 
 __all__ = ["SkeletonVis"]
+
+_warm_up_lock = threading.Lock()
+_warm_up: threading.Thread | None = None
 
 
 def _prepare_solver() -> None:
     """`anatomy.prepare_solver`, quietly: a failure shows where the solver is used."""
     try:
-        from ..anatomy import prepare_solver
-
-        prepare_solver()
+        anatomy.prepare_solver()
     except Exception:  # noqa: BLE001 - reported by the maximization that needs it
         pass
-
-
-_warm_up_lock = threading.Lock()
-_warm_up: threading.Thread | None = None
 
 
 def _warm_up_solver() -> None:
@@ -101,71 +106,6 @@ def _shows_errors(source: str, context: str = ""):
     return decorate
 
 
-class _LatestWorker:
-    """Runs the latest job submitted in one background thread, which ends when it has
-    nothing left to do (so no idle thread stays behind); a job still waiting when a newer
-    one comes is cancelled (its result would be stale)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self._lock = threading.Lock()
-        self._pending: tuple[Any, Future] | None = None
-        self._thread: threading.Thread | None = None
-        self._closed = False
-
-    def submit(self, fn) -> Future:
-        future: Future = Future()
-        with self._lock:
-            if self._closed:
-                future.cancel()
-                return future
-            if self._pending is not None:
-                self._pending[1].cancel()
-            self._pending = (fn, future)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._work, name=self.name, daemon=True)
-                self._thread.start()
-        return future
-
-    def _work(self) -> None:
-        while True:
-            with self._lock:
-                job, self._pending = self._pending, None
-                if job is None:
-                    self._thread = None  # under the lock: a later submit starts a new thread
-                    return
-            fn, future = job
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(fn())
-            except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on it
-                future.set_exception(exc)
-
-    def close(self, timeout: float | None = None) -> None:
-        """Cancel what waits, and wait (up to ``timeout`` s) for the running job to end."""
-        with self._lock:
-            self._closed = True
-            job, self._pending = self._pending, None
-            thread = self._thread
-        if job is not None:
-            job[1].cancel()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
-
-
-@dataclass
-class _Run:
-    """One activation maximization: its cancel event and its thread."""
-
-    cancel: threading.Event
-    thread: threading.Thread | None = None
-
-    @property
-    def alive(self) -> bool:
-        return self.thread is not None and self.thread.is_alive()
-
-
 def _index(value: Any, n: int, what: str) -> int:
     try:
         i = operator.index(value)
@@ -176,33 +116,14 @@ def _index(value: Any, n: int, what: str) -> int:
     return i
 
 
-def _colors(values: np.ndarray, vmax: float | None = None) -> np.ndarray:
-    """``(T, J)`` values -> ``(T, J, 3)`` RGB, darker for larger (the package's colormap)."""
-    from .. import saliency
-
-    if vmax is None:
-        return np.asarray(saliency.sensitivity_colors(values, scale="sequence"), np.float32)
-    return np.asarray(saliency.sensitivity_colors(values, scale="global", vmax=vmax), np.float32)
-
-
-def _describe_residuals(residuals: np.ndarray, names: tuple[str, ...]) -> str:
-    """One line: the worst violation of the bones (cm) and of the angles (degrees)."""
-    r = np.abs(np.asarray(residuals, dtype=np.float64))
-    if r.size == 0:
-        return "no constraints measured"
-    worst = r.reshape(-1, r.shape[-1]).max(0) if r.ndim > 1 else r
-    if len(names) != len(worst):
-        return f"constraint residuals: max {worst.max():.3g}"
-    bones = [v for n, v in zip(names, worst, strict=True) if n.startswith("bone")]
-    others = [(v, n) for n, v in zip(names, worst, strict=True) if not n.startswith("bone")]
-    parts = []
-    if bones:
-        parts.append(f"bone lengths within {100 * max(bones):.2g} cm")
-    if others:
-        v, n = max(others)
-        unit = " deg" if n.startswith(("angle", "plane")) else ""
-        parts.append(f"worst other: {n} {v:.2g}{unit}")
-    return "constraint residuals: " + ", ".join(parts)
+#: The old names of the views (``mode=`` before 0.4), still accepted by `select`.
+_OLD_VIEWS = {"activation_maximization": "maximization"}
+#: The legend's words for a method.
+_METHOD_WORDS = {"paper": "eq 5", "paper_through_time": "eq 5 through time"}
+_STYLE = """<style>
+.skvis-scene canvas { width: 100% !important; height: auto !important; }
+.skvis-explorer .widget-html-content { white-space: normal; }
+</style>"""
 
 
 class SkeletonVis(W.VBox):
@@ -213,29 +134,37 @@ class SkeletonVis(W.VBox):
     model : SkeletonLSTM, or any model wrapped by
         `skvis_widgets.adapters.as_recurrent_classifier`
     dataset : SkeletonDataset
-    sample : int
-        The first input sequence (an index into ``dataset``).
+    sample : int, optional
+        The first input sequence (an index into ``dataset``). Default: the first
+        correctly classified sample whose class map beats random deletion orders (a
+        first screen whose map means something), else the first correct one, else 0.
     target : int, optional
         The first target class (default: the sample's label). An out-of-range ``sample``
         or ``target`` raises `SkvisError`; later, out-of-range values are shown in the
         error area and not applied.
-    sensitivity_mode : str
-        ``"instantaneous"`` (the paper's eq 1) or another mode of
-        `skvis_widgets.saliency.unit_sensitivity`.
+    method : str
+        The map's method: ``"paper"`` (eq 5 with the instantaneous derivative, eq 1) or
+        ``"paper_through_time"``.
+    sensitivity_mode : str, optional
+        The same, by its derivative's name (``"instantaneous"`` or ``"through_time"``).
 
     Attributes
     ----------
-    sample, target, unit, mode, iterations, iteration, frame, constraints : traits
-        The explorer's state; ``observe`` and ``link`` them.
+    sample, target, unit, view, method, scaling, iterations, iteration, frame,
+    constraints : traits
+        The explorer's state; ``observe`` and ``link`` them. ``view`` is
+        ``"sensitivity"`` or ``"maximization"``; ``scaling`` one of
+        `skvis_widgets.colors.SCALINGS` (default ``"robust"``).
+    shown : Shown
+        What is displayed for the state (frozen; observe it).
     scene : SkeletonScene
         ``scene.positions`` and ``scene.colors`` are what is drawn, in the
         dataset's coordinates.
     timeline : Timeline
-    header, samples, targets, modes, maximization, error, exporter : the panels
-        (``exporter``: Save animation and Export HTML of the current view, see
-        `save_animation` and `export_html`)
+    header, samples, targets, views, maximization, faithfulness, legend, error,
+    exporter, more : the panels (``more``: an accordion for extra panels, `add_panel`)
     result : MaximizationResult or None
-        The activation maximization shown (its ``history[iteration]``).
+        The last activation maximization (shown when the state is the one it was run for).
 
     Examples
     --------
@@ -249,111 +178,165 @@ class SkeletonVis(W.VBox):
     sample = T.Int(0).tag(sync=True)
     target = T.Int(0).tag(sync=True)
     unit = T.Int(None, allow_none=True).tag(sync=True)
-    mode = T.Enum([m for _, m in MODES], default_value="sensitivity").tag(sync=True)
+    view = T.Enum([v for _, v in VIEWS], default_value="sensitivity").tag(sync=True)
+    method = T.Unicode("paper").tag(sync=True)
+    scaling = T.Enum(("frame", "sequence", "robust", "dataset"), default_value="robust").tag(
+        sync=True
+    )
     iterations = T.Int(12).tag(sync=True)
     iteration = T.Int(0).tag(sync=True)
     frame = T.Int(0).tag(sync=True)
     constraints = T.Bool(True).tag(sync=True)
+    shown = T.Instance(Shown, allow_none=True)
 
     #: The state traits: a value one of them refuses is shown, never raised.
     _STATE = frozenset(
-        ("sample", "target", "unit", "mode", "iterations", "iteration", "frame", "constraints")
-    )
+        (
+            "sample", "target", "unit", "view", "method", "scaling", "iterations",
+            "iteration", "frame", "constraints",
+        )
+    )  # fmt: skip
 
     def __init__(
         self,
         model: Any,
         dataset: Any,
         *,
-        sample: int = 0,
+        sample: int | None = None,
         target: int | None = None,
-        sensitivity_mode: str = "instantaneous",
+        method: str | None = None,
+        sensitivity_mode: str | None = None,
         **kwargs,
     ) -> None:
         if len(dataset) == 0:
             raise SkvisError("SkeletonVis needs a dataset with at least one sample")
         check_model_topology(model, dataset.topology, "the dataset")  # same joints, order
-        first = _index(sample, len(dataset), "sample")
-        target = int(dataset.labels[first]) if target is None else target
-        target = _index(target, dataset.num_classes, "target")
+        if method is not None and sensitivity_mode is not None:
+            raise SkvisError("give method or sensitivity_mode, not both")
+        mode = sensitivity_mode or Analysis.METHODS.get(method or "paper")
+        if mode is None:
+            raise SkvisError(f"method must be one of {tuple(Analysis.METHODS)}, got {method!r}")
         self.model = model
         self.dataset = dataset
-        self.analysis = Analysis(model, dataset, mode=sensitivity_mode)
+        self.analysis = Analysis(model, dataset, mode=mode)
+        first = self._first_sample() if sample is None else _index(sample, len(dataset), "sample")
+        target = int(dataset.labels[first]) if target is None else target
+        target = _index(target, dataset.num_classes, "target")
         topo = dataset.topology
         self.result = None
         self._result_key: tuple | None = None
         self._iteration_of = None  # the result whose history `iteration` indexes
-        self._run: _Run | None = None  # the maximization shown (None: none, or detached)
-        self._runs: list[_Run] = []  # every maximization started and maybe still running
-        self._closed = False
+        self._jobs = Jobs()
         self._lock = threading.RLock()
-        self._batch = False
         self._generation = 0
-        # What is displayed for the current state: (T, J, 3) positions per step of the
-        # history, (T, J, 3) colours, (T, J) heatmap values.
-        self._sequence = np.zeros((1, topo.num_joints, 3), np.float32)
-        self._positions = self._sequence
-        self._frame_colors: np.ndarray | None = None
-        # the map behind the colours: (T, J) values, the value drawn darkest, its label
-        self._frame_values: np.ndarray | None = None
-        self._frame_vmax: float | None = None
-        self._frame_label = ""
-        self._overlay_offset = (1.0, 0.0, 0.0)
+        self._shown_key: tuple | None = None
         self._framed: tuple | None = None  # what the camera was last aimed at
+        self._dataset_vmax: dict[tuple, float] = {}
 
         self.header = Header()
         self.error = ErrorArea()
         self.samples = SampleSelector(dataset.class_names, dataset.labels, dataset.ids)
         self.targets = TargetSelector(dataset.class_names)
         self.maximization = MaximizationPanel()
-        self.modes = ModePanel(self.maximization)
+        self.views = ViewPanel(self.maximization)
         self.faithfulness = FaithfulnessPanel()
         self.exporter = ExportPanel()
-        self._faith_key: tuple | None = None
-        self._faith_future: Future | None = None
-        self._checks = _LatestWorker("skvis-check")
+        self.scaling_dropdown = W.Dropdown(
+            options=[
+                ("robust (99th percentile)", "robust"),
+                ("per frame", "frame"),
+                ("per sequence (max)", "sequence"),
+                ("dataset-wide", "dataset"),
+            ],
+            value="robust",
+            description="colours",
+            tooltip="how map values become colours (the legend shows the range)",
+            layout=W.Layout(width="100%"),
+        )
         self.scene = SkeletonScene(topo)
-        self.timeline = Timeline(topo.joint_names, 1, colors=SEQUENTIAL_COLORS)
+        self.scene.describe_joints(self._joint_value)
+        self.legend = ColorLegend()
+        self.timeline = Timeline(topo, 1)
+        self.heatmap_legend = ColorLegend()
+        self.timeline.children = (
+            self.timeline.children[0],
+            self.heatmap_legend,
+            *self.timeline.children[1:],
+        )
+        self.more = W.Accordion(children=[], layout=W.Layout(width="100%"))
+        self.more.layout.display = "none"
         controls = W.VBox(
-            [self.samples, self.targets, self.modes, self.faithfulness, self.exporter],
+            [
+                self.samples,
+                self.targets,
+                self.views,
+                self.scaling_dropdown,
+                self.faithfulness,
+                self.exporter,
+            ],
             layout=W.Layout(width="360px", min_width="320px", padding="0 10px 0 0"),
+        )
+        view_box = W.VBox(
+            [self.scene, self.legend], layout=W.Layout(flex="1 1 auto", min_width="360px")
         )
         super().__init__(
             children=[
+                W.HTML(_STYLE),
                 self.header,
                 self.error,
-                W.HBox([controls, self.scene]),
+                W.HBox([controls, view_box], layout=W.Layout(width="100%")),
                 self.timeline,
+                self.more,
             ],
             **kwargs,
         )
         self.add_class("skvis-explorer")
 
-        # Initial state before the links, so that no observer runs on half-built state.
-        with self.hold_trait_notifications():
-            self._batch = True
-            self.sample = first
-            self.target = target
-        self._batch = False
-        for a, b in [
+        # Initial state before the links and observers act on it.
+        self.set_trait("sample", first)
+        self.set_trait("target", target)
+        self.set_trait("method", self.analysis.method)
+        self.views.set_methods([m for m in METHODS if m[1] in Analysis.METHODS])
+        for a in [
             ("sample", self.samples),
             ("target", self.targets),
             ("unit", self.targets),
-            ("mode", self.modes),
+            ("view", self.views),
+            ("method", self.views),
+            ("scaling", self.scaling_dropdown, "value"),
             ("iterations", self.maximization),
             ("constraints", self.maximization),
             ("iteration", self.maximization),
             ("frame", self.timeline),
         ]:
-            T.link((self, a), (b, a))
+            T.link((self, a[0]), (a[1], a[2] if len(a) > 2 else a[0]))
         self.maximization.on_run(self.run_maximization)
         self.maximization.on_cancel(self.cancel_maximization)
         self.exporter.on_save(self._save_clicked)
         self.exporter.on_html(self._html_clicked)
         self._update_header()
-        self._update_all()
+        self._update_ranking()
+        if self._update_view():
+            self._update_prediction()
         self._ready = True  # from now on, refused values are shown, not raised
         _warm_up_solver()
+
+    def _first_sample(self, candidates: int = 6) -> int:
+        """The first correctly classified sample whose class map beats random deletion
+        (checking at most ``candidates``), else the first correct one, else 0."""
+        try:
+            probs = self.analysis.all_probs()
+        except Exception:  # noqa: BLE001 - the explorer still opens, and shows the error
+            return 0
+        labels = np.asarray(self.dataset.labels)
+        correct = np.flatnonzero(probs.argmax(-1) == labels)
+        for i in correct[:candidates]:
+            try:
+                if self.analysis.faithfulness(int(i), int(labels[i])).beats_random:
+                    return int(i)
+            except Exception:  # noqa: BLE001 - try the next one
+                continue
+        return int(correct[0]) if len(correct) else 0
 
     # -- errors in, never out ---------------------------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
@@ -399,9 +382,17 @@ class SkeletonVis(W.VBox):
             raise T.TraitError(f"unit {u} is out of range 0..{(h or 1) - 1}")
         return int(u)
 
+    @T.validate("method")
+    def _valid_method(self, proposal) -> str:
+        m = str(proposal["value"])
+        if m not in Analysis.METHODS:
+            raise T.TraitError(f"method must be one of {tuple(Analysis.METHODS)}, got {m!r}")
+        return m
+
     @T.validate("frame")
     def _valid_frame(self, proposal) -> int:
-        return int(min(max(int(proposal["value"]), 0), len(self._sequence) - 1))
+        n = len(self.shown.positions) if self.shown is not None else 1
+        return int(min(max(int(proposal["value"]), 0), n - 1))
 
     @T.validate("iterations")
     def _valid_iterations(self, proposal) -> int:
@@ -420,28 +411,39 @@ class SkeletonVis(W.VBox):
         target: int | None = None,
         unit: int | None | type[Ellipsis] = ...,
         frame: int | None = None,
+        view: str | None = None,
+        method: str | None = None,
         mode: str | None = None,
     ) -> None:
         """Set several traits at once and redraw once.
 
-        ``unit=None`` targets the class itself; leave ``unit`` out to keep it.
+        ``unit=None`` targets the class itself; leave ``unit`` out to keep it. ``mode``
+        is the old name of ``view`` (``"activation_maximization"`` is ``"maximization"``).
         """
+        if mode is not None:
+            view = _OLD_VIEWS.get(mode, mode)
         with self._lock:
-            self._batch = True
-            try:
+            # The observers run once the hold ends, with every trait already set: the
+            # first redraws for the new state, the others find it drawn.
+            with self.hold_trait_notifications():
                 if sample is not None:
                     self.sample = sample
                 if target is not None:
                     self.target = target
                 if unit is not ...:
                     self.unit = unit
-                if mode is not None:
-                    self.mode = mode
-            finally:
-                self._batch = False
-            self._update_all()
+                if view is not None:
+                    self.view = view
+                if method is not None:
+                    self.method = method
             if frame is not None:
                 self.frame = frame
+
+    def add_panel(self, widget: W.Widget, title: str) -> None:
+        """Add ``widget`` under the heatmap, in the "more" accordion, titled ``title``."""
+        self.more.children = (*self.more.children, widget)
+        self.more.set_title(len(self.more.children) - 1, title)
+        self.more.layout.display = None
 
     def set_state(self, sync_data) -> None:
         """Apply a state (e.g. from `get_state`, or the browser's); the sample first, since
@@ -471,13 +473,16 @@ class SkeletonVis(W.VBox):
             self._detach_run()
             self._generation += 1
             self.analysis.clear()
+            self._dataset_vmax.clear()
             self.result = None
             self._result_key = None
             self._update_header(use_metadata=False)
-            self._update_all()
+            self._update_ranking()
+            if self._update_view():
+                self._update_prediction()
 
     def close(self, timeout: float | None = 60.0) -> None:
-        """Stop the explorer's threads and close the widget.
+        """Stop the explorer's background jobs and close the widget.
 
         Cancels the maximization and the deletion check and waits (up to ``timeout`` s
         each) for their threads to end. The solver's one-off warm-up thread, shared by
@@ -487,57 +492,45 @@ class SkeletonVis(W.VBox):
             super().close()
             return
         with self._lock:
-            self._closed = True
             self._detach_run()
-            runs, self._runs = self._runs, []
-        for run in runs:
-            run.cancel.set()
-        self._checks.close(timeout)
-        me = threading.current_thread()
-        for run in runs:
-            if run.thread is not None and run.thread is not me:
-                run.thread.join(timeout)
+        self._jobs.close(timeout)
         super().close()
 
-    def animated(self, **kwargs: Any):
+    def animated(self, **kwargs: Any) -> AnimatedSkeleton:
         """What is shown now (the input, or the maximization step) with its colours, as an
         `AnimatedSkeleton` that plays in the browser and in exported HTML."""
-        from .animation import AnimatedSkeleton
-
         with self._lock:
+            shown = self.shown
             return AnimatedSkeleton(
-                self._positions, self.dataset.topology, self._frame_colors, **kwargs
+                shown.positions, self.dataset.topology, shown.all_colors(), **kwargs
             )
-
-    def _set_map(self, values, *, vmax: float | None = None, label: str = "") -> None:
-        """What colours the joints: ``(T, J)`` values (None: one colour), scaled to ``vmax``
-        (None: the values' largest)."""
-        if values is None:
-            self._frame_values = self._frame_colors = self._frame_vmax = None
-            self._frame_label = ""
-            return
-        values = np.asarray(values)
-        self._frame_colors = _colors(values, vmax=vmax)
-        self._frame_values = values
-        self._frame_vmax = vmax
-        self._frame_label = label
 
     def _view(self) -> dict:
         """What is shown now, as arguments of `skvis_widgets.export.save_animation` and
         `skvis_widgets.webpage.write_html`."""
         with self._lock:
+            shown = self.shown
             names = self.dataset.class_names
             what = f"class {names[self.target]}" if self.unit is None else f"unit {self.unit}"
             view: dict[str, Any] = {
-                "sequence": self._positions,
-                "values": self._frame_values,
-                "vmax": self._frame_vmax,
+                "sequence": shown.positions,
+                "values": None,
+                "vmax": None,
                 "title": f"{self.dataset.ids[self.sample]}: {what}",
             }
-            if self._frame_label:
-                view["label"] = self._frame_label
-            if self.mode == "activation_maximization" and self._positions is not self._sequence:
-                view["original"] = self._sequence
+            scale = shown.scale
+            if shown.values is not None and scale is not None:
+                label = scale.quantity + (f" ({scale.units})" if scale.units else "")
+                if scale.per_frame:  # each frame over its own top: the exports draw the ratio
+                    view["values"] = scale.unit_values(shown.values)
+                    view["vmax"] = 1.0
+                    label += ", each frame over its largest value"
+                else:
+                    view["values"] = shown.values
+                    view["vmax"] = scale.top
+                view["label"] = label
+            if shown.original is not None:
+                view["original"] = shown.original
                 view["title"] += f", iteration {self.iteration}"
             return view
 
@@ -545,10 +538,8 @@ class SkeletonVis(W.VBox):
         """Write what is shown now (the input coloured by the map, or the maximization step
         beside the input) as a GIF or MP4; see `skvis_widgets.export.save_animation` for
         ``kwargs`` (``fps``, ``camera``, ...). Returns its `AnimationInfo`."""
-        from ..export import save_animation
-
         view = self._view()
-        return save_animation(
+        return _save_animation(
             path, view.pop("sequence"), view.pop("values"), topology=self.dataset.topology,
             **{**view, **kwargs},
         )  # fmt: skip
@@ -557,8 +548,6 @@ class SkeletonVis(W.VBox):
         """Write what is shown now as one HTML page that plays offline (skeleton in the
         map's colours, the heatmap, Play and a frame slider; see
         `skvis_widgets.webpage.write_html`). Returns the path."""
-        from ..webpage import write_html
-
         view = self._view()
         return write_html(
             path, view.pop("sequence"), self.dataset.topology, view.pop("values"),
@@ -569,8 +558,6 @@ class SkeletonVis(W.VBox):
         self._export(self.save_animation, self.exporter.path, "animation")
 
     def _html_clicked(self) -> None:
-        from pathlib import Path
-
         self._export(self.export_html, str(Path(self.exporter.path).with_suffix(".html")), "page")
 
     def _export(self, write, path: str, what: str) -> None:
@@ -586,47 +573,60 @@ class SkeletonVis(W.VBox):
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for a running activation maximization; True when none is running."""
-        run = self._run
-        if run is not None and run.thread is not None:
-            run.thread.join(timeout)
-            return not run.thread.is_alive()
-        return True
+        return self._jobs.wait("maximization", timeout)
+
+    def wait_faithfulness(self, timeout: float | None = None) -> bool:
+        """Wait for the running deletion check; True when none is running."""
+        return self._jobs.wait("check", timeout)
 
     @property
     def running(self) -> bool:
         """An activation maximization is running (and shown)."""
-        run = self._run
-        return run is not None and run.alive
+        return self._jobs.busy("maximization")
 
     # -- observers ---------------------------------------------------------------------------
-    # `_batch` is only set with `_lock` held, so it is read under the lock too: a thread
-    # finishing a maximization never makes the notebook's thread skip an update.
     @T.observe("sample")
     def _on_sample(self, change) -> None:
         with self._lock:
-            if not self._batch:
-                self._update_all()
+            self.error.clear(keep=("header", "input:"))
+            if self._update_view():  # a sample it cannot read is shown once, not twice
+                self._update_prediction()
 
-    @T.observe("target", "unit")
+    @T.observe("target")
     def _on_target(self, change) -> None:
         with self._lock:
-            if self._batch:
-                return
-            if change["name"] == "target":
-                self._update_ranking()
-            self._update_values()
+            self._update_ranking()
+            self._update_view()
 
-    @T.observe("mode", "constraints", "iterations", "iteration")
-    def _on_mode(self, change) -> None:
+    @T.observe("unit", "view", "method", "scaling", "constraints", "iterations", "iteration")
+    def _on_state(self, change) -> None:
         with self._lock:
-            if not self._batch:
-                self._update_values()
+            self._update_view()
 
     @T.observe("frame")
     def _on_frame(self, change) -> None:
         with self._lock:
-            if not self._batch:
-                self._draw_frame()
+            self._draw_frame()
+
+    @T.observe("shown")
+    def _on_shown(self, change) -> None:
+        """Hand what is shown to the scene, the heatmap, the legends and the panels."""
+        shown: Shown = change["new"]
+        if shown is None:
+            return
+        if shown.camera != self._framed:
+            self._framed = shown.camera
+            self.scene.frame_on(shown.camera_points)
+        n = len(shown.positions)
+        self.timeline.num_frames = n
+        if self.frame >= n:
+            self.set_trait("frame", n - 1)
+        self.timeline.show(shown.values, title=shown.title, scale=shown.scale)
+        self.legend.show(shown.scale)
+        self.heatmap_legend.show(shown.scale)
+        if self.view == "maximization":
+            self.maximization.report(shown.status)
+        self._draw_frame()
 
     # -- updates ----------------------------------------------------------------------------
     @_shows_errors("header", context="accuracy")
@@ -652,35 +652,6 @@ class SkeletonVis(W.VBox):
         units, weights = self.analysis.ranked_units(self.target)
         self.targets.set_ranking(units, weights)
 
-    def _update_all(self) -> None:
-        """Everything that depends on the sample, then the values for the target.
-
-        Each step shows its own error and the others still run: a model that fails
-        still lets the user browse the data. The errors of the header and of refused
-        values stay shown.
-        """
-        self.error.clear(keep=("header", "input:"))
-        self._update_ranking()
-        if self._update_sample():
-            self._update_prediction()
-            self._update_values()
-
-    @_shows_errors("view")
-    def _update_sample(self) -> bool:
-        try:
-            seq = self.analysis.sequence(self.sample)
-        except SkvisError:
-            self.samples.show_prediction(None)
-            raise
-        self._sequence = self._positions = seq
-        self._set_map(None)
-        self._frame_camera(("input", self.sample, len(seq)), seq)
-        self.timeline.num_frames = len(seq)
-        if self.frame >= len(seq):
-            self._set_quietly("frame", len(seq) - 1)
-        self._draw_frame()
-        return True
-
     @_shows_errors("view")
     def _update_prediction(self) -> None:
         try:
@@ -701,169 +672,154 @@ class SkeletonVis(W.VBox):
     def _current_key(self) -> tuple:
         return (self.sample, self.target, self.unit, self.iterations, self.constraints)
 
+    def _what(self) -> str:
+        names = self.dataset.class_names
+        return f"class {names[self.target]}" if self.unit is None else f"unit {self.unit}"
+
+    def _score_name(self) -> str:
+        if self.unit is None:
+            return f"logit of class {self.dataset.class_names[self.target]}"
+        return f"activation of unit {self.unit} (h, between -1 and 1)"
+
     @_shows_errors("view")
-    def _update_values(self) -> None:
-        """Colours and heatmap for the current mode, target and iteration (no new gradients)."""
-        seq = self._sequence
-        if self.mode == "sensitivity":
-            self.scene.show_overlay(None)
-            self._frame_camera(("input", self.sample, len(seq)), seq)
-            values = self.analysis.joint_map(self.sample, self.target, self.unit)
-            what = (
-                f"class {self.dataset.class_names[self.target]}"
-                if self.unit is None
-                else f"unit {self.unit}"
+    def _update_view(self) -> bool:
+        """Compute what the state shows (once per state) and assign it to `shown`; True
+        unless it failed (the error area says why)."""
+        result = self._shown_result()
+        maximizing = self.view == "maximization"
+        if maximizing and result is not self._iteration_of:
+            # Another result is shown (a new run, or the state came back to a kept one):
+            # show it at its final step, not at whatever step the previous one was.
+            self._iteration_of = result
+            self.maximization.num_steps = self._num_steps()
+            if result is not None and self.iteration != len(result.history) - 1:
+                self.iteration = len(result.history) - 1  # its observer redraws
+                return True
+        self.maximization.num_steps = self._num_steps()
+        key = (
+            self.sample, self.target, self.unit, self.view, self.method, self.scaling,
+            self.iteration if maximizing else None, id(result) if maximizing else None,
+            self._generation, self._dataset_vmax.get(self._scale_key()),
+        )  # fmt: skip
+        if key == self._shown_key:
+            return True
+        try:
+            seq = self.analysis.sequence(self.sample)
+        except SkvisError:
+            self.samples.show_prediction(None)
+            raise
+        camera = ("input", self.sample, len(seq))
+        if maximizing:
+            shown = maximization_view(
+                seq, result, self.iteration, score_name=self._score_name(), camera=camera
             )
-            self._positions = seq
-            self._set_map(values, label=f"sensitivity to {what} (normalized)")
-            self.timeline.show(values, title=f"frame (sensitivity to {what})")
         else:
-            self._update_maximization_view()
+            try:
+                values = self.analysis.joint_map(self.sample, self.target, self.unit, self.method)
+            except Exception:
+                # the model failed: still draw the data, so that the user can browse it
+                self._shown_key = None
+                self.shown = Shown(positions=seq, camera=camera, camera_points=seq)
+                raise
+            shown = sensitivity_view(
+                seq,
+                values,
+                what=self._what(),
+                method=_METHOD_WORDS.get(self.method, self.method),
+                scaling=self.scaling,
+                dataset_vmax=self._dataset_vmax.get(self._scale_key()),
+                camera=camera,
+            )
+        self._shown_key = key
+        self.shown = shown
         self._update_faithfulness()
-        self._draw_frame()
+        if not maximizing and self.scaling == "dataset":
+            self._start_dataset_scale()
+        return True
+
+    def _scale_key(self) -> tuple:
+        return (self.target, self.unit, self.method)
+
+    def _joint_value(self, j: int) -> str:
+        """The hover label's text after joint ``j``'s name."""
+        shown = self.shown
+        if shown is None or shown.values is None:
+            return ""
+        k = min(self.frame, len(shown.values) - 1)
+        units = shown.scale.units if shown.scale is not None else ""
+        units = "" if units == "normalized" else f" {units}"
+        return f"{shown.values[k, j]:.3g}{units} at frame {k}"
 
     def _update_faithfulness(self) -> None:
         """Start the deletion check of the current class map in the background (it runs
-        the model some forty times); the panel says "checking" until it is done."""
+        the model some forty times, after a short pause so that scrolling through classes
+        does not start one per class); the panel says "checking" until it is done."""
         panel = self.faithfulness
-        key = (self.sample, self.target, self._generation)
-        self._faith_key = key
-        if self.mode != "sensitivity":
-            panel.show_text("The deletion check applies to sensitivity maps.")
+        if self.view != "sensitivity":
+            panel.layout.display = "none"  # the trust panel applies to sensitivity maps
+            self._jobs.detach("check")
             return
+        panel.layout.display = None
         if self.unit is not None:
+            self._jobs.detach("check")
             panel.show_text(
                 "The deletion check measures the class probability: choose "
                 "'the class itself' as the target to check a class map."
             )
             return
         panel.show_text("checking the map against random deletion orders ...")
-        sample, target = self.sample, self.target
+        sample, target, method = self.sample, self.target, self.method
 
-        def check() -> None:
+        def check(job: Job) -> None:
+            if job.cancel.wait(0.3):  # superseded while pausing
+                return
             try:
-                summary = self.analysis.faithfulness(sample, target)
+                summary = self.analysis.faithfulness(sample, target, method)
             except Exception as exc:  # noqa: BLE001 - shown in the panel, the widget keeps working
                 with self._lock:
-                    if self._faith_key == key:
+                    if self._jobs.is_current(job) and not job.cancel.is_set():
                         panel.show_text(f"could not check this map: {exc}")
                 return
             with self._lock:
-                if self._faith_key == key:
+                if self._jobs.is_current(job) and not job.cancel.is_set():
                     panel.show(summary)
 
-        self._faith_future = self._checks.submit(check)
+        self._jobs.submit("check", check)
 
-    def wait_faithfulness(self, timeout: float | None = None) -> bool:
-        """Wait for the running deletion check; True when none is running."""
-        future = self._faith_future
-        if future is not None:
-            try:
-                future.result(timeout)
-            except TimeoutError:
-                return False
-            except CancelledError:  # superseded by a newer check, or the explorer closed
-                return True
-        return True
-
-    def _update_maximization_view(self) -> None:
-        seq = self._sequence
-        result = self._shown_result()
-        self.maximization.num_steps = 1 if result is None else len(result.history)
-        if result is not self._iteration_of:
-            # Another result is shown (a new run, or the state came back to a kept one):
-            # show it at its final step, not at whatever step the previous one was.
-            self._iteration_of = result
-            if result is not None:
-                self._set_quietly("iteration", len(result.history) - 1)
-        if result is None:
-            self._positions = seq
-            self._set_map(None)
-            self.scene.show_overlay(None)
-            self._frame_camera(("input", self.sample, len(seq)), seq)
-            self.timeline.show(None, title="frame (run activation maximization to see a history)")
-            self.maximization.report(
-                "Shows the input. Press <b>Run</b> to climb the "
-                + ("unit's activation." if self.unit is not None else "class score.")
-            )
+    def _start_dataset_scale(self) -> None:
+        """Compute the dataset-wide top of the colour scale (99th percentile of every
+        sample's map for this target) in the background; redraw when it is known."""
+        key = self._scale_key()
+        if key in self._dataset_vmax:
             return
-        k = min(self.iteration, len(result.history) - 1)
-        history = np.asarray(result.history, dtype=np.float32)
-        pos = history[k]
-        disp = np.linalg.norm(history - history[0], axis=-1)  # (K+1, T, J), metres
-        vmax = float(disp.max()) or 1.0
-        self._positions = pos
-        self._set_map(disp[k], vmax=vmax, label="displacement from the input (m)")
-        self.timeline.show(disp[k], vmax=vmax, title="frame (displacement from the input, m)")
-        # The original beside the synthesized skeleton, on the screen's left as in figure 5
-        # (the camera looks at the body's front, so +x is to the viewer's left).
-        width = float(np.ptp(history[..., 0]))
-        self._overlay_offset = (width + 0.3, 0.0, 0.0)
-        both = np.concatenate([history.reshape(-1, 3), (seq + self._overlay_offset).reshape(-1, 3)])
-        self._frame_camera(("maximization", id(result)), both)
-        self.maximization.report(self._describe_step(result, k))
+        target, unit, method = key
+        generation = self._generation
 
-    def _set_quietly(self, name: str, value: Any) -> None:
-        """Set a trait without its observer redrawing (the caller draws)."""
-        self._batch, was = True, self._batch
-        try:
-            setattr(self, name, value)
-        finally:
-            self._batch = was
+        def compute(job: Job) -> None:
+            parts = []
+            for i in range(len(self.dataset)):
+                if job.cancel.is_set():
+                    return
+                parts.append(self.analysis.joint_map(i, target, unit, method).ravel())
+            vmax = float(np.percentile(np.concatenate(parts), 99.0)) if parts else 1.0
+            with self._lock:
+                if generation == self._generation and not job.cancel.is_set():
+                    self._dataset_vmax[key] = vmax if vmax > 0 else 1.0
+                    self._update_view()
 
-    def _frame_camera(self, key: tuple, points: np.ndarray) -> None:
-        """Aim the camera at ``points`` when what is shown changed (not at every frame, so
-        that the user's orbit stays while scrubbing)."""
-        if key != self._framed:
-            self._framed = key
-            self.scene.frame_on(points)
+        self._jobs.submit("scale", compute)
 
-    def _describe_step(self, result, k: int) -> str:
-        scores = np.asarray(getattr(result, "scores", []), dtype=np.float64).reshape(-1)
-        n = len(result.history) - 1
-        if k == 0:
-            step = "the input"
-        elif k == n:
-            step = "converged" if getattr(result, "converged", False) else f"step {k} (last)"
-            if getattr(result, "cancelled", False):
-                step += ", cancelled"
-        else:
-            step = f"step {k}"
-        parts = [f"iteration {k}/{n}: <b>{step}</b>"]
-        if len(scores) > k:
-            parts.append(f"score {scores[k]:.4g} (input {scores[0]:.4g})")
-        residuals = getattr(result, "residuals", None)
-        if residuals is not None and len(residuals) > k:
-            parts.append(_describe_residuals(residuals[k], getattr(result, "constraint_names", ())))
-        message = getattr(result, "message", "")
-        if k == n and message:  # why the run stopped, in the optimizer's words
-            parts.append(html.escape(message))
-        # Where the input itself breaks one of the paper's limits, that limit was widened
-        # for the run (default_constraints): say which and how often.
-        violation = getattr(result, "input_violation", None) or {}
-        # (bone lengths are never widened: a recording's own length noise is not news)
-        broken = sorted(
-            ((r, name) for name, r in violation.items() if r > 0 and not name.startswith("bone:")),
-            reverse=True,
-        )
-        if broken:
-            parts.append(
-                "the input breaks the paper's limits: "
-                + ", ".join(f"{html.escape(name)} on {r:.0%} of frames" for r, name in broken[:3])
-            )
-        return "<br>".join(parts)
-
-    @_shows_errors("view")
     def _draw_frame(self) -> None:
-        """Draw the current frame of what is displayed (call with `_lock` held)."""
-        positions = self._positions
-        k = min(self.frame, len(positions) - 1)
-        colors = None if self._frame_colors is None else self._frame_colors[k]
-        if colors is None:
-            colors = np.tile(np.float32([0.27, 0.51, 0.71]), (positions.shape[1], 1))
-        self.scene.show(positions[k], colors)
-        if self.mode == "activation_maximization" and positions is not self._sequence:
-            self.scene.show_overlay(self._sequence[k], offset=self._overlay_offset)
+        """Draw the current frame of what is shown: one message in the sensitivity view."""
+        shown = self.shown
+        if shown is None:
+            return
+        k = min(self.frame, len(shown.positions) - 1)
+        self.scene.show(shown.positions[k], shown.colors(k))
+        if shown.original is not None:
+            self.scene.show_overlay(shown.original[k], links=True)
+        elif self.scene.overlay_positions is not None:
+            self.scene.show_overlay(None)
 
     # -- activation maximization ----------------------------------------------------------
     def run_maximization(self) -> threading.Thread | None:
@@ -871,48 +827,44 @@ class SkeletonVis(W.VBox):
 
         Returns the thread (`wait` joins it); None if one is already running (or the
         explorer is closed, or the sample cannot be read: the error area says why).
+        When it ends, the view jumps to the frame the run changed most.
         """
         with self._lock:
-            if self._closed or self.running:
-                return None
             key = self._current_key()
             try:
                 seq = self.analysis.sequence(key[0])
             except SkvisError as exc:
                 self.error.show(exc, context="activation maximization", source="maximization")
                 return None
-            run = _Run(threading.Event())
-            run.thread = threading.Thread(
-                target=self._maximize,
-                args=(run, key, seq, self._generation),
-                name="skvis-maximization",
-                daemon=True,
+            generation = self._generation
+            job = self._jobs.submit(
+                "maximization",
+                lambda job: self._maximize(job, key, seq, generation),
+                replace=False,
             )
-            self._runs = [r for r in self._runs if r.alive] + [run]
-            self._run = run
+            if job is None:
+                return None
             self.maximization.running = True
             self.maximization.progress.max = key[3]
             self.error.clear("maximization")
-            run.thread.start()
-            return run.thread
+            return job.thread
 
-    def _maximize(self, run: _Run, key: tuple, seq: np.ndarray, generation: int) -> None:
-        """The maximization thread: run the optimizer, then show its result if ``run`` is
+    def _maximize(self, job: Job, key: tuple, seq: np.ndarray, generation: int) -> None:
+        """The maximization job: run the optimizer, then show its result if ``job`` is
         still the one shown (not let go by `refresh` or `close`)."""
-        from .. import optimize
-
         sample, target, unit, iterations, constraints = key
 
         def shown() -> bool:  # call with `_lock` held
-            return self._run is run and generation == self._generation
+            return self._jobs.is_current(job) and generation == self._generation
 
         def callback(iteration: int, partial: Any) -> None:
-            score = np.asarray(getattr(partial, "scores", [np.nan]), dtype=np.float64).reshape(-1)
+            score = np.asarray(partial.scores, dtype=np.float64).reshape(-1)
             with self._lock:
                 if shown():
                     self.maximization.progress.value = int(min(iteration, iterations))
                     self.maximization.report(
-                        f"running: iteration {iteration}/{iterations}, score {score[-1]:.4g}"
+                        f"running: iteration {iteration}/{iterations}, "
+                        f"{self._score_name()} {score[-1]:.4g}"
                     )
 
         try:
@@ -925,7 +877,7 @@ class SkeletonVis(W.VBox):
                 constraints=constraints,
                 topology=self.dataset.topology,
                 callback=callback,
-                cancel=run.cancel,
+                cancel=job.cancel,
                 progress=False,
             )
             if not np.all(np.isfinite(np.asarray(result.history))):
@@ -935,15 +887,12 @@ class SkeletonVis(W.VBox):
                     return
                 self.result = result
                 self._result_key = key
-                self.maximization.progress.bar_style = (
-                    "warning" if getattr(result, "cancelled", False) else "success"
-                )
-                if key == self._current_key():
-                    self.maximization.num_steps = len(result.history)
-                    self._iteration_of = result
-                    self._set_quietly("iteration", len(result.history) - 1)
-                    if self.mode == "activation_maximization":
-                        self._update_values()
+                self.maximization.progress.bar_style = "warning" if result.cancelled else "success"
+                self.maximization.running = False
+                if key == self._current_key() and self.view == "maximization":
+                    self._update_view()
+                    if self.shown is not None and self.shown.focus is not None:
+                        self.frame = self.shown.focus  # where the run changed most
         except Exception as exc:  # noqa: BLE001 - a failed run is shown, never raised
             with self._lock:
                 if shown():
@@ -952,19 +901,15 @@ class SkeletonVis(W.VBox):
                     self.error.show(exc, context="activation maximization", source="maximization")
         finally:
             with self._lock:
-                if self._run is run:
+                if self._jobs.is_current(job):
                     self.maximization.running = False
 
     def cancel_maximization(self) -> None:
         """Ask a running activation maximization to stop (it keeps the steps done)."""
-        run = self._run
-        if run is not None:
-            run.cancel.set()
+        self._jobs.cancel("maximization")
 
     def _detach_run(self) -> None:
         """Cancel the running maximization and let it go: it shows nothing any more
         (call with `_lock` held)."""
-        run, self._run = self._run, None
-        if run is not None:
-            run.cancel.set()
+        if self._jobs.detach("maximization") is not None:
             self.maximization.running = False

@@ -10,24 +10,37 @@ import html
 import traceback
 from collections.abc import Callable, Sequence
 
+import bqplot as bq
 import ipywidgets as W
 import numpy as np
 import traitlets as T
+from ipywidgets import CallbackDispatcher
+
+from ..colors import ColorScale
 
 __all__ = [
     "ErrorArea",
     "Header",
     "SampleSelector",
     "TargetSelector",
-    "ModePanel",
+    "ViewPanel",
     "MaximizationPanel",
     "FaithfulnessPanel",
     "ExportPanel",
-    "MODES",
+    "ColorLegend",
+    "VIEWS",
+    "METHODS",
 ]
 
-#: The explorer's two modes: (label, value).
-MODES = (("Sensitivity", "sensitivity"), ("Activation maximization", "activation_maximization"))
+#: The explorer's two views: (label, value).
+VIEWS = (("Sensitivity", "sensitivity"), ("Activation maximization", "maximization"))
+
+#: The maps the explorer draws (label, value): the paper's eq 5 with the instantaneous
+#: derivative (eq 1), and the same through time.
+METHODS = (
+    ("paper (instantaneous, eq 1-5)", "paper"),
+    ("paper, through time", "paper_through_time"),
+)
 
 _SMALL = "font-size:12px;line-height:1.35"
 
@@ -133,8 +146,8 @@ class Header(W.HTML):
             (f"accuracy ({accuracy_source})", acc),
         ]
         cells = "".join(
-            f"<span style='margin-right:18px'><span style='color:#777'>{_esc(k)}</span> "
-            f"<b>{_esc(v)}</b></span>"
+            f"<span style='margin-right:16px;white-space:nowrap;display:inline-block'>"
+            f"<span style='color:#777'>{_esc(k)}</span> <b>{_esc(v)}</b></span>"
             for k, v in items
         )
         self.value = (
@@ -168,9 +181,14 @@ class SampleSelector(W.VBox):
         self.class_filter = W.Dropdown(
             options=[(f"{c}: {self.class_names[c]}", c) for c in present],
             description="class",
+            tooltip="list the samples of this class",
             layout=W.Layout(width="100%"),
         )
-        self.sample_dropdown = W.Dropdown(description="sample", layout=W.Layout(width="100%"))
+        self.sample_dropdown = W.Dropdown(
+            description="sample",
+            tooltip="the input sequence (its file id and index)",
+            layout=W.Layout(width="100%"),
+        )
         self.info = W.HTML("")
         super().__init__(
             children=[
@@ -279,12 +297,14 @@ class TargetSelector(W.VBox):
         self.class_dropdown = W.Dropdown(
             options=[(f"{c}: {n}", c) for c, n in enumerate(self.class_names)],
             description="class",
+            tooltip="the class whose score the map explains",
             layout=W.Layout(width="100%"),
         )
         self.unit_dropdown = W.Dropdown(
             options=[("the class itself", self.CLASS_ITSELF)],
             value=self.CLASS_ITSELF,
             description="unit",
+            tooltip="a hidden unit instead, ranked by its FC weight |W| for the class",
             layout=W.Layout(width="100%"),
         )
         super().__init__(
@@ -346,18 +366,42 @@ class MaximizationPanel(W.VBox):
 
     def __init__(self, **kwargs) -> None:
         self.iterations_slider = W.IntSlider(
-            value=self.iterations, min=1, max=100, description="iterations"
+            value=self.iterations,
+            min=1,
+            max=100,
+            description="iterations",
+            tooltip="hill-climbing steps to run",
         )
         self.constraints_box = W.Checkbox(
-            value=self.constraints, description="anatomical constraints"
+            value=self.constraints,
+            description="anatomical constraints",
+            tooltip="keep bone lengths and joint angles within the paper's limits (eqs 10-14)",
         )
-        self.run_button = W.Button(description="Run", button_style="primary", icon="play")
-        self.cancel_button = W.Button(description="Cancel", icon="stop", disabled=True)
+        self.run_button = W.Button(
+            description="Run",
+            button_style="primary",
+            icon="play",
+            tooltip="climb the score from the input sequence (runs in the background)",
+        )
+        self.cancel_button = W.Button(
+            description="Cancel", icon="stop", disabled=True, tooltip="stop, keeping the steps done"
+        )
         self.progress = W.IntProgress(value=0, min=0, max=self.iterations, description="progress")
-        self.iteration_slider = W.IntSlider(value=0, min=0, max=0, description="iteration")
+        self.iteration_slider = W.IntSlider(
+            value=0,
+            min=0,
+            max=0,
+            description="iteration",
+            tooltip="the step of the run shown (0: the input)",
+        )
+        tips = {
+            "input": "show the input (iteration 0)",
+            "1 step": "show the first step",
+            "final": "show the last step",
+        }
         self._jump = {
-            name: W.Button(description=name, layout=W.Layout(width="auto"))
-            for name in ("input", "1 step", "final")
+            name: W.Button(description=name, tooltip=tip, layout=W.Layout(width="auto"))
+            for name, tip in tips.items()
         }
         self._jump["input"].on_click(lambda _: setattr(self, "iteration", 0))
         self._jump["1 step"].on_click(
@@ -381,11 +425,18 @@ class MaximizationPanel(W.VBox):
         T.link((self, "constraints"), (self.constraints_box, "value"))
         T.link((self, "iteration"), (self.iteration_slider, "value"))
 
-    def on_run(self, callback: Callable[[], None]) -> None:
-        self.run_button.on_click(lambda _: callback())
+        self._run_handlers = CallbackDispatcher()
+        self._cancel_handlers = CallbackDispatcher()
+        self.run_button.on_click(lambda _: self._run_handlers())
+        self.cancel_button.on_click(lambda _: self._cancel_handlers())
 
-    def on_cancel(self, callback: Callable[[], None]) -> None:
-        self.cancel_button.on_click(lambda _: callback())
+    def on_run(self, callback: Callable[[], object], remove: bool = False) -> None:
+        """Call ``callback()`` when Run is clicked (``remove=True`` forgets it)."""
+        self._run_handlers.register_callback(callback, remove=remove)
+
+    def on_cancel(self, callback: Callable[[], object], remove: bool = False) -> None:
+        """Call ``callback()`` when Cancel is clicked (``remove=True`` forgets it)."""
+        self._cancel_handlers.register_callback(callback, remove=remove)
 
     @T.validate("iteration")
     def _clamp(self, proposal) -> int:
@@ -419,29 +470,104 @@ class MaximizationPanel(W.VBox):
         self.status.value = f"<div style='{_SMALL}'>{text}</div>"
 
 
-class ModePanel(W.VBox):
-    """Sensitivity or activation maximization; the maximization controls show in the latter.
+class ViewPanel(W.VBox):
+    """What the explorer shows: the sensitivity map (with the method that computes it) or
+    activation maximization, whose controls show in the latter.
 
     Attributes
     ----------
-    mode : {"sensitivity", "activation_maximization"}
+    view : {"sensitivity", "maximization"}
+    method : str
+        A value of `METHODS` (the map's method), or one added with `set_methods`.
     maximization : MaximizationPanel
     """
 
-    mode = T.Enum([m for _, m in MODES], default_value="sensitivity")
+    view = T.Enum([v for _, v in VIEWS], default_value="sensitivity")
+    method = T.Unicode("paper")
 
     def __init__(self, maximization: MaximizationPanel | None = None, **kwargs) -> None:
-        self.toggle = W.ToggleButtons(options=list(MODES), value="sensitivity")
+        self.toggle = W.ToggleButtons(
+            options=list(VIEWS),
+            value="sensitivity",
+            tooltips=[
+                "colour each joint by how much the target responds to it (eqs 1-5)",
+                "change the input to raise the target's score (eqs 6-14)",
+            ],
+        )
         self.toggle.style.button_width = "auto"
+        self.method_dropdown = W.Dropdown(
+            options=list(METHODS),
+            value="paper",
+            description="map",
+            tooltip="how the sensitivity map is computed",
+            layout=W.Layout(width="100%"),
+        )
         self.maximization = maximization or MaximizationPanel()
         self.maximization.layout.display = "none"
-        super().__init__(children=[W.HTML("<b>Mode</b>"), self.toggle, self.maximization], **kwargs)
-        T.link((self, "mode"), (self.toggle, "value"))
+        super().__init__(
+            children=[W.HTML("<b>View</b>"), self.toggle, self.method_dropdown, self.maximization],
+            **kwargs,
+        )
+        T.link((self, "view"), (self.toggle, "value"))
+        T.link((self, "method"), (self.method_dropdown, "value"))
 
-    @T.observe("mode")
-    def _on_mode(self, change) -> None:
-        self.maximization.layout.display = (
-            None if change["new"] == "activation_maximization" else "none"
+    def set_methods(self, options: Sequence[tuple[str, str]]) -> None:
+        """Offer these ``(label, method)`` maps (the current one is kept if offered)."""
+        keep = self.method
+        self.method_dropdown.options = list(options)
+        values = [v for _, v in options]
+        self.method = keep if keep in values else values[0]
+
+    @T.observe("view")
+    def _on_view(self, change) -> None:
+        maximizing = change["new"] == "maximization"
+        self.maximization.layout.display = None if maximizing else "none"
+        self.method_dropdown.layout.display = "none" if maximizing else None
+
+
+class ColorLegend(W.HTML):
+    """A colour bar: the quantity's name and units, the scaling in force and its range.
+
+    ``show(scale)`` draws a `skvis_widgets.colors.ColorScale`; ``show(None)`` says that
+    the joints carry no values.
+
+    Attributes
+    ----------
+    label : str
+        The text of the legend (what is drawn, and how it is scaled), for tests.
+    """
+
+    label = T.Unicode("")
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.add_class("skvis-legend")
+        self.show(None)
+
+    def show(self, scale: ColorScale | None) -> None:
+        if scale is None:
+            text = "no map: joints in one colour; bones: left blue, right orange"
+            self.label = text
+            self.value = f"<div style='{_SMALL};color:#555'>{_esc(text)}</div>"
+            return
+        stops = scale.hex_stops()
+        gradient = ", ".join(stops)
+        what = scale.quantity + (f" ({scale.units})" if scale.units else "")
+        if scale.per_frame:
+            lo, hi = "0", "frame max"
+        else:
+            lo, hi = "0", f"{scale.top:.3g}" + ("+" if scale.scaling == "robust" else "")
+        self.label = f"{what}; {scale.describe()}"
+        self.value = (
+            f"<div class='skvis-colorbar' style='{_SMALL};max-width:560px'>"
+            f"<div><b>{_esc(what)}</b></div>"
+            "<div style='display:flex;align-items:center;gap:6px'>"
+            f"<span>{_esc(lo)}</span>"
+            f"<span class='skvis-colorbar-ramp' style='flex:1;height:12px;min-width:120px;"
+            f"border:1px solid #999;background:linear-gradient(to right, {gradient})'></span>"
+            f"<span>{_esc(hi)}</span></div>"
+            f"<div style='color:#666'>{_esc(scale.describe())}; "
+            "bones: left blue, right orange</div></div>"
         )
 
 
@@ -453,10 +579,9 @@ class FaithfulnessPanel(W.VBox):
     """
 
     def __init__(self, **kwargs) -> None:
-        import bqplot as bq
-
         x = bq.LinearScale(min=0.0, max=1.0)
         y = bq.LinearScale(min=0.0, max=1.0)
+        self._y = y
         self.curve = bq.Lines(
             x=[0.0], y=[0.0], scales={"x": x, "y": y}, colors=["#b2182b"], labels=["by the map"]
         )
@@ -481,14 +606,17 @@ class FaithfulnessPanel(W.VBox):
                     scale=y,
                     orientation="vertical",
                     label="p(class)",
-                    tick_values=[0.0, 0.5, 1.0],
-                    tick_format=".1f",
+                    num_ticks=4,
+                    tick_format=".2g",
                 ),
             ],
             legend_location="top-right",
+            legend_style={"font-size": "11px"},
             fig_margin={"top": 10, "bottom": 40, "left": 45, "right": 10},
             layout=W.Layout(width="340px", height="190px"),
         )
+        for mark in (self.curve, self.random):
+            mark.display_legend = True
         self.message = W.HTML(layout=W.Layout(width="340px"))
         title = W.HTML(
             f"<b>Can this map be trusted?</b> <span style='{_SMALL}'>deletion check</span>"
@@ -504,14 +632,20 @@ class FaithfulnessPanel(W.VBox):
             self.curve.x, self.curve.y = fractions, np.asarray(curve.probabilities, np.float64)
             self.random.x = fractions
             self.random.y = np.asarray(curve.random_probabilities, np.float64).mean(0)
+        # a y axis fitted to the curves: a small p(class) must not draw two flat lines
+        both = np.concatenate([np.ravel(self.curve.y), np.ravel(self.random.y)])
+        both = both[np.isfinite(both)]
+        top = float(both.max()) if both.size else 1.0
+        with self._y.hold_sync():
+            self._y.min, self._y.max = 0.0, min(1.0, 1.1 * top) if top > 0 else 1.0
         self.message.value = f"<span style='{_SMALL}'>{_esc(summary.message)}</span>"
-        self.figure.layout.visibility = "visible"
+        self.figure.layout.display = None
         self.summary = summary
 
     def show_text(self, text: str) -> None:
         self.summary = None
         self.message.value = f"<span style='{_SMALL}'>{_esc(text)}</span>"
-        self.figure.layout.visibility = "hidden"  # no stale curve beside the text
+        self.figure.layout.display = "none"  # no stale curve, and no blank band
 
 
 class ExportPanel(W.VBox):

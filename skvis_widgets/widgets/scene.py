@@ -1,9 +1,17 @@
-"""`SkeletonScene`: one skeleton pose drawn with pythreejs.
+"""`SkeletonScene`: one skeleton pose drawn with pythreejs, readable in depth.
 
-Joints are points with a colour each, bones are line segments that share the
-joints' position buffer, a grid marks the floor, and orbit controls move the
-camera around the body. Updating a frame replaces two buffers (positions and
-colours): two comm messages whatever the number of joints.
+Every vertex of a pose lives in ONE interleaved buffer (``x y z r g b`` per row): the
+joints (shaded spheres coloured by the map), then beads along each bone (small shaded
+spheres in the bone's side colour, which read as a thick limb), so that drawing a frame
+is one message and one paint, whatever the number of joints. The bones are also drawn as
+lines through the same buffer, one line object per side of the body (left blue, right
+orange, centre grey: `skvis_widgets.colors.SIDE_COLORS`). Fog fades what is far from the
+camera. A `Picker` names the joint under the mouse (`hovered`, and a label under the
+canvas), with the heatmap's names.
+
+A second, translucent skeleton (`show_overlay`: the input beside or under a synthesized
+sequence) has its own buffer, with a line from each of its joints to the main one's
+(the displacement).
 """
 
 from __future__ import annotations
@@ -13,23 +21,25 @@ from collections.abc import Sequence
 import ipywidgets as W
 import numpy as np
 import pythreejs as p3
+import traitlets as T
 
+from ..colors import DEFAULT_JOINT_COLOR, SIDE_COLORS, side_of, to_hex
 from ..errors import SkvisError
 from ..skeleton import Topology
 
 __all__ = ["SkeletonScene", "DEFAULT_JOINT_COLOR"]
 
-#: Joint colour when no sensitivity is shown (RGB in [0, 1]).
-DEFAULT_JOINT_COLOR = (0.27, 0.51, 0.71)
-_BONE_COLOR = "#505050"
-_OVERLAY_COLOR = "#7a7a7a"
+_OVERLAY_COLOR = (0.55, 0.55, 0.55)
+_LINK_COLOR = "#6b3fa0"
+#: Beads per bone: enough to read as a limb at the joints' size.
+_BEADS = 5
 
 
 def _as_points(array, num_joints: int, what: str) -> np.ndarray:
     arr = np.asarray(array, dtype=np.float32)
     if arr.shape != (num_joints, 3):
         raise SkvisError(f"{what} of shape {arr.shape}: expected ({num_joints}, 3)")
-    return np.ascontiguousarray(arr)
+    return arr
 
 
 def _as_colors(colors, num_joints: int) -> np.ndarray:
@@ -40,26 +50,30 @@ def _as_colors(colors, num_joints: int) -> np.ndarray:
         arr = np.tile(arr, (num_joints, 1))
     if arr.shape != (num_joints, 3):
         raise SkvisError(f"colors of shape {arr.shape}: expected ({num_joints}, 3) RGB in [0, 1]")
-    return np.ascontiguousarray(np.clip(np.nan_to_num(arr, nan=0.5), 0.0, 1.0))
+    return np.clip(np.nan_to_num(arr, nan=0.5), 0.0, 1.0)
 
 
-def _disc_texture(size: int = 64, ring: float = 0.18, shade: float = 0.35) -> p3.DataTexture:
-    """A round point sprite: a white disc (the vertex colour shows as is) with a dark rim.
+def _sphere_texture(size: int = 64) -> p3.DataTexture:
+    """A lit sphere as a point sprite: white where the light hits, darker to the rim.
 
-    The rim is the joint's colour times ``shade``, so that the light end of the
-    colormap stays visible on a light background.
+    Multiplied by the vertex colour, so every joint keeps its map colour with shading
+    that makes it read as a ball; a dark rim keeps the light end of the ramp visible on
+    a light background.
     """
-    r = np.hypot(*np.meshgrid(np.linspace(-1, 1, size), np.linspace(-1, 1, size)))
+    y, x = np.meshgrid(np.linspace(-1, 1, size), np.linspace(-1, 1, size), indexing="ij")
+    r2 = x**2 + y**2
+    inside = r2 <= 1.0
+    z = np.sqrt(np.clip(1.0 - r2, 0.0, 1.0))
+    light = np.array([-0.4, 0.5, 0.77])
+    light /= np.linalg.norm(light)
+    # texture rows run bottom-up in WebGL: flip y so the highlight sits top-left
+    lambert = np.clip(-x * light[0] + -y * light[1] + z * light[2], 0.0, 1.0)
+    shade = 0.45 + 0.55 * lambert
+    shade = np.where(r2 > 0.82, 0.35, shade)  # the rim
     rgba = np.zeros((size, size, 4), np.uint8)
-    inside = r <= 1.0
-    rgba[inside, :3] = np.where(r[inside, None] > 1.0 - ring, int(255 * shade), 255)
-    rgba[inside, 3] = 255
+    rgba[..., :3] = (255 * np.clip(shade, 0, 1))[..., None].astype(np.uint8)
+    rgba[..., 3] = np.where(inside, 255, 0)
     return p3.DataTexture(data=rgba, format="RGBAFormat", type="UnsignedByteType")
-
-
-def _bone_index(topology: Topology) -> np.ndarray:
-    dtype = np.uint16 if topology.num_joints < 65535 else np.uint32
-    return np.asarray(topology.bones, dtype=dtype).reshape(-1)
 
 
 def _matrix16(transform) -> tuple[float, ...]:
@@ -74,52 +88,100 @@ def _matrix16(transform) -> tuple[float, ...]:
     return tuple(float(v) for v in m.T.reshape(-1))
 
 
+def _index(values) -> p3.BufferAttribute:
+    return p3.BufferAttribute(array=np.asarray(values, dtype=np.uint32), normalized=False)
+
+
 class _Skeleton:
-    """Points and bones on one position buffer, inside a group (not a widget of its own)."""
+    """Joints, bone beads and bone lines on one interleaved buffer, inside a group."""
 
     def __init__(
         self,
         topology: Topology,
-        positions: np.ndarray,
-        colors: np.ndarray | None,
         *,
         point_size: float,
         opacity: float = 1.0,
-        bone_color: str = _BONE_COLOR,
+        tint: tuple[float, float, float] | None = None,
     ) -> None:
-        translucent = opacity < 1.0
-        self.position = p3.BufferAttribute(array=positions, normalized=False)
-        geo_attrs = {"position": self.position}
-        if colors is not None:
-            self.color = p3.BufferAttribute(array=colors, normalized=False)
-            geo_attrs["color"] = self.color
-            material = p3.PointsMaterial(
-                vertexColors="VertexColors",
-                size=point_size,
-                sizeAttenuation=True,
-                map=_disc_texture(),
-                alphaTest=0.5,
-                transparent=translucent,
-                opacity=opacity,
-            )
-        else:
-            self.color = None
-            material = p3.PointsMaterial(
-                color=bone_color,
-                size=point_size,
-                sizeAttenuation=True,
-                transparent=translucent,
-                opacity=opacity,
-            )
-        self.points = p3.Points(geometry=p3.BufferGeometry(attributes=geo_attrs), material=material)
-        index = p3.BufferAttribute(array=_bone_index(topology), normalized=False)
-        self.bones = p3.LineSegments(
-            geometry=p3.BufferGeometry(attributes={"position": self.position, "index": index}),
-            material=p3.LineBasicMaterial(
-                color=bone_color, linewidth=2, transparent=translucent, opacity=opacity
-            ),
+        j = topology.num_joints
+        bones = np.asarray(topology.bones, dtype=np.int64).reshape(-1, 2)
+        self.num_joints = j
+        self.bones = bones
+        f = (np.arange(_BEADS) + 1.0) / (_BEADS + 1.0)
+        self._fractions = f[None, :, None].astype(np.float32)  # (1, K, 1)
+        sides = [side_of(n) for n in topology.joint_names]
+        # a bone's side: its outer joint's (a shoulder-to-spine bone belongs to the arm)
+        self.bone_sides = [
+            sides[b] if sides[b] != "centre" else sides[a] for a, b in bones.tolist()
+        ]
+        bead_rgb = np.array(
+            [SIDE_COLORS[s] if tint is None else tint for s in self.bone_sides], np.float32
         )
-        self.group = p3.Group(children=[self.bones, self.points])
+        self._bead_colors = np.repeat(bead_rgb, _BEADS, axis=0)  # (B*K, 3)
+        self.tint = tint
+        n = j + len(bones) * _BEADS
+        self.buffer = p3.InterleavedBuffer(array=np.zeros((n, 6), np.float32))
+        attrs = {
+            "position": p3.InterleavedBufferAttribute(data=self.buffer, itemSize=3, offset=0),
+            "color": p3.InterleavedBufferAttribute(data=self.buffer, itemSize=3, offset=3),
+        }
+        translucent = opacity < 1.0
+        sprite = _sphere_texture()
+
+        def points(index, size):
+            return p3.Points(
+                geometry=p3.BufferGeometry(attributes=dict(attrs, index=_index(index))),
+                material=p3.PointsMaterial(
+                    vertexColors="VertexColors",
+                    size=size,
+                    sizeAttenuation=True,
+                    map=sprite,
+                    alphaTest=0.5,
+                    transparent=translucent,
+                    opacity=opacity,
+                ),
+            )
+
+        self.joints = points(np.arange(j), point_size)
+        self.beads = points(np.arange(j, n), point_size * 0.55)
+        lines = []
+        for side, rgb in SIDE_COLORS.items():
+            idx = bones[[s == side for s in self.bone_sides]].reshape(-1)
+            if len(idx) == 0:
+                continue
+            lines.append(
+                p3.LineSegments(
+                    geometry=p3.BufferGeometry(
+                        attributes={"position": attrs["position"], "index": _index(idx)}
+                    ),
+                    material=p3.LineBasicMaterial(
+                        color=str(to_hex(rgb if tint is None else tint)),
+                        linewidth=3,
+                        transparent=translucent,
+                        opacity=opacity,
+                    ),
+                )
+            )
+        self.lines = lines
+        self.group = p3.Group(children=[*lines, self.beads, self.joints])
+        self.positions = np.zeros((j, 3), np.float32)
+        self.colors = np.zeros((j, 3), np.float32)
+
+    def rows(self, positions: np.ndarray, colors: np.ndarray) -> np.ndarray:
+        """The buffer's ``(J + B*K, 6)`` rows for one pose."""
+        a, b = positions[self.bones[:, 0]], positions[self.bones[:, 1]]
+        beads = (a[:, None] + (b - a)[:, None] * self._fractions).reshape(-1, 3)
+        out = np.empty((self.num_joints + len(beads), 6), np.float32)
+        out[: self.num_joints, :3] = positions
+        out[: self.num_joints, 3:] = colors
+        out[self.num_joints :, :3] = beads
+        out[self.num_joints :, 3:] = self._bead_colors
+        return out
+
+    def draw(self, positions: np.ndarray, colors: np.ndarray) -> None:
+        """One message: the new buffer (a new array, never mutated in place)."""
+        self.positions, self.colors = positions, colors
+        self.buffer.array = self.rows(positions, colors)
 
 
 class SkeletonScene(W.VBox):
@@ -135,9 +197,10 @@ class SkeletonScene(W.VBox):
     colors : (J, 3) array, optional
         RGB in ``[0, 1]`` per joint.
     width, height : int
-        Canvas size in pixels.
+        Canvas size in pixels (the canvas also scales to the width of its cell:
+        `resize` changes its resolution).
     point_size : float
-        Joint size in metres (points shrink with distance).
+        Joint diameter in metres (spheres shrink with distance).
     display_transform : (3, 3) or (4, 4) array, optional
         Applied to everything drawn through the group's object matrix, so that
         `positions` stay in the data's coordinates.
@@ -147,9 +210,14 @@ class SkeletonScene(W.VBox):
     Attributes
     ----------
     positions, colors : (J, 3) float32 arrays
-        Exactly what is drawn (the buffers' arrays).
-    renderer, camera, controls, grid : the pythreejs objects
+        Exactly what is drawn.
+    hovered : str
+        The name of the joint under the mouse (``""`` when none).
+    renderer, camera, controls, picker, grid : the pythreejs objects
     """
+
+    hovered = T.Unicode("")
+    hovered_joint = T.Int(None, allow_none=True)
 
     def __init__(
         self,
@@ -157,31 +225,41 @@ class SkeletonScene(W.VBox):
         positions: np.ndarray | None = None,
         colors: np.ndarray | None = None,
         *,
-        width: int = 480,
-        height: int = 420,
-        point_size: float = 0.15,
+        width: int = 620,
+        height: int = 500,
+        point_size: float = 0.085,
         display_transform: np.ndarray | None = None,
         background: str = "#ffffff",
         **kwargs,
     ) -> None:
         self.topology = topology
         j = topology.num_joints
+        self.joint_names = tuple(topology.pretty(i) for i in range(j))
         pos = (
             np.zeros((j, 3), np.float32)
             if positions is None
             else _as_points(positions, j, "positions")
         )
-        self._main = _Skeleton(topology, pos, _as_colors(colors, j), point_size=point_size)
+        self._main = _Skeleton(topology, point_size=point_size)
+        self._main.draw(pos.copy(), _as_colors(colors, j).copy())
         self._overlay = _Skeleton(
-            topology,
-            pos.copy(),
-            None,
-            point_size=point_size * 0.8,
-            opacity=0.35,
-            bone_color=_OVERLAY_COLOR,
+            topology, point_size=point_size * 0.8, opacity=0.4, tint=_OVERLAY_COLOR
         )
         self._overlay.group.visible = False
-        self.body = p3.Group(children=[self._main.group, self._overlay.group])
+        self._links = p3.LineSegments(
+            geometry=p3.BufferGeometry(
+                attributes={
+                    "position": p3.BufferAttribute(
+                        array=np.zeros((2 * j, 3), np.float32), normalized=False
+                    )
+                }
+            ),
+            material=p3.LineBasicMaterial(color=_LINK_COLOR, linewidth=2),
+        )
+        self._links.visible = False
+        self._overlay_positions: np.ndarray | None = None
+        self._offset = np.zeros(3, np.float32)
+        self.body = p3.Group(children=[self._main.group, self._overlay.group, self._links])
         if display_transform is not None:
             self.body.matrixAutoUpdate = False
             self.body.matrix = _matrix16(display_transform)
@@ -189,74 +267,151 @@ class SkeletonScene(W.VBox):
             size=3, divisions=12, colorCenterLine="#b0b0b0", colorGrid="#d8d8d8"
         )
         self.camera = p3.PerspectiveCamera(position=[0.0, 0.3, -3.0], fov=40, aspect=width / height)
+        self.fog = p3.Fog(color=background, near=2.0, far=8.0)
         self.scene3d = p3.Scene(
-            children=[self.body, self.grid, self.camera, p3.AmbientLight(intensity=1.0)],
+            children=[
+                self.body,
+                self.grid,
+                self.camera,
+                p3.AmbientLight(intensity=0.6),
+                p3.DirectionalLight(position=[-2, 3, -2], intensity=0.6),
+            ],
             background=background,
+            fog=self.fog,
         )
         self.controls = p3.OrbitControls(controlling=self.camera)
+        self.picker = p3.Picker(
+            controlling=self._main.joints, event="mousemove", pointThreshold=0.06
+        )
         self.renderer = p3.Renderer(
             scene=self.scene3d,
             camera=self.camera,
-            controls=[self.controls],
+            controls=[self.controls, self.picker],
             width=width,
             height=height,
             antialias=True,
         )
-        super().__init__(children=[self.renderer], **kwargs)
+        self.renderer.add_class("skvis-canvas")
+        self.label = W.HTML(
+            "<span style='font-size:12px;color:#777'>hover a joint to see its name</span>",
+            layout=W.Layout(min_height="20px"),
+        )
+        self.picker.observe(self._on_pick, ["index", "picked"])
+        self._value_of = None  # joint index -> "0.83 (...)" text, set by the explorer
+        super().__init__(children=[self.renderer, self.label], **kwargs)
+        self.add_class("skvis-scene")
         self.frame_on(pos)
 
     # -- what is drawn --------------------------------------------------------------------
     @property
     def positions(self) -> np.ndarray:
         """``(J, 3)`` joint positions drawn now, in the data's coordinates."""
-        return self._main.position.array
+        return self._main.positions
 
     @property
     def colors(self) -> np.ndarray:
         """``(J, 3)`` RGB joint colours drawn now."""
-        return self._main.color.array
+        return self._main.colors
 
     @property
     def overlay_positions(self) -> np.ndarray | None:
         """The translucent second skeleton's positions, or None when hidden."""
-        return self._overlay.position.array if self._overlay.group.visible else None
+        return self._overlay_positions
+
+    @property
+    def buffer(self) -> np.ndarray:
+        """The interleaved ``(J + beads, 6)`` rows drawn now (``x y z r g b``)."""
+        return self._main.buffer.array
 
     def show(self, positions: np.ndarray, colors: np.ndarray | None = None) -> None:
-        """Draw one pose: one message for the positions and one for the colours.
+        """Draw one pose: positions and colours in one message (one paint).
 
         ``colors=None`` keeps the current colours. Arrays are copied, never shared.
         """
         j = self.topology.num_joints
         pos = _as_points(positions, j, "positions").copy()
-        col = None if colors is None else _as_colors(colors, j).copy()
-        self._main.position.array = pos
-        if col is not None:
-            self._main.color.array = col
+        col = self._main.colors if colors is None else _as_colors(colors, j).copy()
+        self._main.draw(pos, col)
+        if self._overlay_positions is not None and self._links.visible:
+            self._draw_links()
 
     def show_overlay(
-        self, positions: np.ndarray | None, *, offset: Sequence[float] = (0.0, 0.0, 0.0)
+        self,
+        positions: np.ndarray | None,
+        *,
+        offset: Sequence[float] = (0.0, 0.0, 0.0),
+        links: bool = False,
     ) -> None:
         """Draw a second, translucent skeleton (``None`` hides it).
 
         ``offset`` (metres, data coordinates) puts it beside the first, as the
-        original beside the synthesized skeleton in the paper's figure 5.
+        original beside the synthesized skeleton in the paper's figure 5; with the
+        default, it is a ghost under the first. ``links`` draws a line from each of
+        its joints to the first skeleton's (the displacement).
         """
         if positions is None:
-            self._overlay.group.visible = False
+            self._overlay_positions = None
+            with self._overlay.group.hold_sync():
+                self._overlay.group.visible = False
+            self._links.visible = False
             return
         pos = _as_points(positions, self.topology.num_joints, "overlay positions").copy()
+        self._overlay_positions = pos
+        off = tuple(float(v) for v in offset)
+        self._overlay.draw(pos, np.tile(np.float32(_OVERLAY_COLOR), (len(pos), 1)))
         with self._overlay.group.hold_sync():
-            self._overlay.position.array = pos
-            off = tuple(float(v) for v in offset)
             if tuple(self._overlay.group.position) != off:
                 self._overlay.group.position = off
             self._overlay.group.visible = True
+        self._offset = np.asarray(off, np.float32)
+        if links:
+            self._draw_links()
+        self._links.visible = bool(links)
 
-    # -- camera -------------------------------------------------------------------------------
+    def _draw_links(self) -> None:
+        a = self._overlay_positions + self._offset
+        pairs = np.stack([a, self._main.positions], 1).reshape(-1, 3)
+        self._links.geometry.attributes["position"].array = np.ascontiguousarray(pairs)
+
+    # -- hover ----------------------------------------------------------------------------
+    def describe_joints(self, describe) -> None:
+        """``describe(j) -> str``: the text shown after a hovered joint's name (its value)."""
+        self._value_of = describe
+
+    def _on_pick(self, change) -> None:
+        picked = self.picker.picked
+        idx = self.picker.index
+        if not picked or idx is None or not 0 <= int(idx) < len(self.joint_names):
+            self.hovered_joint = None
+            self.hovered = ""
+            return
+        j = int(idx)
+        name = self.joint_names[j]
+        extra = ""
+        if self._value_of is not None:
+            try:
+                extra = self._value_of(j)
+            except Exception:  # noqa: BLE001 - a hover label never fails the widget
+                extra = ""
+        self.hovered_joint = j
+        self.hovered = name
+        self.label.value = (
+            f"<span class='skvis-joint-name' style='font-size:13px'><b>{name}</b>"
+            f"{' &middot; ' + extra if extra else ''}</span>"
+        )
+
+    # -- size and camera ----------------------------------------------------------------
+    def resize(self, width: int, height: int) -> None:
+        """Draw at ``width`` x ``height`` pixels (the canvas still fits its cell)."""
+        with self.renderer.hold_sync():
+            self.renderer.width, self.renderer.height = int(width), int(height)
+        self.camera.aspect = int(width) / int(height)
+
     def frame_on(self, points: np.ndarray) -> None:
         """Aim the camera at ``points`` (any ``(..., 3)``; e.g. a whole sequence) and fit them.
 
-        Also moves the floor grid under the lowest point. Non-finite points are ignored.
+        Also moves the floor grid under the lowest point and the fog behind the body.
+        Non-finite points are ignored.
         """
         pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
         pts = pts[np.isfinite(pts).all(1)]
@@ -266,7 +421,7 @@ class SkeletonScene(W.VBox):
             lo, hi = pts.min(0), pts.max(0)
         center = (lo + hi) / 2
         radius = max(float(np.linalg.norm(hi - lo)) / 2, 0.3)
-        dist = 0.9 * radius / np.sin(np.deg2rad(self.camera.fov) / 2)
+        dist = 1.05 * radius / np.sin(np.deg2rad(self.camera.fov) / 2)
         # The body-centred frame has the body facing -z: look at it from the front, a little
         # from its right and from above.
         direction = np.array([-0.35, 0.25, -1.0])
@@ -276,3 +431,6 @@ class SkeletonScene(W.VBox):
         self.controls.target = tuple(float(v) for v in center)
         self.camera.lookAt(tuple(float(v) for v in center))
         self.grid.position = (float(center[0]), float(lo[1]), float(center[2]))
+        with self.fog.hold_sync():
+            self.fog.near = float(dist - radius * 0.5)
+            self.fog.far = float(dist + radius * 3.0)

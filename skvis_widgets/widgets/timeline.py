@@ -13,7 +13,8 @@ import ipywidgets as W
 import numpy as np
 import traitlets as T
 
-from .heatmap import SEQUENTIAL_COLORS, JointHeatmap
+from ..skeleton import Topology
+from .heatmap import JointHeatmap
 
 __all__ = ["Timeline"]
 
@@ -23,10 +24,11 @@ class Timeline(W.VBox):
 
     Parameters
     ----------
-    joint_names : sequence of str
+    joint_names : Topology or sequence of str
+        The heatmap's rows (a topology: in anatomical groups).
     num_frames : int
     interval : int
-        Milliseconds between frames when playing.
+        Milliseconds between frames when playing (`fps` sets it too).
     heatmap : bool
         Show the joints-by-time heatmap (a bare player without it).
 
@@ -41,30 +43,54 @@ class Timeline(W.VBox):
 
     frame = T.Int(0)
     num_frames = T.Int(1)
+    fps = T.Int(15)
+
+    #: The frame rates offered.
+    FPS = (5, 10, 15, 20, 25, 30)
 
     def __init__(
         self,
-        joint_names: Sequence[str],
+        joint_names: Topology | Sequence[str],
         num_frames: int = 1,
         *,
-        interval: int = 60,
+        interval: int | None = None,
         heatmap: bool = True,
-        colors: Sequence[str] = SEQUENTIAL_COLORS,
+        colors: Sequence[str] | None = None,
         **kwargs,
     ) -> None:
         n = max(int(num_frames), 1)
-        self.play = W.Play(value=0, min=0, max=n - 1, step=1, interval=interval, description="Play")
+        if interval is not None:
+            self.fps = max(1, round(1000 / int(interval)))
+        self.play = W.Play(
+            value=0,
+            min=0,
+            max=n - 1,
+            step=1,
+            interval=round(1000 / self.fps),
+            description="Play",
+            tooltip="Play, pause, stop or loop the frames (played in the browser)",
+        )
+        self.fps_dropdown = W.Dropdown(
+            options=[(f"{f} fps", f) for f in sorted({*self.FPS, self.fps})],
+            value=self.fps,
+            tooltip="frames per second when playing",
+            layout=W.Layout(width="90px"),
+        )
+        T.link((self, "fps"), (self.fps_dropdown, "value"))
         self.slider = W.IntSlider(
             value=0,
             min=0,
             max=n - 1,
             description="frame",
             continuous_update=True,
+            tooltip="the frame shown (drag, or click a heatmap cell)",
             layout=W.Layout(width="100%"),
         )
         self._jslink = W.jslink((self.play, "value"), (self.slider, "value"))
         self.heatmap = JointHeatmap(joint_names, colors=colors) if heatmap else None
-        children = [W.HBox([self.play, self.slider], layout=W.Layout(width="100%"))]
+        children = [
+            W.HBox([self.play, self.fps_dropdown, self.slider], layout=W.Layout(width="100%"))
+        ]
         if self.heatmap is not None:
             children.append(self.heatmap)
         super().__init__(children=children, **kwargs)
@@ -75,6 +101,10 @@ class Timeline(W.VBox):
         T.link((self, "frame"), (self.slider, "value"))
         if self.heatmap is not None:
             T.link((self, "frame"), (self.heatmap, "frame"))
+
+    @T.observe("fps")
+    def _on_fps(self, change) -> None:
+        self.play.interval = round(1000 / max(int(change["new"]), 1))
 
     @T.validate("frame")
     def _clamp_frame(self, proposal) -> int:
@@ -95,11 +125,17 @@ class Timeline(W.VBox):
             self.play.max = top
 
     def show(
-        self, values: np.ndarray | None, *, title: str = "", vmax: float | None = None
+        self,
+        values: np.ndarray | None,
+        *,
+        title: str = "",
+        vmax: float | None = None,
+        scale=None,
     ) -> None:
-        """Show ``(T, J)`` per-joint values in the heatmap (``None``: nothing to show)."""
+        """Show ``(T, J)`` per-joint values in the heatmap (``None``: nothing to show);
+        ``scale``: the scene's `skvis_widgets.colors.ColorScale`."""
         if self.heatmap is None:
             return
         if values is None:
-            values = np.zeros((self.num_frames, len(self.heatmap.joint_names)))
-        self.heatmap.show(values, title=title, vmax=vmax)
+            values = np.zeros((self.num_frames, len(self.heatmap.order)))
+        self.heatmap.show(values, title=title, vmax=vmax, scale=scale)
