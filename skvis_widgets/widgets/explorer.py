@@ -257,7 +257,9 @@ class SkeletonVis(W.VBox):
         self.scene.describe_joints(self._joint_value)
         self.legend = ColorLegend()
         self.timeline = Timeline(topo, 1)
-        self.heatmap_legend = ColorLegend()
+        # one legend (one message per change) shown twice: under the 3D view and above
+        # the heatmap, whose colours follow the same scale
+        self.heatmap_legend = self.legend
         self.timeline.children = (
             self.timeline.children[0],
             self.heatmap_legend,
@@ -595,8 +597,8 @@ class SkeletonVis(W.VBox):
     @T.observe("target")
     def _on_target(self, change) -> None:
         with self._lock:
+            self._update_view()  # what is drawn first; then the unit list (150 options)
             self._update_ranking()
-            self._update_view()
 
     @T.observe("unit", "view", "method", "scaling", "constraints", "iterations", "iteration")
     def _on_state(self, change) -> None:
@@ -623,7 +625,6 @@ class SkeletonVis(W.VBox):
             self.set_trait("frame", n - 1)
         self.timeline.show(shown.values, title=shown.title, scale=shown.scale)
         self.legend.show(shown.scale)
-        self.heatmap_legend.show(shown.scale)
         if self.view == "maximization":
             self.maximization.report(shown.status)
         self._draw_frame()
@@ -784,7 +785,7 @@ class SkeletonVis(W.VBox):
                 if self._jobs.is_current(job) and not job.cancel.is_set():
                     panel.show(summary)
 
-        self._jobs.submit("check", check)
+        self._jobs.post("check", check)
 
     def _start_dataset_scale(self) -> None:
         """Compute the dataset-wide top of the colour scale (99th percentile of every
@@ -807,7 +808,7 @@ class SkeletonVis(W.VBox):
                     self._dataset_vmax[key] = vmax if vmax > 0 else 1.0
                     self._update_view()
 
-        self._jobs.submit("scale", compute)
+        self._jobs.post("scale", compute)
 
     def _draw_frame(self) -> None:
         """Draw the current frame of what is shown: one message in the sensitivity view."""

@@ -558,7 +558,7 @@ class ColorLegend(W.HTML):
         else:
             lo, hi = "0", f"{scale.top:.3g}" + ("+" if scale.scaling == "robust" else "")
         self.label = f"{what}; {scale.describe()}"
-        self.value = (
+        value = (
             f"<div class='skvis-colorbar' style='{_SMALL};max-width:560px'>"
             f"<div><b>{_esc(what)}</b></div>"
             "<div style='display:flex;align-items:center;gap:6px'>"
@@ -569,6 +569,8 @@ class ColorLegend(W.HTML):
             f"<div style='color:#666'>{_esc(scale.describe())}; "
             "bones: left blue, right orange</div></div>"
         )
+        if value != self.value:
+            self.value = value
 
 
 class FaithfulnessPanel(W.VBox):
