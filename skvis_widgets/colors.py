@@ -14,11 +14,13 @@ up in a ramp (`COLORMAPS`, light for small). `fit_scale` chooses ``vmax``:
     the sequence's largest value (one outlier frame, often the first, can wash out the
     rest);
 ``"robust"`` (the explorer's default)
-    the sequence's 99th percentile, values above it drawn in the darkest colour. On the
-    MSR Action3D test split the eq-5 maps peak in a few joint-frames (the sequence's
-    largest value is a median 2.3x its 99th percentile), so per-sequence scaling leaves
-    most frames in the two lightest colours; the percentile keeps one scale for the whole
-    sequence (frames stay comparable) and uses the whole ramp;
+    the sequence's 95th percentile, the 5% of joint-frames above it drawn in the darkest
+    colour. Measured on 46 MSR Action3D test sequences (every sixth; shipped model; the
+    eq-5 map of the true class), the share of joint-frames drawn in the lightest quarter
+    of the ramp is 68% with per-sequence scaling (one peak, often early in the sequence,
+    sets the scale), 52% at the 99th percentile, 33% at the 95th and 31% per frame: the
+    95th percentile keeps nearly the per-frame contrast while frames stay comparable
+    (the sequence's largest value is a median 1.8x its 95th percentile);
 ``"dataset"``
     a value given by the caller (e.g. a percentile over every sample's map), so that
     colours compare across sequences.
@@ -210,7 +212,7 @@ class ColorScale:
     cmap : str
         A name of `COLORMAPS`.
     note : str
-        How ``vmax`` was chosen, in words (``"99th percentile of the sequence"``).
+        How ``vmax`` was chosen, in words (``"95th percentile of the sequence"``).
     """
 
     scaling: str
@@ -247,7 +249,7 @@ class ColorScale:
         return list(to_hex(COLORMAPS[self.cmap]))
 
     def describe(self) -> str:
-        """The scaling and its range in words: ``"robust: 0 to 0.83 (99th percentile...)"``."""
+        """The scaling and its range in words: ``"robust scale: 0 to 0.83, 95th percentile..."``."""
         unit = f" {self.units}" if self.units and self.units != "normalized" else ""
         if self.per_frame:
             lo, hi = float(self.vmax.min()), float(self.vmax.max())
@@ -262,7 +264,7 @@ def fit_scale(
     scaling: str = "robust",
     *,
     vmax: float | None = None,
-    percentile: float = 99.0,
+    percentile: float = 95.0,
     quantity: str = "",
     units: str = "",
     cmap: str = "YlOrRd",

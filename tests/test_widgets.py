@@ -7,6 +7,7 @@ import threading
 import warnings
 from types import SimpleNamespace
 
+import ipywidgets as W
 import numpy as np
 import pytest
 import torch
@@ -627,3 +628,149 @@ def test_bad_constructor_arguments_raise_skvis_errors(model, dataset):
         SkeletonVis(model, dataset, target=20)
     with pytest.raises(SkvisError, match="sample must be an integer"):
         SkeletonVis(model, dataset, sample=1.5)
+
+
+# -- issue 12: colour, legend, depth, left and right ---------------------------------------
+def test_color_scales_against_a_loop():
+    from skvis_widgets.colors import COLORMAPS, fit_scale, sensitivity_colors
+
+    rng = np.random.default_rng(1)
+    v = rng.gamma(1.0, size=(30, 7))
+    v[0] *= 20  # one frame dominates
+    for scaling in ("frame", "sequence", "robust"):
+        scale = fit_scale(v, scaling, quantity="q", units="normalized")
+        for t in range(30):
+            if scaling == "frame":
+                top = max(v[t])
+            elif scaling == "sequence":
+                top = max(max(row) for row in v)
+            else:  # 95th percentile, numpy's linear interpolation written out
+                flat = sorted(float(x) for x in v.ravel())
+                pos = 0.95 * (len(flat) - 1)
+                lo = int(pos)
+                top = flat[lo] + (pos - lo) * (flat[lo + 1] - flat[lo])
+            expected = sensitivity_colors(v[t], scale="global", vmax=top)
+            np.testing.assert_allclose(scale.colors(v[t], t), expected, atol=1e-6)
+    # robust keeps contrast where one frame dominates: fewer joint-frames stay light
+    light = {s: (fit_scale(v, s).unit_values(v) < 0.25).mean() for s in ("sequence", "robust")}
+    assert light["robust"] < light["sequence"]
+    d = fit_scale(v, "dataset", vmax=2.0)
+    assert d.top == 2.0 and "dataset scale: 0 to 2" in d.describe()
+    np.testing.assert_allclose(
+        d.colors(v)[1, 1], sensitivity_colors(v[1, 1], scale="global", vmax=2.0)
+    )
+    assert fit_scale(np.zeros((3, 2))).top == 1.0  # all zeros: lightest, no division by 0
+    for kwargs, match in [
+        ({"scaling": "nope"}, "scaling must be one of"),
+        ({"scaling": "dataset"}, "positive vmax"),
+        ({"scaling": "robust", "vmax": 1.0}, "vmax goes with"),
+        ({"percentile": 0}, "percentile must be"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            fit_scale(v, **kwargs)
+    assert len(COLORMAPS["YlOrRd"]) == 9
+
+
+def test_legend_and_the_scene_share_one_scale(vis, dataset):
+    from skvis_widgets.colors import fit_scale
+
+    vis.frame = 10
+    values = vis.analysis.joint_map(0, vis.target)
+    scale = fit_scale(values, "robust")
+    np.testing.assert_allclose(vis.scene.colors, scale.colors(values[10], 10), atol=1e-6)
+    assert vis.legend.label.startswith(f"sensitivity to class {dataset.class_names[vis.target]}")
+    assert "robust scale: 0 to" in vis.legend.label and "95th percentile" in vis.legend.label
+    assert vis.timeline.heatmap._color_scale.max == pytest.approx(scale.top)
+    assert vis.heatmap_legend is vis.legend  # the same legend above the heatmap
+    vis.scaling = "frame"
+    np.testing.assert_allclose(
+        vis.scene.colors, fit_scale(values, "frame").colors(values[10], 10), atol=1e-6
+    )
+    assert "frame scale" in vis.legend.label
+    assert vis.timeline.heatmap.values.max() == pytest.approx(1.0)  # each frame over its top
+    vis.scaling = "dataset"  # computed in the background over every sample, then drawn
+    assert vis._jobs.wait("scale", 120)
+    tops = np.concatenate([vis.analysis.joint_map(i, vis.target).ravel() for i in range(8)])
+    assert vis.shown.scale.top == pytest.approx(np.percentile(tops, 95), rel=1e-6)
+    assert "dataset scale" in vis.legend.label
+
+
+def test_left_and_right_bones_differ_and_joints_are_named_on_hover(vis, dataset):
+    from skvis_widgets.colors import SIDE_COLORS
+
+    scene = vis.scene
+    names = MSR_ACTION3D.joint_names
+    main = scene._main
+    # beads along the left arm are blue, along the right arm orange
+    for side, joint in (("left", "elbow_left"), ("right", "elbow_right")):
+        j = names.index(joint)
+        b = next(k for k, bone in enumerate(MSR_ACTION3D.bones) if bone[1] == j)
+        rows = scene.buffer[20 + 5 * b : 20 + 5 * (b + 1), 3:]
+        np.testing.assert_allclose(rows, np.tile(SIDE_COLORS[side], (5, 1)), atol=1e-6)
+    # one interleaved buffer: the joints' rows are what `positions` and `colors` say
+    np.testing.assert_array_equal(scene.buffer[:20, :3], scene.positions)
+    np.testing.assert_array_equal(scene.buffer[:20, 3:], scene.colors)
+    assert main.joints.geometry.attributes["position"].data is main.buffer
+    # the browser's picker reports a joint: its name (the heatmap's) and value show
+    j = names.index("hand_right")
+    with scene.picker.hold_trait_notifications():
+        scene.picker.index = j
+        scene.picker.object = scene._main.joints
+    assert scene.hovered == "hand right" == MSR_ACTION3D.pretty(j)
+    value = vis.shown.values[vis.frame, j]
+    assert "hand right" in scene.label.value and f"{value:.3g}" in scene.label.value
+    scene.picker.object = None
+    assert scene.hovered == ""
+
+
+def test_run_callbacks_can_be_removed_and_panels_added(vis):
+    calls = []
+
+    def count():
+        calls.append(1)
+
+    vis.maximization.on_run(vis.run_maximization, remove=True)
+    vis.maximization.on_run(count)
+    vis.maximization.run_button.click()
+    vis.maximization.on_run(count, remove=True)
+    vis.maximization.run_button.click()
+    assert calls == [1] and not vis.running and vis.result is None
+    assert vis.more.layout.display == "none"  # no empty accordion
+    extra = W.HTML("atlas")
+    vis.add_panel(extra, "class atlas")
+    assert vis.more.children == (extra,) and vis.more.get_title(0) == "class atlas"
+    assert vis.more.layout.display is None
+
+
+def test_every_control_has_a_tooltip(vis):
+    controls = [
+        vis.samples.class_filter, vis.samples.sample_dropdown, vis.targets.class_dropdown,
+        vis.targets.unit_dropdown, vis.views.method_dropdown, vis.scaling_dropdown,
+        vis.maximization.iterations_slider, vis.maximization.constraints_box,
+        vis.maximization.run_button, vis.maximization.cancel_button,
+        vis.maximization.iteration_slider, *vis.maximization._jump.values(),
+        vis.timeline.play, vis.timeline.slider, vis.timeline.fps_dropdown,
+        vis.exporter.save_button, vis.exporter.html_button,
+    ]  # fmt: skip
+    missing = [c for c in controls if not c.tooltip]
+    assert missing == []
+    assert len(vis.views.toggle.tooltips) == 2
+
+
+def test_the_first_screen_is_a_correct_sample_whose_map_beats_random(model, dataset):
+    from skvis_widgets.widgets import SkeletonVis
+
+    vis = SkeletonVis(model, dataset)
+    probs = vis.analysis.all_probs()
+    correct = [i for i in range(len(dataset)) if probs[i].argmax() == dataset.labels[i]]
+    if correct:
+        assert vis.sample in correct
+        beats = [
+            i
+            for i in correct[:6]
+            if vis.analysis.faithfulness(i, int(dataset.labels[i])).beats_random
+        ]
+        assert vis.sample == (beats[0] if beats else correct[0])
+    else:
+        assert vis.sample == 0
+    vis.close()

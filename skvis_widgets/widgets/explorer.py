@@ -243,7 +243,7 @@ class SkeletonVis(W.VBox):
         self.exporter = ExportPanel()
         self.scaling_dropdown = W.Dropdown(
             options=[
-                ("robust (99th percentile)", "robust"),
+                ("robust (95th percentile)", "robust"),
                 ("per frame", "frame"),
                 ("per sequence (max)", "sequence"),
                 ("dataset-wide", "dataset"),
@@ -788,7 +788,7 @@ class SkeletonVis(W.VBox):
         self._jobs.post("check", check)
 
     def _start_dataset_scale(self) -> None:
-        """Compute the dataset-wide top of the colour scale (99th percentile of every
+        """Compute the dataset-wide top of the colour scale (95th percentile of every
         sample's map for this target) in the background; redraw when it is known."""
         key = self._scale_key()
         if key in self._dataset_vmax:
@@ -802,7 +802,7 @@ class SkeletonVis(W.VBox):
                 if job.cancel.is_set():
                     return
                 parts.append(self.analysis.joint_map(i, target, unit, method).ravel())
-            vmax = float(np.percentile(np.concatenate(parts), 99.0)) if parts else 1.0
+            vmax = float(np.percentile(np.concatenate(parts), 95.0)) if parts else 1.0
             with self._lock:
                 if generation == self._generation and not job.cancel.is_set():
                     self._dataset_vmax[key] = vmax if vmax > 0 else 1.0

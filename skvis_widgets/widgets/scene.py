@@ -296,7 +296,7 @@ class SkeletonScene(W.VBox):
             "<span style='font-size:12px;color:#777'>hover a joint to see its name</span>",
             layout=W.Layout(min_height="20px"),
         )
-        self.picker.observe(self._on_pick, ["index", "picked"])
+        self.picker.observe(self._on_pick, ["index", "object"])
         self._value_of = None  # joint index -> "0.83 (...)" text, set by the explorer
         super().__init__(children=[self.renderer, self.label], **kwargs)
         self.add_class("skvis-scene")
@@ -379,7 +379,9 @@ class SkeletonScene(W.VBox):
         self._value_of = describe
 
     def _on_pick(self, change) -> None:
-        picked = self.picker.picked
+        # the browser sets `object` to what is under the mouse (None: nothing) and
+        # `index` to the point's vertex, which is the joint's index
+        picked = self.picker.object is not None
         idx = self.picker.index
         if not picked or idx is None or not 0 <= int(idx) < len(self.joint_names):
             self.hovered_joint = None
