@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .. import metrics, saliency
-from .._checks import eval_view
+from .._checks import as_sequence, eval_view
 from ..errors import SkvisError
 
 __all__ = ["Analysis", "hidden_size", "fc_weight", "probabilities"]
@@ -111,17 +111,8 @@ class Analysis:
         n = len(self.dataset)
         if not 0 <= i < n:
             raise SkvisError(f"sample {i} is out of range; the dataset has {n} samples")
-        seq = np.asarray(self.dataset.sequences[i], dtype=np.float32)
-        if seq.ndim != 3 or seq.shape[-1] != 3 or len(seq) == 0:
-            raise SkvisError(f"sample {i}: sequence of shape {seq.shape}, expected (T, J, 3)")
-        bad = ~np.isfinite(seq)
-        if bad.any():
-            t, j, _ = np.argwhere(bad)[0]
-            raise SkvisError(
-                f"sample {i} ({self.dataset.ids[i]}): {int(bad.sum())} non-finite coordinates, "
-                f"the first at frame {t}, joint {j} ({self.dataset.topology.joint_names[j]})"
-            )
-        return seq
+        name = f"sample {i} ({self.dataset.ids[i]})"
+        return as_sequence(self.dataset.sequences[i], self.dataset.topology, name=name)
 
     @property
     def weight(self) -> np.ndarray:

@@ -23,6 +23,7 @@ import numpy as np
 import pythreejs as p3
 import traitlets as T
 
+from .._checks import as_sequence
 from ..colors import DEFAULT_JOINT_COLOR, SIDE_COLORS, side_of, to_hex
 from ..errors import SkvisError
 from ..skeleton import Topology
@@ -36,10 +37,8 @@ _BEADS = 5
 
 
 def _as_points(array, num_joints: int, what: str) -> np.ndarray:
-    arr = np.asarray(array, dtype=np.float32)
-    if arr.shape != (num_joints, 3):
-        raise SkvisError(f"{what} of shape {arr.shape}: expected ({num_joints}, 3)")
-    return arr
+    """One ``(J, 3)`` pose, checked as a one-frame sequence by the package's checker."""
+    return as_sequence(np.asarray(array)[None], num_joints=num_joints, name=what)[0]
 
 
 def _as_colors(colors, num_joints: int) -> np.ndarray:
