@@ -88,10 +88,11 @@ COLORMAPS: Mapping[str, np.ndarray] = {
 DEFAULT_JOINT_COLOR = (0.27, 0.51, 0.71)
 
 #: Bone colours by side of the body (RGB in [0, 1]): the subject's left limbs blue, right
-#: limbs orange (hues the YlOrRd joint colours never take), head and torso grey.
+#: limbs green (hues the YlOrRd joint colours never take, told apart with the common
+#: red-green deficiencies), head and torso grey.
 SIDE_COLORS: Mapping[str, tuple[float, float, float]] = {
     "left": (0.16, 0.45, 0.82),
-    "right": (0.93, 0.47, 0.05),
+    "right": (0.11, 0.62, 0.47),
     "centre": (0.45, 0.45, 0.45),
 }
 

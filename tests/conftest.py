@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -358,3 +359,122 @@ class Waits:
 def waits(page, artifacts) -> Waits:
     """`Waits` on the test's page."""
     return Waits(page, artifacts)
+
+
+# -- the explorer, read from the page (shared by test_browser.py and test_voila.py) ---------------
+#: Watches a canvas from inside the page: at every animation frame, a 96x96 copy of it is
+#: hashed; each new image is recorded with its time (``performance.now()``). The times of
+#: the last key press and the last ``change`` event (a select, a slider) are recorded too,
+#: so that a wait can measure, in the browser, how long the canvas took to answer.
+CANVAS_MONITOR_JS = """(canvas) => {
+    if (window.__skvisMonitor) { window.__skvisMonitor.running = false; }
+    const m = {images: [], running: true, key: null, change: null};
+    const small = document.createElement('canvas');
+    small.width = 96; small.height = 96;
+    const ctx = small.getContext('2d', {willReadFrequently: true});
+    let last = null;
+    document.addEventListener('keydown', () => { m.key = performance.now(); }, true);
+    document.addEventListener('change', () => { m.change = performance.now(); }, true);
+    function loop() {
+        if (!m.running) return;
+        ctx.clearRect(0, 0, 96, 96);
+        ctx.drawImage(canvas, 0, 0, 96, 96);
+        const d = ctx.getImageData(0, 0, 96, 96).data;
+        let h = 0;
+        for (let i = 0; i < d.length; i += 3) { h = (Math.imul(h, 31) + d[i]) | 0; }
+        if (h !== last) { m.images.push([performance.now(), h]); last = h; }
+        requestAnimationFrame(loop);
+    }
+    requestAnimationFrame(loop);
+    window.__skvisMonitor = m;
+    return true;
+}"""
+
+
+def start_canvas_monitor(canvas) -> None:
+    """Start `CANVAS_MONITOR_JS` on ``canvas`` (a Playwright locator)."""
+    canvas.evaluate(CANVAS_MONITOR_JS)
+
+
+def monitor(page) -> dict:
+    """The monitor's record: ``images`` ([time ms, hash], ...), ``key``, ``change``."""
+    return page.evaluate(
+        "() => { const m = window.__skvisMonitor;"
+        " return {images: m.images, key: m.key, change: m.change, now: performance.now()}; }"
+    )
+
+
+def answer_ms(waits, page, event: str, what: str, timeout: float = 30.0) -> float:
+    """Milliseconds from the last ``event`` (``"key"`` or ``"change"``) to the first new
+    canvas image after it, measured in the browser."""
+
+    def answered():
+        m = monitor(page)
+        t0 = m[event]
+        later = [t for t, _ in m["images"] if t0 is not None and t > t0]
+        return (later[0] - t0) if later else None
+
+    return waits.until(f"the canvas to answer {what}", answered, timeout)
+
+
+def scene_canvas(scope, waits, what: str = "the explorer's 3D canvas"):
+    """The explorer's 3D canvas: the largest canvas in its scene."""
+
+    def find():
+        best, area = None, 0.0
+        for c in scope.locator(".skvis-scene canvas").all():
+            box = c.bounding_box()
+            if box and box["width"] >= 300 and box["height"] >= 250:
+                if box["width"] * box["height"] > area:
+                    best, area = c, box["width"] * box["height"]
+        return best
+
+    return waits.until(what, find, timeout=90)
+
+
+def side_pixels(img) -> tuple[int, int]:
+    """Pixels in the left limbs' blue and the right limbs' green (any shade of them)."""
+    r, g, b = img[..., 0], img[..., 1], img[..., 2]
+    left = (b > r + 60) & (b > g + 20)
+    right = (g > r + 60) & (g > b + 10)
+    return int(left.sum()), int(right.sum())
+
+
+#: Elements of the explorer that take room but show nothing (``visibility: hidden``) or
+#: whose box is empty: each ``[class, height]``.
+BLANK_BANDS_JS = """(root) => {
+    const out = [];
+    for (const e of root.querySelectorAll('*')) {
+        const st = getComputedStyle(e);
+        const h = e.getBoundingClientRect().height;
+        if (st.visibility === 'hidden' && h > 20 && st.display !== 'none') {
+            out.push([e.className && e.className.baseVal === undefined ? e.className : e.tagName, h]);
+        }
+    }
+    return out;
+}"""
+
+
+def blank_bands(explorer) -> list:
+    """`BLANK_BANDS_JS` on an explorer locator."""
+    return explorer.evaluate(BLANK_BANDS_JS)
+
+
+def hover_a_joint(page, canvas, img, ramp_mask, waits) -> str:
+    """Move the mouse over joints of the 3D view until a joint's name shows; return it."""
+    ys, xs = np.nonzero(ramp_mask)
+    box = canvas.bounding_box()
+    sy, sx = box["height"] / img.shape[0], box["width"] / img.shape[1]
+    order = np.random.default_rng(0).permutation(len(xs))[:15]
+    label = page.locator(".skvis-joint-name")
+    for k in order:
+        page.mouse.move(box["x"] + (xs[k] + 0.5) * sx, box["y"] + (ys[k] + 0.5) * sy)
+        try:
+            return waits.until(
+                "a joint's name under the mouse",
+                lambda: label.count() and label.first.inner_text().strip(),
+                timeout=3,
+            )
+        except AssertionError:
+            continue
+    raise AssertionError("no joint name appeared while hovering the joints")

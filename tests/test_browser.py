@@ -154,19 +154,6 @@ def run_notebook(page, server, notebook: str, waits, *, timeout: float = 240) ->
     return prompts
 
 
-def _scene_canvas(page, waits):
-    """The pythreejs canvas (the explorer's 3D view), found by its size."""
-
-    def find():
-        for c in page.locator(".jp-OutputArea-output canvas").all():
-            box = c.bounding_box()
-            if box and 400 <= box["width"] <= 560 and 350 <= box["height"] <= 500:
-                return c
-        return None
-
-    return waits.until("the explorer's pythreejs canvas", find, timeout=90)
-
-
 def changed_pixels(a: np.ndarray, b: np.ndarray, levels: float = 30) -> int:
     """How many pixels differ by more than ``levels`` (of 255) in some channel."""
     return int((np.abs(a - b).max(axis=-1) > levels).sum()) if a.shape == b.shape else a.size
@@ -195,9 +182,45 @@ def _labelled(page, kind: str, label: str):
     )
 
 
+def _drag_slider(page, slider, fraction: float) -> None:
+    handle = slider.locator(".noUi-handle")
+    box = handle.bounding_box()
+    track = slider.locator(".noUi-base").bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(track["x"] + fraction * track["width"], box["y"] + box["height"] / 2, steps=8)
+    page.mouse.up()
+
+
+def _column_darkness(page) -> np.ndarray:
+    """Per frame, the heatmap's summed darkness (255 - luminance of each cell's fill)."""
+    fills = page.evaluate(
+        """() => [...document.querySelectorAll('.skvis-explorer rect.heatmapcell')]
+            .map(r => [r.getAttribute('x'), getComputedStyle(r).fill])"""
+    )
+    cols: dict[float, float] = {}
+    for x, fill in fills:
+        rgb = [float(v) for v in re.findall(r"[\d.]+", fill)[:3]]
+        if len(rgb) == 3 and x is not None:
+            lum = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
+            cols[float(x)] = cols.get(float(x), 0.0) + 255.0 - lum
+    return np.array([cols[x] for x in sorted(cols)])
+
+
 def test_quickstart_in_jupyterlab(jupyter_server, page, artifacts, waits):
+    from conftest import (
+        answer_ms,
+        blank_bands,
+        hover_a_joint,
+        monitor,
+        scene_canvas,
+        side_pixels,
+        start_canvas_monitor,
+    )
+
     t_start = time.monotonic()
     server = jupyter_server("lab")
+    page.set_viewport_size({"width": 1400, "height": 1100})
     page.goto(f"{server.url}lab/tree/{NOTEBOOK}", wait_until="domcontentloaded", timeout=60_000)
     waits.until(
         "the notebook's cells to appear",
@@ -206,7 +229,7 @@ def test_quickstart_in_jupyterlab(jupyter_server, page, artifacts, waits):
     )
     try:
         prompts = run_notebook(page, server, NOTEBOOK, waits)
-        canvas = _scene_canvas(page, waits)
+        canvas = scene_canvas(page, waits)
     finally:
         page.screenshot(path=str(artifacts / "lab_notebook.png"), full_page=True)
     print(f"cells ran ({' '.join(prompts)}) at {time.monotonic() - t_start:.1f} s")
@@ -214,7 +237,8 @@ def test_quickstart_in_jupyterlab(jupyter_server, page, artifacts, waits):
         ".jp-OutputArea-output[data-mime-type*='error']"
     ).all_inner_texts()
     assert not errors_in_cells, f"a cell raised:\n{errors_in_cells}\n{server.tail()}"
-    explorer_errors = page.locator(".skvis-explorer").inner_text()
+    explorer = page.locator(".skvis-explorer").first
+    explorer_errors = explorer.inner_text()
     assert "Error" not in explorer_errors.split("Input sequence")[0], explorer_errors
 
     ramp = _ramp()
@@ -232,50 +256,94 @@ def test_quickstart_in_jupyterlab(jupyter_server, page, artifacts, waits):
         detail=lambda: f"{joint_pixels(seen['img'], ramp).sum()} pixels in joint colours",
     )
     canvas.screenshot(path=str(artifacts / "lab_canvas_initial.png"))
-    page.locator(".skvis-explorer").screenshot(path=str(artifacts / "lab_explorer_initial.png"))
+    explorer.screenshot(path=str(artifacts / "lab_explorer_early.png"))
     joints = joint_pixels(first, ramp)
     distinct = {tuple(c) for c in (first[joints] // 8).astype(int)}
     assert joints.sum() >= 40, f"only {joints.sum()} pixels in joint colours"
     assert len(distinct) >= 3, f"joint colours: {distinct}"
-    grey_or_bg = np.abs(first - first[0, 0]).max(axis=2) > 30
-    assert grey_or_bg.sum() > joints.sum(), "no bones or grid drawn"
+    # left and right limbs in their own colours
+    left, right = side_pixels(first)
+    assert left >= 30 and right >= 30, f"left-limb pixels {left}, right-limb pixels {right}"
+    # the colour bar, with the quantity's name and the scaling in force
+    bar = explorer.locator(".skvis-colorbar").first
+    assert bar.is_visible() and bar.locator(".skvis-colorbar-ramp").bounding_box()["width"] > 100
+    text = bar.inner_text()
+    assert "sensitivity to class" in text and "robust scale" in text, text
+    # the canvas fills its cell
+    cell = explorer.locator(".skvis-scene").first.bounding_box()
+    assert canvas.bounding_box()["width"] >= 0.9 * cell["width"], (canvas.bounding_box(), cell)
+    # no panel leaves an empty band
+    assert blank_bands(explorer) == []
+
+    # Hover a joint in 3D: its name (the heatmap's) shows.
+    name = hover_a_joint(page, canvas, first, joints, waits)
+    print(f"hovered joint: {name!r}")
+    rows = page.evaluate(
+        "() => [...document.querySelectorAll('.skvis-heatmap svg text')].map(t => t.textContent)"
+    )
+    assert name.split(" \u00b7")[0].split("\u00b7")[0].strip() in " ".join(rows), (name, rows)
+    page.mouse.move(0, 0)
 
     # Drag the frame slider: the pose (and its colours) change.
+    start_canvas_monitor(canvas)
     slider = _labelled(page, "hslider", "frame").first
     readout = slider.locator(".widget-readout")
     frame_before = readout.inner_text()
-    handle = slider.locator(".noUi-handle")
-    box = handle.bounding_box()
-    track = slider.locator(".noUi-base").bounding_box()
-    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    page.mouse.down()
-    page.mouse.move(track["x"] + 0.6 * track["width"], box["y"] + box["height"] / 2, steps=8)
-    page.mouse.up()
+    _drag_slider(page, slider, 0.6)
     moved = _wait_changed(waits, canvas, first, "dragging the frame slider")
-    canvas.screenshot(path=str(artifacts / "lab_canvas_frame.png"))
     assert readout.inner_text() != frame_before, "the frame slider did not move"
     assert changed_pixels(moved, first) > 20, "the drawing did not change"
     assert joint_pixels(moved, ramp).sum() >= 40
+    explorer.screenshot(path=str(artifacts / "lab_explorer_late.png"))
 
-    # Another target class: the colours change (same pose).
+    # In the browser: from a frame step (arrow key on the slider) to the canvas changing.
+    handle = slider.locator(".noUi-handle")
+    frame_ms = []
+    for k in range(8):
+        handle.press("ArrowRight" if k % 2 == 0 else "ArrowLeft")
+        frame_ms.append(answer_ms(waits, page, "key", f"frame step {k}"))
+    # ... and from a class change
     target = _labelled(page, "dropdown", "class").nth(1).locator("select")
-    current = target.input_value()
     values = target.locator("option").evaluate_all("os => os.map(o => o.value)")
-    other = next(v for v in values[len(values) // 2 :] + values if v != current)
-    target.select_option(other)
-    recoloured = _wait_changed(waits, canvas, moved, "choosing another class")
-    canvas.screenshot(path=str(artifacts / "lab_canvas_class.png"))
-    page.locator(".skvis-explorer").screenshot(path=str(artifacts / "lab_explorer_class.png"))
-    before_px, after_px = joint_pixels(moved, ramp), joint_pixels(recoloured, ramp)
-    assert after_px.sum() >= 40
-    both = before_px & after_px
-    assert changed_pixels(recoloured[both], moved[both], levels=8) > 10, (
-        "the joint colours did not change with the class"
+    current = target.input_value()
+    class_ms = []
+    for k, v in enumerate([v for v in values if v != current][:6]):
+        target.select_option(v)
+        class_ms.append(answer_ms(waits, page, "change", f"class change {k}"))
+        waits.until(
+            "the kernel to be idle after a class change",
+            lambda: _kernel_ready(page, server, NOTEBOOK),
+            timeout=60,
+        )
+    print(
+        f"in the browser, input to canvas change: frame step median "
+        f"{np.median(frame_ms):.0f} ms {[round(t) for t in frame_ms]}; class change median "
+        f"{np.median(class_ms):.0f} ms {[round(t) for t in class_ms]}"
     )
+    recoloured = _image(canvas.screenshot())
+    canvas.screenshot(path=str(artifacts / "lab_canvas_class.png"))
+
+    # A hidden unit as the target.
+    unit = _labelled(page, "dropdown", "unit").locator("select")
+    assert (
+        unit.locator("option:checked").inner_text().replace("\xa0", " ").strip()
+        == "the class itself"
+    )
+    unit_values = unit.locator("option").evaluate_all("os => os.map(o => o.value)")
+    unit.select_option(unit_values[1])
+    on_unit = _wait_changed(waits, canvas, recoloured, "choosing a hidden unit")
+    waits.until(
+        "the legend to name the unit",
+        lambda: "sensitivity to unit" in bar.inner_text(),
+        timeout=30,
+        detail=bar.inner_text,
+    )
+    explorer.screenshot(path=str(artifacts / "lab_explorer_unit.png"))
+    assert blank_bands(explorer) == []  # the deletion plot collapsed, not hidden
+    unit.select_option(unit_values[0])
 
     # The heatmap: hovering a cell names its joint, clicking it jumps to its frame.
     cells = page.locator(".skvis-explorer rect.heatmapcell")
-    handle = _labelled(page, "hslider", "frame").locator(".noUi-handle")
     num_frames = round(float(handle.get_attribute("aria-valuemax"))) + 1
     cell = cells.nth(3 * num_frames + 7)  # row 3, frame 7
     cell.hover()
@@ -288,35 +356,60 @@ def test_quickstart_in_jupyterlab(jupyter_server, page, artifacts, waits):
         timeout=30,
         detail=readout.inner_text,
     )
-    clicked = _wait_changed(waits, canvas, recoloured, "a click on the heatmap (frame 7)")
-    page.locator(".skvis-explorer").screenshot(
-        path=str(artifacts / "lab_explorer_heatmap_click.png")
-    )
+    clicked = _wait_changed(waits, canvas, on_unit, "a click on the heatmap (frame 7)")
 
-    unit = _labelled(page, "dropdown", "unit").locator("select")
-    assert (
-        unit.locator("option:checked").inner_text().replace("\xa0", " ").strip()
-        == "the class itself"
+    # Play at 10 frames per second for 3 s: count the distinct images painted.
+    fps = page.locator(".skvis-explorer .widget-dropdown select").filter(
+        has=page.locator("option", has_text="10 fps")
     )
+    fps.select_option(label="10 fps")
+    play = page.locator(".skvis-explorer .widget-play button").first
+    play.click()
+    t0 = monitor(page)["now"]
+    waits.until(
+        "3 s of playback",
+        lambda: monitor(page)["now"] - t0 >= 3000,
+        timeout=10,
+    )
+    images = [h for t, h in monitor(page)["images"] if t0 < t <= t0 + 3000]
+    play.click()  # pause
+    print(f"Play at 10 fps: {len(set(images))} distinct images in 3 s (30 expected)")
+    assert len(set(images)) >= 15, f"only {len(set(images))} distinct images in 3 s at 10 fps"
 
-    # Activation maximization: Run, wait for the history, see it beside the original.
+    # Activation maximization: Run; the view moves to the frame the run changed most.
     page.get_by_role("button", name="Activation maximization").click()
     plain = _wait_changed(waits, canvas, clicked, "switching to activation maximization")
+    assert not explorer.locator(".skvis-faithfulness").is_visible()  # applies to maps only
+    assert blank_bands(explorer) == []
     page.locator(".skvis-explorer button", has_text=re.compile(r"^\s*Run\s*$")).click()
-    status = page.locator(".skvis-explorer .widget-html-content", has_text="constraint residuals")
+    status = page.locator(
+        ".skvis-explorer .widget-html-content", has_text="of the synthesized sequence"
+    )
     waits.until(
-        "activation maximization to finish (its constraint residuals shown)",
+        "activation maximization to finish (its residuals shown)",
         status.count,
         timeout=180,
         detail=lambda: page.locator(".skvis-explorer .widget-html-content").all_inner_texts(),
     )
     optimized = _wait_changed(waits, canvas, plain, "activation maximization")
-    canvas.screenshot(path=str(artifacts / "lab_canvas_maximization.png"))
-    page.locator(".skvis-explorer").screenshot(
-        path=str(artifacts / "lab_explorer_maximization.png")
+    text = status.first.inner_text()
+    assert re.search(r"iteration (\d+)/\1", text) and "score = logit of class" in text, text
+    waits.until(
+        "the legend to show the displacement in cm",
+        lambda: "displacement from the input (cm)" in bar.inner_text(),
+        timeout=30,
     )
+    darkness = waits.until(
+        "the heatmap to show the displacement",
+        lambda: (lambda d: d if d.size and d.max() > 0 else None)(_column_darkness(page)),
+        timeout=30,
+    )
+    frame = int(readout.inner_text().strip())
+    print(f"after the run: frame {frame}; heatmap's darkest column {int(np.argmax(darkness))}")
+    assert darkness[frame] >= 0.8 * darkness.max(), (frame, int(np.argmax(darkness)))
+    canvas.screenshot(path=str(artifacts / "lab_canvas_maximization.png"))
+    explorer.screenshot(path=str(artifacts / "lab_explorer_maximization.png"))
     assert changed_pixels(optimized, plain) > 20, "the maximization view did not draw"
-    assert re.search(r"iteration (\d+)/\1", status.first.inner_text()), status.first.inner_text()
 
     errors = page.console.errors()
     print(f"browser test: {time.monotonic() - t_start:.1f} s; console warnings and errors:")

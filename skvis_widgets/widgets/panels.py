@@ -546,7 +546,7 @@ class ColorLegend(W.HTML):
 
     def show(self, scale: ColorScale | None) -> None:
         if scale is None:
-            text = "no map: joints in one colour; bones: left blue, right orange"
+            text = "no map: joints in one colour; bones: left blue, right green"
             self.label = text
             self.value = f"<div style='{_SMALL};color:#555'>{_esc(text)}</div>"
             return
@@ -567,7 +567,7 @@ class ColorLegend(W.HTML):
             f"border:1px solid #999;background:linear-gradient(to right, {gradient})'></span>"
             f"<span>{_esc(hi)}</span></div>"
             f"<div style='color:#666'>{_esc(scale.describe())}; "
-            "bones: left blue, right orange</div></div>"
+            "bones: left blue, right green</div></div>"
         )
         if value != self.value:
             self.value = value

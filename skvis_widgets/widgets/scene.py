@@ -5,7 +5,7 @@ joints (shaded spheres coloured by the map), then beads along each bone (small s
 spheres in the bone's side colour, which read as a thick limb), so that drawing a frame
 is one message and one paint, whatever the number of joints. The bones are also drawn as
 lines through the same buffer, one line object per side of the body (left blue, right
-orange, centre grey: `skvis_widgets.colors.SIDE_COLORS`). Fog fades what is far from the
+green, centre grey: `skvis_widgets.colors.SIDE_COLORS`). Fog fades what is far from the
 camera. A `Picker` names the joint under the mouse (`hovered`, and a label under the
 canvas), with the heatmap's names.
 
