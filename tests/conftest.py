@@ -440,15 +440,16 @@ def side_pixels(img) -> tuple[int, int]:
     return int(left.sum()), int(right.sum())
 
 
-#: Elements of the explorer that take room but show nothing (``visibility: hidden``) or
-#: whose box is empty: each ``[class, height]``.
+#: Widgets of the explorer that take a band of room (over 40 px high: a panel, not a
+#: library's hidden button) but show nothing (``visibility: hidden``): ``[class, height]``.
 BLANK_BANDS_JS = """(root) => {
     const out = [];
-    for (const e of root.querySelectorAll('*')) {
+    // the widgets' own elements (a library's hidden tool bar is not a panel)
+    for (const e of root.querySelectorAll('.jupyter-widgets, .lm-Widget')) {
         const st = getComputedStyle(e);
         const h = e.getBoundingClientRect().height;
-        if (st.visibility === 'hidden' && h > 20 && st.display !== 'none') {
-            out.push([e.className && e.className.baseVal === undefined ? e.className : e.tagName, h]);
+        if (st.visibility === 'hidden' && h > 40 && st.display !== 'none') {
+            out.push([String(e.className), h]);
         }
     }
     return out;

@@ -220,7 +220,7 @@ def test_quickstart_in_jupyterlab(jupyter_server, page, artifacts, waits):
 
     t_start = time.monotonic()
     server = jupyter_server("lab")
-    page.set_viewport_size({"width": 1400, "height": 1100})
+    page.set_viewport_size({"width": 1400, "height": 1900})
     page.goto(f"{server.url}lab/tree/{NOTEBOOK}", wait_until="domcontentloaded", timeout=60_000)
     waits.until(
         "the notebook's cells to appear",

@@ -146,9 +146,11 @@ def test_case_study_page_in_voila(jupyter_server, page, artifacts, waits):
     figures = page.locator("img[src^='data:image/png']").count()
     assert figures >= 6, f"only {figures} static figures on the page"
 
+    from conftest import blank_bands, hover_a_joint, scene_canvas, side_pixels
+
     # The explorer's 3D view: a skeleton in the sensitivity colours.
     explorer = page.locator(".skvis-explorer").first
-    canvas = _canvas_of_size(waits, explorer, (400, 560), (350, 500), "the explorer's canvas")
+    canvas = scene_canvas(explorer, waits)
     canvas.scroll_into_view_if_needed()
     ramp = _ramp()
     first = _wait_for(
@@ -162,6 +164,17 @@ def test_case_study_page_in_voila(jupyter_server, page, artifacts, waits):
     explorer.screenshot(path=str(artifacts / "voila_explorer_initial.png"))
     assert drawn_pixels(first) > 500, "the explorer's canvas is blank"
     assert coloured_pixels(first, ramp) >= 40, "no joints in the sensitivity colours"
+    left, right = side_pixels(first)
+    assert left >= 30 and right >= 30, f"left-limb pixels {left}, right-limb pixels {right}"
+    bar = explorer.locator(".skvis-colorbar").first
+    assert bar.is_visible() and "sensitivity to class" in bar.inner_text(), bar.inner_text()
+    assert blank_bands(explorer) == []
+    px = first.reshape(-1, 3)
+    d = np.linalg.norm(px[:, None, :] - ramp[None], axis=2).min(1)
+    joints = ((d < 12) & (np.ptp(px, axis=1) > 40)).reshape(first.shape[:2])
+    name = hover_a_joint(page, canvas, first, joints, waits)
+    print(f"hovered joint in Voila: {name!r}")
+    page.mouse.move(0, 0)
 
     # Drag the frame slider: the kernel redraws the pose.
     slider = (

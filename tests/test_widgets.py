@@ -713,13 +713,12 @@ def test_left_and_right_bones_differ_and_joints_are_named_on_hover(vis, dataset)
     assert main.joints.geometry.attributes["position"].data is main.buffer
     # the browser's picker reports a joint: its name (the heatmap's) and value show
     j = names.index("hand_right")
-    with scene.picker.hold_trait_notifications():
-        scene.picker.index = j
-        scene.picker.object = scene._main.joints
+    scene.picker.set_state({"index": j})
+    assert "object" not in scene.picker.keys  # not echoed back (pythreejs cannot apply it)
     assert scene.hovered == "hand right" == MSR_ACTION3D.pretty(j)
     value = vis.shown.values[vis.frame, j]
     assert "hand right" in scene.label.value and f"{value:.3g}" in scene.label.value
-    scene.picker.object = None
+    scene.picker.set_state({"index": None})
     assert scene.hovered == ""
 
 

@@ -625,6 +625,7 @@ class SkeletonVis(W.VBox):
             self.set_trait("frame", n - 1)
         self.timeline.show(shown.values, title=shown.title, scale=shown.scale)
         self.legend.show(shown.scale)
+        self.scene.clear_hover()  # the hovered joint's value is stale
         if self.view == "maximization":
             self.maximization.report(shown.status)
         self._draw_frame()

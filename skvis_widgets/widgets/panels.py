@@ -581,8 +581,8 @@ class FaithfulnessPanel(W.VBox):
     """
 
     def __init__(self, **kwargs) -> None:
-        x = bq.LinearScale(min=0.0, max=1.0)
-        y = bq.LinearScale(min=0.0, max=1.0)
+        x = bq.LinearScale(min=0.0, max=1.0, allow_padding=False)
+        y = bq.LinearScale(min=0.0, max=1.0, allow_padding=False)
         self._y = y
         self.curve = bq.Lines(
             x=[0.0], y=[0.0], scales={"x": x, "y": y}, colors=["#b2182b"], labels=["by the map"]

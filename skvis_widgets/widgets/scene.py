@@ -32,6 +32,7 @@ __all__ = ["SkeletonScene", "DEFAULT_JOINT_COLOR"]
 
 _OVERLAY_COLOR = (0.55, 0.55, 0.55)
 _LINK_COLOR = "#6b3fa0"
+_HOVER_HINT = "<span style='font-size:12px;color:#777'>hover a joint to see its name</span>"
 #: Beads per bone: enough to read as a limb at the joints' size.
 _BEADS = 5
 
@@ -89,6 +90,15 @@ def _matrix16(transform) -> tuple[float, ...]:
 
 def _index(values) -> p3.BufferAttribute:
     return p3.BufferAttribute(array=np.asarray(values, dtype=np.uint32), normalized=False)
+
+
+class _JointPicker(p3.Picker):
+    """A `Picker` whose picked ``object`` stays in the browser: ipywidgets 8 echoes each
+    state update back to the page, and pythreejs cannot re-apply an echoed object reference
+    ("Error setting state: t.on is not a function"). ``index`` (the joint; None over
+    nothing) is all the scene needs."""
+
+    object = T.Instance(p3.Object3D, allow_none=True)  # not synced
 
 
 class _Skeleton:
@@ -226,7 +236,7 @@ class SkeletonScene(W.VBox):
         *,
         width: int = 620,
         height: int = 500,
-        point_size: float = 0.085,
+        point_size: float = 0.2,
         display_transform: np.ndarray | None = None,
         background: str = "#ffffff",
         **kwargs,
@@ -272,14 +282,16 @@ class SkeletonScene(W.VBox):
                 self.body,
                 self.grid,
                 self.camera,
-                p3.AmbientLight(intensity=0.6),
-                p3.DirectionalLight(position=[-2, 3, -2], intensity=0.6),
+                # The joints' shading is in their sprite (points take no light); a
+                # DirectionalLight would also send its own target back from the browser,
+                # which pythreejs cannot re-apply ("t.on is not a function").
+                p3.AmbientLight(intensity=1.0),
             ],
             background=background,
             fog=self.fog,
         )
         self.controls = p3.OrbitControls(controlling=self.camera)
-        self.picker = p3.Picker(
+        self.picker = _JointPicker(
             controlling=self._main.joints, event="mousemove", pointThreshold=0.06
         )
         self.renderer = p3.Renderer(
@@ -291,11 +303,8 @@ class SkeletonScene(W.VBox):
             antialias=True,
         )
         self.renderer.add_class("skvis-canvas")
-        self.label = W.HTML(
-            "<span style='font-size:12px;color:#777'>hover a joint to see its name</span>",
-            layout=W.Layout(min_height="20px"),
-        )
-        self.picker.observe(self._on_pick, ["index", "object"])
+        self.label = W.HTML(_HOVER_HINT, layout=W.Layout(min_height="20px"))
+        self.picker.observe(self._on_pick, "index")
         self._value_of = None  # joint index -> "0.83 (...)" text, set by the explorer
         super().__init__(children=[self.renderer, self.label], **kwargs)
         self.add_class("skvis-scene")
@@ -377,14 +386,18 @@ class SkeletonScene(W.VBox):
         """``describe(j) -> str``: the text shown after a hovered joint's name (its value)."""
         self._value_of = describe
 
+    def clear_hover(self) -> None:
+        """Forget the hovered joint (what is drawn changed under the mouse)."""
+        self.hovered_joint = None
+        self.hovered = ""
+        self.label.value = _HOVER_HINT
+
     def _on_pick(self, change) -> None:
-        # the browser sets `object` to what is under the mouse (None: nothing) and
-        # `index` to the point's vertex, which is the joint's index
-        picked = self.picker.object is not None
+        # the browser sets `index` to the vertex under the mouse, which is the joint's
+        # index (None over nothing)
         idx = self.picker.index
-        if not picked or idx is None or not 0 <= int(idx) < len(self.joint_names):
-            self.hovered_joint = None
-            self.hovered = ""
+        if idx is None or not 0 <= int(idx) < len(self.joint_names):
+            self.clear_hover()
             return
         j = int(idx)
         name = self.joint_names[j]
