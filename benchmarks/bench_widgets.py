@@ -120,6 +120,11 @@ def main() -> None:
         f"SkeletonVis, kernel side: T={args.frames}, J={topo.num_joints}, H={args.hidden}, "
         f"C={args.classes}, torch threads {torch.get_num_threads()}"
     )
+    # The explorer compiles the projection solver in a background thread when it opens; a
+    # compile holds the GIL for seconds and would be measured with every trait change.
+    from skvis_widgets.anatomy import prepare_solver
+
+    prepare_solver()
     t0 = time.perf_counter()
     vis = SkeletonVis(model, data, sample=0)
     print(
