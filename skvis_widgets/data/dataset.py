@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import SkvisError
 from ..skeleton import Topology, get_topology
-from .arrays import as_indices, as_labels, as_sequence
+from .arrays import as_indices, as_labels, as_sequence, pad_sequences
 from .clean import CleaningReport, clean_sequence
 from .normalize import BodyFrame, normalize_sequence
 
@@ -359,12 +359,7 @@ class SkeletonDataset:
     def padded(self, indices: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(batch, lengths)``: sequences zero-padded to ``(N, T_max, J, 3)``."""
         idx = range(len(self)) if indices is None else indices
-        seqs = [self.sequences[i] for i in idx]
-        lengths = np.array([len(s) for s in seqs], dtype=np.int64)
-        out = np.zeros((len(seqs), lengths.max(initial=1), self.num_joints, 3), np.float32)
-        for k, s in enumerate(seqs):
-            out[k, : len(s)] = s
-        return out, lengths
+        return pad_sequences([self.sequences[i] for i in idx], self.num_joints)
 
     def __repr__(self) -> str:
         return (
