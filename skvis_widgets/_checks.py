@@ -19,7 +19,7 @@ import warnings
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import numpy as np
 import torch
@@ -34,6 +34,8 @@ __all__ = [
     "as_model_sequence",
     "check_recurrent",
     "check_model",
+    "first_weight",
+    "fc_weight",
     "as_model_input",
     "check_lengths",
     "check_index",
@@ -58,7 +60,8 @@ class SkeletonClassifier(Protocol):
     Attributes
     ----------
     rnn : nn.LSTM or nn.GRU
-        One direction, no projection, any number of layers, zero initial state.
+        One direction, no projection, any number of layers, ``batch_first`` or not,
+        zero initial state.
     fc : nn.Linear
         From the last layer's ``H`` hidden units to the ``C`` class logits.
     num_joints : int or None
@@ -67,7 +70,8 @@ class SkeletonClassifier(Protocol):
     Methods
     -------
     preprocess(x)
-        ``(B, T, J, 3)`` -> the recurrent layer's input ``(B, T, F)``, frame by frame.
+        ``(B, T, J, 3)`` -> the recurrent layer's input ``(B, T, F)``, frame by frame
+        (frame ``t`` of the output depends on frame ``t`` of the input only).
     hidden_states(x, lengths=None, *, layer=-1)
         ``(B, T, H)`` of one layer, zero past each length.
     forward(x, lengths=None)
@@ -122,6 +126,43 @@ def check_model(model: SkeletonClassifier) -> tuple[nn.RNNBase, nn.Linear]:
             f"model.fc must be an nn.Linear taking the {rnn.hidden_size} hidden units, got {fc!r}"
         )
     return rnn, fc
+
+
+def first_weight(model: SkeletonClassifier) -> torch.Tensor:
+    """``model.rnn.weight_ih_l0``: where the model lives (device) and computes (dtype)."""
+    return cast(torch.Tensor, model.rnn.weight_ih_l0)  # every nn.LSTM/nn.GRU has it
+
+
+def fc_weight(model_or_weight: Any) -> np.ndarray:
+    """The FC layer's weight ``(C, H)`` as a numpy array, in its own dtype.
+
+    ``model_or_weight``: a model with an ``fc`` layer (`SkeletonClassifier`), an
+    ``nn.Linear``, or the weight itself (a tensor or an array). Raises `SkvisError`
+    for a model without ``fc`` (saying how to wrap it), a weight that is not 2-D, or
+    a NaN or infinite entry (naming its index).
+    """
+    w = model_or_weight
+    if isinstance(w, nn.Module) and not isinstance(w, nn.Linear):
+        fc = getattr(w, "fc", None)
+        if not isinstance(getattr(fc, "weight", None), torch.Tensor):
+            raise SkvisError(
+                f"{type(w).__name__} has no `fc` layer with a weight; wrap your model with "
+                "skvis_widgets.adapters.as_recurrent_classifier(module, recurrent=..., head=...)"
+            )
+        w = fc.weight
+    elif hasattr(w, "fc"):
+        w = w.fc.weight
+    elif isinstance(w, nn.Linear):
+        w = w.weight
+    if torch.is_tensor(w):
+        w = w.detach().cpu().numpy()
+    try:
+        w = np.asarray(w)
+    except (TypeError, ValueError) as exc:
+        raise SkvisError(f"FC weight: cannot convert to an array ({exc})") from None
+    if w.ndim != 2 or not np.issubdtype(w.dtype, np.number):
+        raise SkvisError(f"FC weight must be a (C, H) array of numbers, got shape {w.shape}")
+    return check_finite(w, "FC weight")
 
 
 def check_layer(num_layers: int, layer: Any) -> int:
@@ -286,7 +327,7 @@ def as_model_input(
     least one frame and one sample, finite, and whole-number ``lengths`` in
     ``1..T``. ``detach=False`` keeps a tensor input in the autograd graph.
     """
-    p = model.rnn.weight_ih_l0
+    p = first_weight(model)
     if torch.is_tensor(sequence):
         x = sequence.detach() if detach else sequence
     else:

@@ -1,24 +1,10 @@
-"""Models people wrote themselves, seen through the protocol the saliency engine reads.
+"""Models people wrote themselves, seen through the model contract the engines read.
 
-The engine (`skvis_widgets.saliency`) reads a classifier through a small
-protocol, the one `SkeletonLSTM` follows:
-
-``preprocess(x)``
-    ``(B, T, J, 3)`` -> the recurrent layer's input ``(B, T, F)``, frame by frame
-    (frame ``t`` of the output depends on frame ``t`` of the input only).
-``rnn``
-    an ``nn.LSTM`` or ``nn.GRU`` (one direction, no projection), any number of layers,
-    ``batch_first`` or not, zero initial state.
-``fc``
-    an ``nn.Linear`` from the last layer's hidden units to the class logits.
-``hidden_states(x, lengths=None, *, layer=-1)``
-    ``(B, T, H)``, zero past each length.
-``forward(x, lengths=None)``
-    logits ``(B, C)``: ``fc`` of the last valid frame's hidden state.
-
-`as_recurrent_classifier` wraps any ``nn.Module`` that holds such a recurrent layer
-and a linear head into a `RecurrentClassifier` that follows the protocol, so that
-every function of `skvis_widgets.saliency` takes it.
+The engines read a classifier through `skvis_widgets._checks.SkeletonClassifier`, the
+contract `SkeletonLSTM` follows (``preprocess``, ``rnn``, ``fc``, ``hidden_states``,
+``forward``). `as_recurrent_classifier` (`RecurrentClassifier`) wraps any
+``nn.Module`` that holds a recurrent layer and a linear head into a model that
+follows it, so that every function of `skvis_widgets.saliency` takes it.
 
 The module also holds the two helpers the engine shares with the adapter:
 `run_layers` (the hidden states of every layer of an ``nn.LSTM``/``nn.GRU``) and
@@ -132,14 +118,48 @@ def _find(module: nn.Module, sub: nn.Module) -> str | None:
 
 
 class RecurrentClassifier(nn.Module):
-    """A user's module seen through the `SkeletonLSTM` protocol (see the module docstring).
+    """A user's module seen through the model contract (`skvis_widgets._checks.SkeletonClassifier`).
 
-    Build it with `as_recurrent_classifier`. It holds the wrapped module (so
-    ``.to()``, ``.eval()``, ``.parameters()`` reach it) and reads the recurrent
-    layer and the head from it at every call. Its ``forward(x, lengths)`` is the
-    protocol's: ``head`` applied to the last valid frame's hidden state of the
-    last layer, with no dropout between layers; if the wrapped module's own
-    forward does something else, explanations describe this forward, not that one.
+    Adapts a module holding an ``nn.LSTM``/``nn.GRU`` and an ``nn.Linear`` head; also
+    called `as_recurrent_classifier`. It holds the wrapped module (so ``.to()``,
+    ``.eval()``, ``.parameters()`` reach it) and reads the recurrent layer and the head
+    from it at every call. Its ``forward(x, lengths)`` is the contract's: ``head``
+    applied to the last valid frame's hidden state of the last layer, with no dropout
+    between layers; if the wrapped module's own forward does something else,
+    explanations describe this forward, not that one.
+
+    Parameters
+    ----------
+    module : nn.Module
+        The user's classifier. Its recurrent layer may be ``batch_first`` or not.
+    recurrent, head : str or nn.Module
+        The recurrent layer and the linear head, as (dotted) attribute names of
+        ``module`` or as the submodules themselves.
+    preprocess : callable, optional
+        Maps the input to the recurrent layer's input ``(B, T, F)``, frame by frame
+        and differentiably (e.g. the module's own normalization). It receives
+        ``(B, T, J*3)`` when ``preprocess_input="features"`` (the default) or
+        ``(B, T, J, 3)`` when ``"joints"``. None: the input coordinates go to the
+        recurrent layer as they are.
+    num_joints : int, optional
+        ``J``; inferred as ``F / 3`` without a preprocess. Known, it lets a wrong
+        joint count fail early with a `SkvisError` naming the shape.
+
+    Notes
+    -----
+    Every function in `skvis_widgets.saliency` takes it. The instantaneous sensitivity
+    chains the preprocess's per-frame Jacobian (``torch.func.jacrev`` under ``vmap``).
+
+    Examples
+    --------
+    >>> class Net(nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.lstm = nn.LSTM(60, 32)  # (T, B, F)
+    ...         self.out = nn.Linear(32, 20)
+    >>> model = as_recurrent_classifier(Net(), recurrent="lstm", head="out")
+    >>> model.num_joints, model.num_classes
+    (20, 20)
     """
 
     def __init__(
@@ -310,7 +330,7 @@ class RecurrentClassifier(nn.Module):
         h = run_layers(self.rnn, feats, layer)[layer]
         if lengths is None:
             return h
-        lengths = _lengths(lengths, h.shape[0], h.shape[1], h.device)
+        lengths = check_lengths(lengths, h.shape[0], h.shape[1]).to(h.device)
         return h * (torch.arange(h.shape[1], device=h.device) < lengths[:, None])[..., None]
 
     def forward(self, x: Any, lengths: Any = None) -> torch.Tensor:
@@ -319,7 +339,7 @@ class RecurrentClassifier(nn.Module):
         if lengths is None:
             last = h[:, -1]
         else:
-            idx = _lengths(lengths, h.shape[0], h.shape[1], h.device) - 1
+            idx = check_lengths(lengths, h.shape[0], h.shape[1]).to(h.device) - 1
             last = h[torch.arange(h.shape[0], device=h.device), idx]
         return self.fc(last)
 
@@ -333,61 +353,6 @@ class RecurrentClassifier(nn.Module):
         )
 
 
-def _lengths(lengths: Any, b: int, t: int, device: torch.device) -> torch.Tensor:
-    return check_lengths(lengths, b, t).to(device)
-
-
-def as_recurrent_classifier(
-    module: nn.Module,
-    recurrent: str | nn.Module,
-    head: str | nn.Module,
-    preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    *,
-    preprocess_input: Literal["features", "joints"] = "features",
-    num_joints: int | None = None,
-) -> RecurrentClassifier:
-    """Adapt a module holding an ``nn.LSTM``/``nn.GRU`` and an ``nn.Linear`` head.
-
-    Parameters
-    ----------
-    module : nn.Module
-        The user's classifier. Its recurrent layer may be ``batch_first`` or not.
-    recurrent, head : str or nn.Module
-        The recurrent layer and the linear head, as (dotted) attribute names of
-        ``module`` or as the submodules themselves.
-    preprocess : callable, optional
-        Maps the input to the recurrent layer's input ``(B, T, F)``, frame by frame
-        and differentiably (e.g. the module's own normalization). It receives
-        ``(B, T, J*3)`` when ``preprocess_input="features"`` (the default) or
-        ``(B, T, J, 3)`` when ``"joints"``. None: the input coordinates go to the
-        recurrent layer as they are.
-    num_joints : int, optional
-        ``J``; inferred as ``F / 3`` without a preprocess. Known, it lets a wrong
-        joint count fail early with a `SkvisError` naming the shape.
-
-    Returns
-    -------
-    RecurrentClassifier
-        Follows the `SkeletonLSTM` protocol; every function in
-        `skvis_widgets.saliency` takes it. The instantaneous sensitivity chains the
-        preprocess's per-frame Jacobian (``torch.func.jacrev`` under ``vmap``).
-
-    Examples
-    --------
-    >>> class Net(nn.Module):
-    ...     def __init__(self):
-    ...         super().__init__()
-    ...         self.lstm = nn.LSTM(60, 32)  # (T, B, F)
-    ...         self.out = nn.Linear(32, 20)
-    >>> model = as_recurrent_classifier(Net(), recurrent="lstm", head="out")
-    >>> model.num_joints, model.num_classes
-    (20, 20)
-    """
-    return RecurrentClassifier(
-        module,
-        recurrent,
-        head,
-        preprocess,
-        preprocess_input=preprocess_input,
-        num_joints=num_joints,
-    )
+#: Adapt a module holding an ``nn.LSTM``/``nn.GRU`` and an ``nn.Linear`` head: the name the
+#: README and the notebooks use for `RecurrentClassifier`.
+as_recurrent_classifier = RecurrentClassifier
