@@ -19,7 +19,7 @@ import warnings
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Protocol, cast, runtime_checkable
+from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 
 import numpy as np
 import torch
@@ -143,13 +143,13 @@ def fc_weight(model_or_weight: Any) -> np.ndarray:
     """
     w = model_or_weight
     if isinstance(w, nn.Module) and not isinstance(w, nn.Linear):
-        fc = getattr(w, "fc", None)
-        if not isinstance(getattr(fc, "weight", None), torch.Tensor):
+        w = getattr(getattr(w, "fc", None), "weight", None)
+        if not isinstance(w, torch.Tensor):
             raise SkvisError(
-                f"{type(w).__name__} has no `fc` layer with a weight; wrap your model with "
-                "skvis_widgets.adapters.as_recurrent_classifier(module, recurrent=..., head=...)"
+                f"{type(model_or_weight).__name__} has no `fc` layer with a weight; wrap "
+                "your model with skvis_widgets.adapters.as_recurrent_classifier(module, "
+                "recurrent=..., head=...)"
             )
-        w = fc.weight
     elif hasattr(w, "fc"):
         w = w.fc.weight
     elif isinstance(w, nn.Linear):
@@ -443,6 +443,8 @@ def check_finite(arr: np.ndarray, name: str) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # Eval mode without touching the caller's module
 # ---------------------------------------------------------------------------------------------
+M = TypeVar("M")
+
 _FALLBACK_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
 _LOCKS_GUARD = threading.Lock()
 _warned_copy = False
@@ -453,7 +455,7 @@ def _modules(model: Any) -> list[nn.Module]:
 
 
 @contextmanager
-def eval_view(model: Any) -> Iterator[Any]:
+def eval_view(model: M) -> Iterator[M]:
     """The model in eval mode, without changing ``model`` or any of its submodules.
 
     A model already in eval mode is yielded as it is. Otherwise the module tree is
@@ -470,6 +472,7 @@ def eval_view(model: Any) -> Iterator[Any]:
     if not any(m.training for m in mods):
         yield model
         return
+    module = cast(nn.Module, model)  # it has modules in training mode
     shared: dict[int, Any] = {}
     for m in mods:
         for t in (*m._parameters.values(), *m._buffers.values()):
@@ -489,15 +492,15 @@ def eval_view(model: Any) -> Iterator[Any]:
                 stacklevel=3,
             )
         with _LOCKS_GUARD:
-            lock = _FALLBACK_LOCKS.setdefault(model, threading.RLock())
+            lock = _FALLBACK_LOCKS.setdefault(module, threading.RLock())
         with lock:
             flags = [(m, m.training) for m in mods]
-            model.eval()
+            module.eval()
             try:
                 yield model
             finally:
                 for m, was in flags:
                     m.training = was
         return
-    view.eval()
+    cast(nn.Module, view).eval()
     yield view

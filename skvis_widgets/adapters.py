@@ -14,13 +14,13 @@ The module also holds the two helpers the engine shares with the adapter:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
 from torch import nn
 
-from ._checks import as_model_input, check_layer, check_lengths, check_recurrent
+from ._checks import as_model_input, check_layer, check_lengths, check_recurrent, first_weight
 from .errors import SkvisError
 
 __all__ = [
@@ -67,9 +67,8 @@ def run_layers(rnn: nn.RNNBase, feats: torch.Tensor, upto: int = -1) -> list[tor
     for k in range(upto + 1):
         # A single-layer twin on the meta device: building it allocates nothing and
         # draws no random numbers; functional_call runs it with layer k's weights.
-        twin = type(rnn)(
-            x.shape[-1], rnn.hidden_size, bias=rnn.bias, batch_first=True, device="meta"
-        )
+        make: Callable[..., nn.RNNBase] = type(rnn)  # nn.LSTM or nn.GRU (or a subclass)
+        twin = make(x.shape[-1], rnn.hidden_size, bias=rnn.bias, batch_first=True, device="meta")
         x = torch.func.functional_call(twin, _layer_params(rnn, k), (x,))[0]
         outs.append(x)
     return outs
@@ -162,6 +161,9 @@ class RecurrentClassifier(nn.Module):
     (20, 20)
     """
 
+    #: The preprocess callable (kept out of nn.Module's registry; see __init__).
+    _pre_fn: Callable[[torch.Tensor], torch.Tensor] | None
+
     def __init__(
         self,
         module: nn.Module,
@@ -230,14 +232,14 @@ class RecurrentClassifier(nn.Module):
     @property
     def rnn(self) -> nn.RNNBase:
         if self._rnn_path is None:
-            return self.extra_rnn
-        return self.module.get_submodule(self._rnn_path)
+            return cast(nn.RNNBase, self.extra_rnn)
+        return cast(nn.RNNBase, self.module.get_submodule(self._rnn_path))
 
     @property
     def fc(self) -> nn.Linear:
         if self._head_path is None:
-            return self.extra_head
-        return self.module.get_submodule(self._head_path)
+            return cast(nn.Linear, self.extra_head)
+        return cast(nn.Linear, self.module.get_submodule(self._head_path))
 
     @property
     def hidden_size(self) -> int:
@@ -252,7 +254,7 @@ class RecurrentClassifier(nn.Module):
         return self.fc.out_features
 
     def _param(self) -> torch.Tensor:
-        return self.rnn.weight_ih_l0
+        return first_weight(self)
 
     def _input(self, x: Any) -> torch.Tensor:
         if not torch.is_tensor(x):

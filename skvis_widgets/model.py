@@ -81,6 +81,10 @@ class SkeletonLSTM(nn.Module):
         and check data against), class names, accuracy, ...
     """
 
+    #: Buffers ``(J*3,)``: the input's standardization (`set_standardization`).
+    feature_mean: torch.Tensor
+    feature_std: torch.Tensor
+
     def __init__(
         self,
         num_joints: int,
@@ -459,10 +463,10 @@ def _check_state_dict(
                 f"{_MAX_ABS:g} in magnitude: not the weights of a trained model"
             )
         if key == "feature_std" and values.size and values.min() < _MIN_STD:
-            i = int(values.argmin())
+            low = int(values.argmin())
             raise SkvisError(
                 f"{name} must be at least {_MIN_STD:g} (the input is divided by it), got "
-                f"{values[i]:g} at index {i}"
+                f"{values[low]:g} at index {low}"
             )
     return state_dict
 

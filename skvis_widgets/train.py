@@ -65,7 +65,8 @@ class TrainingHistory:
 
 def _bone_order(bones: tuple[tuple[int, int], ...], root: int) -> list[tuple[int, int]]:
     """Bones sorted parent-first (a joint's parent bone comes before its children)."""
-    placed, order = {root}, []
+    placed = {root}
+    order: list[tuple[int, int]] = []
     while len(order) < len(bones):
         for p, c in bones:
             if p in placed and c not in placed:

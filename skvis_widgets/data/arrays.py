@@ -7,7 +7,7 @@ zero-padded by `pad_sequences`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -57,7 +57,7 @@ def pad_sequences(
 
 
 def as_labels(
-    labels: object, n: int, *, name: str = "labels", class_names: object = None
+    labels: object, n: int, *, name: str = "labels", class_names: Iterable[object] | None = None
 ) -> np.ndarray:
     """``n`` class labels as int64: whole numbers, or (given ``class_names``) the class
     names themselves, mapped to their indices. ``1.7``, or a name that is not a class,

@@ -166,10 +166,10 @@ class SkeletonDataset:
                 # shapes first (lost values are the cleaning's business)
                 shape = as_sequence(np.where(np.isfinite(s), s, 0), topology, name=what).shape
                 s = s.reshape(shape)  # (T, J*3) -> (T, J, 3)
-                s, report = clean_sequence(
+                s, one = clean_sequence(
                     s, clean=clean, units=units, zeros=normalize, index=i, name=what
                 )
-                reports.append(report)
+                reports.append(one)
                 if s is None:
                     continue
             arr = as_sequence(s, topology, name=what)
@@ -280,6 +280,7 @@ class SkeletonDataset:
     def subset(self, indices: Sequence[int] | np.ndarray) -> SkeletonDataset:
         """A dataset of the samples at ``indices`` (ints or a boolean mask)."""
         idx = as_indices(indices, len(self))
+        frames = self.frames or [None] * len(self)  # filled in by __post_init__
         return SkeletonDataset(
             [self.sequences[i] for i in idx],
             self.labels[idx],
@@ -287,7 +288,7 @@ class SkeletonDataset:
             self.class_names,
             self.topology,
             self.name,
-            [self.frames[i] for i in idx],
+            [frames[i] for i in idx],
             tuple(self.ids[i] for i in idx),
             {key: col[idx] for key, col in self.metadata.items()},
             self.cleaning,
