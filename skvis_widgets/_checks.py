@@ -128,6 +128,16 @@ def check_model(model: SkeletonClassifier) -> tuple[nn.RNNBase, nn.Linear]:
     return rnn, fc
 
 
+def _array(value: Any, name: str) -> np.ndarray:
+    """``value`` (a tensor, on any device, or anything numpy reads) as a numpy array."""
+    if torch.is_tensor(value):
+        value = value.detach().cpu().numpy()
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError) as exc:  # ragged nested lists and the like
+        raise SkvisError(f"{name}: cannot be read as an array ({exc})") from None
+
+
 def first_weight(model: SkeletonClassifier) -> torch.Tensor:
     """``model.rnn.weight_ih_l0``: where the model lives (device) and computes (dtype)."""
     return cast(torch.Tensor, model.rnn.weight_ih_l0)  # every nn.LSTM/nn.GRU has it
@@ -154,12 +164,7 @@ def fc_weight(model_or_weight: Any) -> np.ndarray:
         w = w.fc.weight
     elif isinstance(w, nn.Linear):
         w = w.weight
-    if torch.is_tensor(w):
-        w = w.detach().cpu().numpy()
-    try:
-        w = np.asarray(w)
-    except (TypeError, ValueError) as exc:
-        raise SkvisError(f"FC weight: cannot convert to an array ({exc})") from None
+    w = _array(w, "FC weight")
     if w.ndim != 2 or not np.issubdtype(w.dtype, np.number):
         raise SkvisError(f"FC weight must be a (C, H) array of numbers, got shape {w.shape}")
     return check_finite(w, "FC weight")
@@ -224,12 +229,7 @@ def as_sequence(
                 f"({topo.num_joints} joints)"
             )
         num_joints = topo.num_joints
-    if torch.is_tensor(seq):
-        seq = seq.detach().cpu().numpy()
-    try:
-        arr = np.asarray(seq)
-    except (TypeError, ValueError) as exc:  # ragged nested lists and the like
-        raise SkvisError(f"{name}: cannot be read as an array ({exc})") from None
+    arr = _array(seq, name)
     if arr.dtype == object:  # numbers held as Python objects (or ragged rows)
         try:
             arr = arr.astype(np.float64)
@@ -280,13 +280,7 @@ def check_lengths(
     Only whole numbers are lengths: ``2.7`` or ``True`` is an error, not a truncation.
     """
     where = f" for shape {shape}" if shape is not None else f" for a batch of {n} x {t} frames"
-    if torch.is_tensor(lengths):
-        lengths = lengths.detach().cpu().numpy()
-    try:
-        arr = np.asarray(lengths)
-    except (TypeError, ValueError) as exc:
-        raise SkvisError(f"lengths: cannot convert to an array ({exc})") from None
-    arr = arr.reshape(-1)
+    arr = _array(lengths, "lengths").reshape(-1)
     # numpy turns [True, 3] into ints: look for the bools before it does
     mixed = isinstance(lengths, (list, tuple)) and any(
         isinstance(v, (bool, np.bool_)) for v in lengths
@@ -411,9 +405,7 @@ def check_index(value: Any, size: int, what: str) -> int:
 
 def check_targets(target: Any, n: int, num_classes: int) -> torch.Tensor:
     """One class per sample: an int, or a sequence / tensor of ``n`` ints."""
-    if torch.is_tensor(target):
-        target = target.detach().cpu().numpy()
-    arr = np.asarray(target)
+    arr = _array(target, "target")
     if arr.ndim == 0:
         arr = np.full(n, arr)
     if arr.shape != (n,) or not np.issubdtype(arr.dtype, np.integer):
