@@ -522,35 +522,16 @@ def test_bad_parameters_of_the_other_functions_raise_skvis_errors():
 
 
 def test_the_compiled_program_is_kept_for_the_same_constraints_and_lengths():
-    # project rebuilt `_compile` and `_sqp.plan` on every call (a tenth of its time in
+    # project rebuilt the program and the plan on every call (a tenth of its time in
     # activation maximization, which projects with the same ones at every step).
-    from skvis_widgets import anatomy
+    from skvis_widgets.anatomy.program import program
 
     ref = reference_bone_lengths(load_msr("a06_s02_e01_skeleton3D.txt"), MSR_ACTION3D)
-    prog, pl = anatomy._program(anatomical_constraints(MSR_ACTION3D), ref)
-    again = anatomy._program(anatomical_constraints(MSR_ACTION3D), list(ref))
+    prog, pl = program(anatomical_constraints(MSR_ACTION3D), ref)
+    again = program(anatomical_constraints(MSR_ACTION3D), list(ref))
     assert again[0] is prog and again[1] is pl
-    other = anatomy._program(anatomical_constraints(MSR_ACTION3D), ref * 1.01)
+    other = program(anatomical_constraints(MSR_ACTION3D), ref * 1.01)
     assert other[0] is not prog
     np.testing.assert_array_equal(other[0].length, ref * 1.01)
     relaxed = anatomical_constraints(MSR_ACTION3D, angle_limits={"angle:spine": (100, 180)})
-    assert anatomy._program(relaxed, ref)[0] is not prog
-
-
-def test_fast_solver_matches_the_bone_coordinate_solver_on_real_frames():
-    # project runs _newton_z first and hands what it leaves to _newton; on real noisy
-    # frames (active angle and plane bounds included) it should finish them itself, at
-    # the same poses.
-    from skvis_widgets.anatomy import _compile, _newton, _newton_z
-
-    ntu = load_ntu("S001C001P001R001A001.skeleton")
-    cs = anatomical_constraints(KINECT_V2)
-    ref = reference_bone_lengths(ntu, KINECT_V2)
-    x0 = ntu[::5] + np.random.default_rng(3).normal(0, 0.04, ntu[::5].shape)
-    prog = _compile(cs, ref)
-    xz, conv_z, _ = _newton_z(x0, prog, 1e-6, 40)
-    xb, conv_b, _ = _newton(x0, prog, 1e-6, 40)
-    assert conv_z.all() and conv_b.all()
-    assert_valid(xz, cs, ref)
-    fz, fb = (((x - x0) ** 2).sum(axis=(1, 2)) for x in (xz, xb))
-    assert (fz <= 1.001 * fb + 1e-12).all()
+    assert program(relaxed, ref)[0] is not prog

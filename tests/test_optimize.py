@@ -23,12 +23,12 @@ from skvis_widgets.anatomy import anatomical_constraints, project
 from skvis_widgets.model import SkeletonLSTM
 from skvis_widgets.optimize import (
     MaximizationResult,
-    _acceleration,
-    _bound_acceleration,
     ascent_direction,
     default_constraints,
     maximize_activation,
 )
+from skvis_widgets.sequence_constraints import acceleration as _acceleration
+from skvis_widgets.sequence_constraints import bound_acceleration as _bound_acceleration
 from skvis_widgets.saliency import instantaneous_jacobian
 
 THROW = 5
