@@ -535,3 +535,32 @@ def test_the_compiled_program_is_kept_for_the_same_constraints_and_lengths():
     np.testing.assert_array_equal(other[0].length, ref * 1.01)
     relaxed = anatomical_constraints(MSR_ACTION3D, angle_limits={"angle:spine": (100, 180)})
     assert program(relaxed, ref)[0] is not prog
+
+
+def test_widened_to_relaxes_exactly_the_limits_the_sequence_breaks():
+    seq = load_msr("a06_s02_e01_skeleton3D.txt")
+    paper = anatomical_constraints(MSR_ACTION3D)
+    wide = paper.widened_to(seq)
+    res = constraint_residuals(seq, wide)
+    assert res[:, [not n.startswith("bone:") for n in wide.names]].max() == 0.0  # input valid
+    for con in paper.of_kind("angle"):
+        a, v, c = (seq[:, j] for j in con.joints)
+        u, w = a - v, c - v  # the angle by arccos, a computation of its own
+        cos = (u * w).sum(1) / np.linalg.norm(u, axis=1) / np.linalg.norm(w, axis=1)
+        ang = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+        lo, hi = wide[con.name].limits
+        if ang.min() >= con.limits[0]:
+            assert lo == con.limits[0]  # a limit the input respects stays the paper's
+        else:
+            assert ang.min() - 0.1 - 1e-6 <= lo <= ang.min() + 1e-6 and lo == round(lo, 1)
+        assert hi == con.limits[1]
+    assert wide["angle:spine"].limits[0] < 160.0  # MSR's spine is bent
+    # A sequence that already holds every limit changes nothing; a pelvis it breaks is
+    # dropped.
+    assert wide.widened_to(seq) is wide
+    flipped = seq.copy()
+    hr, hl = MSR_ACTION3D.index("hip_right"), MSR_ACTION3D.index("hip_left")
+    flipped[:, [hr, hl]] = seq[:, [hl, hr]]
+    dropped = paper.widened_to(flipped)
+    assert "plane:pelvis" not in dropped and dropped.dropped[-1][0] == "plane:pelvis"
+    assert f"on {len(seq)} of {len(seq)} frames" in dropped.dropped[-1][1]

@@ -20,6 +20,7 @@ from skvis_widgets.anatomy import (
 )
 from skvis_widgets.anatomy import program as _prog
 from skvis_widgets.anatomy.rows import evaluate
+from skvis_widgets.errors import SkvisError
 from skvis_widgets.skeleton import KINECT_V2, MSR_ACTION3D
 
 
@@ -287,3 +288,73 @@ def test_import_works_where_numba_cannot_cache(tmp_path):
         for p in [root, *root.rglob("*")]:
             p.chmod(0o755 if p.is_dir() else 0o644)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-3000:]
+
+
+@pytest.mark.parametrize("topo", [KINECT_V2, MSR_ACTION3D], ids=lambda t: t.name)
+def test_kernel_rows_equal_the_numpy_rows(topo):
+    # The angle and plane rows are written once in numpy (`rows.evaluate`); the kernel's
+    # jitted copy must give the same values and gradients, on real and random poses.
+    rng = np.random.default_rng(4)
+    frame = _real_frame(topo, 7)
+    for x in (frame, frame + rng.normal(0.0, 0.05, frame.shape), rng.normal(0, 0.3, frame.shape)):
+        prog, pl, _, _, _, h, A, _ = _state(topo, x, 0)
+        c, An = evaluate(x[None], prog)
+        np.testing.assert_allclose(h, c[0, prog.n_eq :], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(A, An[0, prog.n_eq :], rtol=0, atol=1e-12)
+
+
+def test_auto_does_not_wait_for_a_compile_in_another_thread(monkeypatch):
+    # A compile held in a background thread (an Event stands for the seconds numba
+    # takes): project(solver="auto") must answer at once, with SLSQP, a valid pose.
+    import threading
+
+    from skvis_widgets.anatomy import solver
+
+    started, release = threading.Event(), threading.Event()
+
+    def held_compile():
+        started.set()
+        assert release.wait(timeout=600)
+
+    state = solver._State(held_compile)
+    monkeypatch.setattr(solver, "_STATE", state)
+    try:
+        assert anatomy.prepare_solver(background=True) is False
+        assert started.wait(timeout=60)
+        assert not anatomy.solver_ready() and solver.compile_in_progress()
+        ntu = load_ntu("S001C001P001R001A001.skeleton")[:6]
+        cs = anatomical_constraints(KINECT_V2)
+        ref = reference_bone_lengths(ntu, KINECT_V2)
+        x0 = ntu + np.random.default_rng(2).normal(0, 0.04, ntu.shape)
+        x, info = project(x0, cs, ref, return_info=True)  # returns while the compile waits
+        assert not release.is_set() and state.thread.is_alive()
+        assert_valid(x, cs, ref)
+        assert info.fallback[~info.unchanged].all() and not info.iterations.any()
+        np.testing.assert_allclose(x, project(x0, cs, ref, solver="slsqp"))
+    finally:
+        release.set()
+    state.thread.join(timeout=60)
+    assert anatomy.solver_ready() and not solver.compile_in_progress()
+    assert anatomy.prepare_solver(background=True) is True  # nothing more to do
+
+
+def test_a_failed_background_compile_is_raised_by_the_next_blocking_call(monkeypatch):
+    from skvis_widgets.anatomy import solver
+
+    def broken():
+        raise RuntimeError("no compiler here")
+
+    state = solver._State(broken)
+    monkeypatch.setattr(solver, "_STATE", state)
+    anatomy.prepare_solver(background=True)
+    state.thread.join(timeout=60)
+    assert not anatomy.solver_ready() and isinstance(state.error, RuntimeError)
+    with pytest.raises(RuntimeError, match="no compiler here"):
+        anatomy.prepare_solver()
+
+
+def test_unknown_solver_is_refused():
+    cs = anatomical_constraints(MSR_ACTION3D)
+    x0 = load_msr("a06_s02_e01_skeleton3D.txt")[:2]
+    with pytest.raises(SkvisError, match="solver = 'newton'; expected one of auto, compiled"):
+        project(x0, cs, solver="newton")
