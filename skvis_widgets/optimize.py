@@ -771,7 +771,7 @@ def _run(
                 "not finite here, so there is no direction to climb"
             )
             return
-        accepted = _trial_steps(climb, bound, x, d / norm, current, step_size, max_halvings, stop)
+        accepted = _trial_steps(climb, bound, x, d, norm, current, step_size, max_halvings, stop)
         if accepted is None:  # cancelled
             trace.cancelled = True
             return
@@ -802,19 +802,21 @@ def _trial_steps(
     climb: _Climb,
     bound: list[BoundConstraint],
     x: np.ndarray,
-    unit_dir: np.ndarray,
+    d: np.ndarray,
+    norm: float,
     current: float,
     step_size: float,
     max_halvings: int,
     stop: Callable[[], bool],
 ) -> tuple[np.ndarray, float, float] | bool | None:
-    """The first step (halved up to ``max_halvings`` times) whose valid candidate raises
-    the score: (candidate, score, step); False if none does; None if cancelled."""
+    """The first step along d (scaled so that its largest joint move, ``norm``, becomes
+    the step; halved up to ``max_halvings`` times) whose valid candidate raises the
+    score: (candidate, score, step); False if none does; None if cancelled."""
     step = step_size
     for _ in range(max_halvings + 1):
         if stop():
             return None
-        cand, ok = make_valid(bound, (x + step * unit_dir).astype(climb.np_dtype))
+        cand, ok = make_valid(bound, (x + (step / norm) * d).astype(climb.np_dtype))
         s = climb.score(cand) if ok else -math.inf
         if s > current:
             return cand, s, step

@@ -448,15 +448,18 @@ def constraint_residuals(
     x = _as_sequence(sequence, constraints.topology)
     ref = _reference(x, constraints, reference_lengths)
     out = np.zeros((x.shape[0], len(constraints)))
-    lengths = None
-    for k, con in enumerate(constraints):
-        if con.kind == "bone":
-            if lengths is None:
-                lengths = _bone_lengths(x, constraints.topology)
-            out[:, k] = np.abs(lengths[:, con.bone] - ref[con.bone])
+    bones = [k for k, c in enumerate(constraints) if c.kind == "bone"]
+    if bones:
+        b = [constraints[k].bone for k in bones]
+        out[:, bones] = np.abs(_bone_lengths(x, constraints.topology)[:, b] - ref[b])
+    # One call per kind, not per constraint: activation maximization measures every
+    # iterate, and the per-call overhead was most of this function's time.
+    for kind, undefined in (("angle", 0.0), ("plane", 90.0)):
+        cols = [k for k, c in enumerate(constraints) if c.kind == kind]
+        if not cols:
             continue
-        lo, hi = con.limits  # type: ignore[misc]
-        ang = angles_deg(x, np.asarray([con.joints]), con.kind)[:, 0]
-        ang = np.nan_to_num(ang, nan=0.0 if con.kind == "angle" else 90.0)
-        out[:, k] = np.maximum(lo - ang, 0.0) + np.maximum(ang - hi, 0.0)
+        idx = np.array([constraints[k].joints for k in cols])
+        lim = np.array([constraints[k].limits for k in cols], dtype=np.float64)
+        ang = np.nan_to_num(angles_deg(x, idx, kind), nan=undefined)
+        out[:, cols] = np.maximum(lim[:, 0] - ang, 0.0) + np.maximum(ang - lim[:, 1], 0.0)
     return out
