@@ -358,3 +358,39 @@ def test_unknown_solver_is_refused():
     x0 = load_msr("a06_s02_e01_skeleton3D.txt")[:2]
     with pytest.raises(SkvisError, match="solver = 'newton'; expected one of auto, compiled"):
         project(x0, cs, solver="newton")
+
+
+def test_auto_hands_the_frames_left_to_the_compiled_solver_once_it_is_ready(monkeypatch):
+    import threading
+
+    from skvis_widgets.anatomy import projection, solver
+
+    release = threading.Event()
+
+    def held_compile():
+        assert release.wait(timeout=600)
+        solver._warm_up()  # the real kernel (from numba's cache by now)
+
+    state = solver._State(held_compile)
+    monkeypatch.setattr(solver, "_STATE", state)
+    real = projection.slsqp_frame
+    calls = []
+
+    def first_frame_then_ready(*args, **kwargs):
+        calls.append(1)
+        out = real(*args, **kwargs)
+        release.set()  # the compile ends while SLSQP solves the first frame
+        assert state.ready.wait(timeout=600)
+        return out
+
+    monkeypatch.setattr(projection, "slsqp_frame", first_frame_then_ready)
+    anatomy.prepare_solver(background=True)
+    ntu = load_ntu("S001C001P001R001A001.skeleton")[:8]
+    cs = anatomical_constraints(KINECT_V2)
+    ref = reference_bone_lengths(ntu, KINECT_V2)
+    x0 = ntu + np.random.default_rng(6).normal(0, 0.04, ntu.shape)
+    x, info = project(x0, cs, ref, return_info=True)
+    assert_valid(x, cs, ref)
+    moved = np.nonzero(~info.unchanged)[0]
+    assert len(calls) == 1 and info.fallback[moved[0]] and not info.fallback[moved[1:]].any()
+    assert (info.iterations[moved[1:]] > 0).all()

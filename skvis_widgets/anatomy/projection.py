@@ -29,9 +29,9 @@ from .constraints import (
     _positive,
     _reference,
 )
-from .program import Program, exact_lengths, program, unstick
+from .program import Plan, Program, exact_lengths, program, unstick
 from .rows import evaluate, violation
-from .solver import compile_in_progress, solve_compiled
+from .solver import compile_in_progress, solve_compiled, solver_ready
 
 __all__ = ["ProjectionInfo", "project", "project_slsqp", "slsqp_frame", "Solver"]
 
@@ -138,7 +138,8 @@ def project(
         the compile under way). ``"slsqp"``: SciPy's SLSQP frame by frame (about 100
         times slower; the same optimum to 1 %). ``"auto"``: the compiled solver, except
         while another thread compiles it (`prepare_solver` with ``background=True``):
-        then SLSQP, so that the call does not wait.
+        then SLSQP, so that the call does not wait, and the compiled solver for the
+        frames left once that compile is done.
     return_info : bool
         Also return a `ProjectionInfo`.
 
@@ -190,33 +191,9 @@ def project(
     fallback = np.zeros(T, dtype=bool)
     todo = np.nonzero(~unchanged)[0]
     if todo.size:
-        xt = x0[todo]
-        compiled = solver == "compiled" or (
-            solver == "auto" and _kernel.available() and not compile_in_progress()
-        )
         with np.errstate(all="ignore"):  # overflow on a singular step is caught after it
-            if compiled:
-                x, conv, it = solve_compiled(xt, prog, pl, tol, max_iter)
-                if not conv.all():
-                    # A frame with every joint near one line, nearly symmetric about it,
-                    # can take hundreds of iterations along a flat valley.
-                    rest = np.nonzero(~conv)[0]
-                    long = min(10 * max_iter, _MAX_ITER)
-                    xr, conv[rest], it_r = solve_compiled(xt[rest], prog, pl, tol, long)
-                    x[rest] = _better(xt[rest], x[rest], xr, prog)
-                    it[rest] += it_r
-                iterations[todo] = it
-            else:
-                x, conv = xt.copy(), np.zeros(len(todo), dtype=bool)
-            for k in np.nonzero(~conv)[0]:
-                fallback[todo[k]] = True
-                if compiled and np.isfinite(x[k]).all():
-                    start = x[k]  # the compiled solver's best iterate
-                else:
-                    start = unstick(xt[k : k + 1], prog)[0]
-                pose = exact_lengths(slsqp_frame(xt[k], prog, start, 1e-10, 500)[0], prog)
-                x[k] = _better(xt[k][None], x[k][None], pose[None], prog)[0] if compiled else pose
-        out[todo] = x
+            x, it, fb = _solve(x0[todo], prog, pl, tol, max_iter, solver)
+        out[todo], iterations[todo], fallback[todo] = x, it, fb
     viol = violation(out, prog)
     limit = max(10.0 * tol, 1e-5)
     bad = ~(viol <= limit)  # NaN included
@@ -233,6 +210,47 @@ def project(
     if return_info:
         return result, ProjectionInfo(unchanged, iterations, fallback, viol)
     return result
+
+
+def _solve(
+    xt: NDArray, prog: Program, pl: Plan, tol: float, max_iter: int, solver: str
+) -> tuple[NDArray, NDArray, NDArray]:
+    """Frames xt (n, J, 3) projected: poses, compiled iterations, solved by SLSQP."""
+    n = len(xt)
+    x, it = xt.copy(), np.zeros(n, dtype=np.intp)
+    fallback = np.zeros(n, dtype=bool)
+    compiled = solver == "compiled" or (
+        solver == "auto" and _kernel.available() and not compile_in_progress()
+    )
+    if not compiled:
+        # SLSQP from each frame (unstuck), until the compile in another thread is done
+        # ("auto"): then the compiled solver takes the frames that are left.
+        for k in range(n):
+            if solver == "auto" and solver_ready():
+                rest = slice(k, n)
+                x[rest], it[rest], fallback[rest] = _solve(
+                    xt[rest], prog, pl, tol, max_iter, solver
+                )
+                break
+            start = unstick(xt[k : k + 1], prog)[0]
+            x[k] = exact_lengths(slsqp_frame(xt[k], prog, start, 1e-10, 500)[0], prog)
+            fallback[k] = True
+        return x, it, fallback
+    x, conv, it = solve_compiled(xt, prog, pl, tol, max_iter)
+    if not conv.all():
+        # A frame with every joint near one line, nearly symmetric about it, can take
+        # hundreds of iterations along a flat valley.
+        rest = np.nonzero(~conv)[0]
+        long = min(10 * max_iter, _MAX_ITER)
+        xr, conv[rest], it_r = solve_compiled(xt[rest], prog, pl, tol, long)
+        x[rest] = _better(xt[rest], x[rest], xr, prog)
+        it[rest] += it_r
+    for k in np.nonzero(~conv)[0]:  # SLSQP from the best iterate; the better pose is kept
+        fallback[k] = True
+        start = x[k] if np.isfinite(x[k]).all() else unstick(xt[k : k + 1], prog)[0]
+        pose = exact_lengths(slsqp_frame(xt[k], prog, start, 1e-10, 500)[0], prog)
+        x[k] = _better(xt[k][None], x[k][None], pose[None], prog)[0]
+    return x, it, fallback
 
 
 def _better(x0: NDArray, a: NDArray, b: NDArray, prog: Program) -> NDArray:
