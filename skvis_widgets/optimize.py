@@ -106,7 +106,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from ._checks import as_model_input, check_index, check_layer, check_model, eval_view
+from ._checks import as_model_sequence, check_index, check_layer, check_model, eval_view
 from .adapters import run_layers
 from .anatomy import ConstraintSet, anatomical_constraints, constraint_residuals
 from .errors import SkvisError
@@ -249,14 +249,6 @@ def _dtype(model: Any) -> tuple[torch.dtype, torch.device, type]:
     return p.dtype, p.device, (np.float64 if p.dtype == torch.float64 else np.float32)
 
 
-def _as_sequence(model: Any, sequence: Any, np_dtype: type) -> np.ndarray:
-    """A checked ``(T, J, 3)`` copy of ``sequence`` in the model's dtype."""
-    x, _, single = as_model_input(model, sequence)
-    if not single:
-        raise SkvisError(f"sequence: expected shape (T, J, 3), got {tuple(x.shape)}")
-    return np.array(x[0].cpu().numpy(), dtype=np_dtype)
-
-
 def _what(model: Any, target: Any, unit: Any, layer: Any) -> tuple[int | None, int | None, int]:
     """Checked ``(target, unit, layer)``; the layer is an index >= 0."""
     rnn, fc = check_model(model)
@@ -395,7 +387,7 @@ def ascent_direction(
     if gradient not in _GRADIENTS:
         raise SkvisError(f"gradient must be one of {_GRADIENTS}, got {gradient!r}")
     dtype, device, np_dtype = _dtype(model)
-    x = _as_sequence(model, sequence, np_dtype)
+    x = as_model_sequence(model, sequence, dtype=np_dtype)
     # autograd works here even inside the caller's torch.inference_mode()/no_grad()
     with eval_view(model) as model, torch.inference_mode(False), torch.enable_grad():
         d, _ = _direction(model, x, target, unit, layer, gradient, device, dtype)
@@ -535,7 +527,7 @@ def maximize_activation(
         raise SkvisError(f"cancel must be a threading.Event (with is_set), got {cancel!r}")
 
     dtype, device, np_dtype = _dtype(model)
-    x0 = _as_sequence(model, sequence, np_dtype)
+    x0 = as_model_sequence(model, sequence, dtype=np_dtype)
     check_memory(
         (iterations + 1) * x0.nbytes,
         f"the history of {iterations} iterations on a sequence of {x0.shape[0]} frames",

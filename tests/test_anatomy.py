@@ -436,11 +436,11 @@ def test_dtype_follows_the_input():
 @pytest.mark.parametrize(
     ("shape", "fill", "match"),
     [
-        ((5, 24, 3), 0.1, r"\(5, 24, 3\).*\(T, 25, 3\)"),
-        ((25, 3), 0.1, r"\(25, 3\).*\(T, 25, 3\)"),
-        ((0, 25, 3), 0.1, r"\(0, 25, 3\).*no frames"),
-        ((2, 25, 3), np.nan, r"non-finite.*frame 0, joint 0 'spine_base'"),
-        ((2, 25, 3), np.inf, r"non-finite"),
+        ((5, 24, 3), 0.1, r"24 joints \(shape \(5, 24, 3\)\).*'kinect_v2' expects 25"),
+        ((25, 3), 0.1, r"expected shape \(T, J, 3\) with J = 25.*got \(25, 3\)"),
+        ((0, 25, 3), 0.1, r"zero frames \(shape \(0, 25, 3\)\)"),
+        ((2, 25, 3), np.nan, r"NaN or infinite.*frame 0, joint 0 'spine_base'"),
+        ((2, 25, 3), np.inf, r"NaN or infinite"),
     ],
 )
 def test_bad_sequences_raise(shape, fill, match):

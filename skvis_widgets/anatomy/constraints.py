@@ -18,6 +18,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .._checks import as_sequence
 from ..errors import SkvisError
 from ..skeleton import Topology
 from .rows import angles_deg
@@ -161,7 +162,7 @@ class ConstraintSet:
         >>> anatomical_constraints(MSR_ACTION3D).widened_to(seq)["angle:spine"].limits  # doctest: +SKIP
         (119.6, 180.0)
         """
-        x = _as_sequence(sequence, self.topology)
+        x = checked_sequence(sequence, self.topology)
         out: list[Constraint] = []
         dropped = list(self.dropped)
         for con in self.constraints:
@@ -290,32 +291,12 @@ def anatomical_constraints(
 # --------------------------------------------------------------------------- validation
 
 
-def _as_sequence(sequence: ArrayLike, topology: Topology, what: str = "sequence") -> NDArray:
-    try:
-        x = np.asarray(sequence)
-    except Exception as exc:  # ragged lists and the like
-        raise SkvisError(f"{what}: cannot be read as an array ({exc})") from None
-    J = topology.num_joints
-    expected = f"(T, {J}, 3) with T >= 1 for topology {topology.name!r}"
-    if x.ndim != 3 or x.shape[1:] != (J, 3):
-        raise SkvisError(f"{what} has shape {x.shape}; expected {expected}")
-    if x.shape[0] == 0:
-        raise SkvisError(f"{what} has shape {x.shape}, no frames; expected {expected}")
-    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
-        raise SkvisError(f"{what} has dtype {x.dtype}; expected real numbers")
-    x = x.astype(np.float64)
-    bad = ~np.isfinite(x)
-    if bad.any():
-        t, j, _ = np.argwhere(bad)[0]
-        raise SkvisError(
-            f"{what} of shape {x.shape} has {int(bad.sum())} non-finite values "
-            f"(first at frame {t}, joint {j} {topology.joint_names[j]!r}); expected finite "
-            "coordinates in metres"
-        )
-    return x
+def checked_sequence(sequence: ArrayLike, topology: Topology) -> NDArray:
+    """The shared check (`skvis_widgets._checks.as_sequence`), in float64 metres."""
+    return as_sequence(sequence, topology, name="sequence", dtype=np.float64)
 
 
-def _check_constraints(constraints: ConstraintSet) -> ConstraintSet:
+def check_constraints(constraints: ConstraintSet) -> ConstraintSet:
     if not isinstance(constraints, ConstraintSet):
         raise SkvisError(
             f"expected a ConstraintSet from anatomical_constraints(), got "
@@ -328,7 +309,7 @@ def _check_constraints(constraints: ConstraintSet) -> ConstraintSet:
 _MAX_ITER = 1_000_000
 
 
-def _positive(value: object, what: str, expected: str) -> float:
+def check_positive(value: object, what: str, expected: str) -> float:
     """A positive finite real number (bools refused), else SkvisError naming ``what``."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(
         value, (int, float, np.integer, np.floating)
@@ -340,7 +321,7 @@ def _positive(value: object, what: str, expected: str) -> float:
     return v
 
 
-def _count(value: object, what: str, lo: int, hi: int) -> int:
+def check_count(value: object, what: str, lo: int, hi: int) -> int:
     """An int in [lo, hi] (bools refused), else SkvisError naming ``what``."""
     if (
         isinstance(value, (bool, np.bool_))
@@ -351,7 +332,7 @@ def _count(value: object, what: str, lo: int, hi: int) -> int:
     return int(value)
 
 
-def _flag(value: object, what: str) -> bool:
+def check_flag(value: object, what: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise SkvisError(f"{what} = {value!r}; expected True or False")
     return bool(value)
@@ -363,7 +344,7 @@ def _check_topology(topology: object) -> Topology:
     return topology
 
 
-def _reference(
+def check_reference(
     x: NDArray, constraints: ConstraintSet, reference_lengths: ArrayLike | None
 ) -> NDArray:
     topo = constraints.topology
@@ -412,7 +393,7 @@ def reference_bone_lengths(sequence: ArrayLike, topology: Topology) -> NDArray[n
     ndarray, shape (B,)
         Metres, in the order of ``topology.bones``.
     """
-    x = _as_sequence(sequence, _check_topology(topology))
+    x = checked_sequence(sequence, _check_topology(topology))
     return _bone_lengths(x, topology).mean(axis=0)
 
 
@@ -444,9 +425,9 @@ def constraint_residuals(
         a pelvis with collinear hips has no normal, lies on the boundary and counts as
         satisfied.
     """
-    constraints = _check_constraints(constraints)
-    x = _as_sequence(sequence, constraints.topology)
-    ref = _reference(x, constraints, reference_lengths)
+    constraints = check_constraints(constraints)
+    x = checked_sequence(sequence, constraints.topology)
+    ref = check_reference(x, constraints, reference_lengths)
     out = np.zeros((x.shape[0], len(constraints)))
     bones = [k for k, c in enumerate(constraints) if c.kind == "bone"]
     if bones:

@@ -22,12 +22,12 @@ from ..errors import SkvisError
 from . import _kernel
 from .constraints import (
     ConstraintSet,
-    _as_sequence,
-    _check_constraints,
-    _count,
-    _flag,
-    _positive,
-    _reference,
+    check_constraints,
+    check_count,
+    check_flag,
+    check_positive,
+    check_reference,
+    checked_sequence,
 )
 from .program import Plan, Program, exact_lengths, program, unstick
 from .rows import evaluate, violation
@@ -173,13 +173,13 @@ def project(
     >>> bool(res[:, :24].max() < 1e-12), bool(res[:, 24:].max() < 1e-3)
     (True, True)
     """
-    constraints = _check_constraints(constraints)
-    tol = _positive(tol, "tol", "a positive finite number of metres")
-    max_iter = _count(max_iter, "max_iter", 1, _MAX_ITER)
-    return_info = _flag(return_info, "return_info")
+    constraints = check_constraints(constraints)
+    tol = check_positive(tol, "tol", "a positive finite number of metres")
+    max_iter = check_count(max_iter, "max_iter", 1, _MAX_ITER)
+    return_info = check_flag(return_info, "return_info")
     arr = np.asarray(sequence) if not isinstance(sequence, np.ndarray) else sequence
-    x0 = _as_sequence(arr, constraints.topology)
-    ref = _reference(x0, constraints, reference_lengths)
+    x0 = checked_sequence(arr, constraints.topology)
+    ref = check_reference(x0, constraints, reference_lengths)
     if solver not in _SOLVERS:
         raise SkvisError(f"solver = {solver!r}; expected one of {', '.join(_SOLVERS)}")
     prog, pl = program(constraints, ref)
@@ -333,10 +333,10 @@ def project_slsqp(
     ndarray, shape (T, J, 3), float64
         The projected poses in metres.
     """
-    constraints = _check_constraints(constraints)
-    ftol = _positive(ftol, "ftol", "a positive finite number")
-    maxiter = _count(maxiter, "maxiter", 1, _MAX_ITER)
-    x0 = _as_sequence(sequence, constraints.topology)
-    prog = program(constraints, _reference(x0, constraints, reference_lengths))[0]
+    constraints = check_constraints(constraints)
+    ftol = check_positive(ftol, "ftol", "a positive finite number")
+    maxiter = check_count(maxiter, "maxiter", 1, _MAX_ITER)
+    x0 = checked_sequence(sequence, constraints.topology)
+    prog = program(constraints, check_reference(x0, constraints, reference_lengths))[0]
     start = unstick(x0, prog)
     return np.stack([slsqp_frame(x0[t], prog, start[t], ftol, maxiter)[0] for t in range(len(x0))])
