@@ -690,7 +690,10 @@ class _Trace:
         self.history = [self.x0]
         self.scores = [0.0]
         self.residuals = [self.measure(self.x0)]
-        self.anatomy = next((b for b in self.bound if isinstance(b, BoundAnatomy)), None)
+        for b in self.bound:
+            if isinstance(b, BoundAnatomy):
+                self.anatomy = b
+                break
         if self.anatomy is not None:
             self.violation = _input_violation(self.x0, self.anatomy.constraint_set.topology)
 
@@ -705,9 +708,8 @@ class _Trace:
         self.steps.append(step)
 
     def result(self) -> MaximizationResult:
-        by_kind = {type(b): b for b in self.bound}
-        support = by_kind.get(BoundSupport)
-        acc = by_kind.get(BoundAcceleration)
+        support = next((b.mode for b in self.bound if isinstance(b, BoundSupport)), False)
+        temporal = next((b.bound for b in self.bound if isinstance(b, BoundAcceleration)), None)
         anatomy = self.anatomy
         return MaximizationResult(
             history=_frozen(np.stack(self.history)),
@@ -725,8 +727,8 @@ class _Trace:
             constrained=anatomy is not None and anatomy.enforced,
             constraint_set=anatomy.constraint_set if anatomy else None,
             reference_lengths=_frozen(anatomy.reference_lengths) if anatomy else None,
-            support=support.mode if support else False,
-            temporal=acc.bound if acc else None,
+            support=support,
+            temporal=temporal,
             message=self.message,
             input_violation=MappingProxyType(dict(self.violation)),
         )
@@ -800,7 +802,7 @@ def _trial_steps(
     step_size: float,
     max_halvings: int,
     stop: Callable[[], bool],
-) -> tuple[np.ndarray, float, float] | bool | None:
+) -> tuple[np.ndarray, float, float] | Literal[False] | None:
     """The first step along d (scaled so that its largest joint move, ``norm``, becomes
     the step; halved up to ``max_halvings`` times) whose valid candidate raises the
     score: (candidate, score, step); False if none does; None if cancelled."""

@@ -63,9 +63,9 @@ class BoundConstraint(Protocol):
         """How far each frame of x (T, J, 3) violates it: (T, len(names)), 0 where it holds."""
         ...
 
-    def apply(self, y: np.ndarray, pose: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    def apply(self, y: np.ndarray, pose: Callable[[np.ndarray], np.ndarray] | None) -> np.ndarray:
         """y (T, J, 3) made to satisfy it. ``pose`` makes a sequence satisfy every pose
-        constraint (a trajectory constraint alternates with it)."""
+        constraint (a trajectory constraint alternates with it; None for a pose one)."""
         ...
 
     def holds(self, y: np.ndarray) -> bool:
@@ -274,10 +274,10 @@ class BoundAcceleration:
             return True
         return bool(acceleration(y.astype(np.float64) - self.base).max() <= self.bound + self.tol)
 
-    def apply(self, y: np.ndarray, pose: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    def apply(self, y: np.ndarray, pose: Callable[[np.ndarray], np.ndarray] | None) -> np.ndarray:
         """Alternate the acceleration bound (on the displacement from ``base``) with the
         pose constraints, up to ``max_rounds`` times; the pose constraints run last."""
-        if len(y) < 3:
+        if len(y) < 3 or pose is None:
             return y
         for _ in range(self.max_rounds):
             if self.holds(y):

@@ -51,7 +51,7 @@ from numpy.typing import NDArray
 try:  # numba is a dependency; without it `project` uses SLSQP
     from numba import njit
 except ImportError:  # pragma: no cover - exercised only where numba is missing
-    njit = None
+    njit = None  # type: ignore[assignment]
 
 #: Whether numba could cache the kernel on disk (False: compiled in every process).
 _CACHED = True

@@ -280,11 +280,11 @@ def anatomical_constraints(
         if check(name, joints, [(a, v), (v, c)]):
             idx = tuple(topology.index(j) for j in joints)
             constraints.append(Constraint(name, "angle", idx, joints, limits.get(name, lim)))
-    for name, (joints, lim) in PLANE_CONSTRAINTS.items():
-        sb, rh, lh, sm = joints
-        if check(name, joints, [(sb, rh), (sb, lh), (sb, sm)]):
-            idx = tuple(topology.index(j) for j in joints)
-            constraints.append(Constraint(name, "plane", idx, joints, lim))
+    for name, (four, lim) in PLANE_CONSTRAINTS.items():
+        sb, rh, lh, sm = four
+        if check(name, four, [(sb, rh), (sb, lh), (sb, sm)]):
+            idx = tuple(topology.index(j) for j in four)
+            constraints.append(Constraint(name, "plane", idx, four, lim))
     return ConstraintSet(topology, tuple(constraints), tuple(dropped))
 
 
@@ -431,7 +431,7 @@ def constraint_residuals(
     out = np.zeros((x.shape[0], len(constraints)))
     bones = [k for k, c in enumerate(constraints) if c.kind == "bone"]
     if bones:
-        b = [constraints[k].bone for k in bones]
+        b = np.array([constraints[k].bone for k in bones], dtype=np.intp)
         out[:, bones] = np.abs(_bone_lengths(x, constraints.topology)[:, b] - ref[b])
     # One call per kind, not per constraint: activation maximization measures every
     # iterate, and the per-call overhead was most of this function's time.

@@ -180,7 +180,7 @@ def plan(prog: Program) -> Plan:
     rank = {j: k for k, j in enumerate(order)}
     later: dict[int, list[int]] = {}
     for j in order:  # symbolic elimination: a joint's later neighbours become a clique
-        nbs = sorted((k for k in adj[j] if rank[k] > rank[j]), key=rank.get)
+        nbs = sorted((k for k in adj[j] if rank[k] > rank[j]), key=lambda k: rank[k])
         later[j] = nbs
         link(nbs)
     nb_ptr = np.zeros(J + 1, dtype=np.int64)

@@ -227,9 +227,9 @@ def _solve(
         # ("auto"): then the compiled solver takes the frames that are left.
         for k in range(n):
             if solver == "auto" and solver_ready():
-                rest = slice(k, n)
-                x[rest], it[rest], fallback[rest] = _solve(
-                    xt[rest], prog, pl, tol, max_iter, solver
+                left = slice(k, n)
+                x[left], it[left], fallback[left] = _solve(
+                    xt[left], prog, pl, tol, max_iter, solver
                 )
                 break
             start = unstick(xt[k : k + 1], prog)[0]
@@ -245,11 +245,11 @@ def _solve(
         xr, conv[rest], it_r = solve_compiled(xt[rest], prog, pl, tol, long)
         x[rest] = _better(xt[rest], x[rest], xr, prog)
         it[rest] += it_r
-    for k in np.nonzero(~conv)[0]:  # SLSQP from the best iterate; the better pose is kept
-        fallback[k] = True
-        start = x[k] if np.isfinite(x[k]).all() else unstick(xt[k : k + 1], prog)[0]
-        pose = exact_lengths(slsqp_frame(xt[k], prog, start, 1e-10, 500)[0], prog)
-        x[k] = _better(xt[k][None], x[k][None], pose[None], prog)[0]
+    for f in np.nonzero(~conv)[0]:  # SLSQP from the best iterate; the better pose is kept
+        fallback[f] = True
+        start = x[f] if np.isfinite(x[f]).all() else unstick(xt[f : f + 1], prog)[0]
+        pose = exact_lengths(slsqp_frame(xt[f], prog, start, 1e-10, 500)[0], prog)
+        x[f] = _better(xt[f][None], x[f][None], pose[None], prog)[0]
     return x, it, fallback
 
 
