@@ -485,7 +485,7 @@ _STATE = 2**22
 #: holds its ``(H, T, J, 3)`` intermediate.
 _TILE = 2**18
 #: Per-frame state per block of frames when the result is a reduced map.
-_BLOCK_STATE = 2**20
+_BLOCK_STATE = 2**19
 #: Floats of per-frame state per frame and unit (gates and local derivatives, ~14).
 _PER_FRAME = 14
 
