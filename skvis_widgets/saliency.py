@@ -672,32 +672,56 @@ def _check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
 
 
 def _run(job: _Job, res: np.ndarray, chunk: int, t_block: int) -> None:
-    """Fill ``res`` (``(N, K, T, F)`` or ``(N, T, F)``) one chunk of sequences at a time."""
-    n = job.x.shape[0]
+    """Fill ``res`` (``(N, K, T, F)`` or ``(N, T, F)``) one chunk of sequences at a time.
+
+    Each chunk runs only up to its longest sequence. Where the result per sequence is
+    small next to the work (through time, or a reduced map) and lengths differ, the
+    chunks are taken in order of length, so that a chunk's sequences end close together
+    (a loop of one-sequence calls gets that for free); an all-unit instantaneous result
+    is written in place in the caller's order instead (reordering would cost a copy of
+    the largest array in the call).
+    """
+    n, t = job.x.shape[:2]
     on_host = job.x.device.type == "cpu"
+    lens = job.lens.cpu()  # the one copy to the host before the loops
+    order: torch.Tensor | None = None
+    if (job.mode == "through_time" or job.result != "units") and n > chunk:
+        if bool((lens != lens[0]).any()):
+            order = torch.argsort(lens, stable=True)
     with eval_view(job.model) as model, torch.no_grad():
         for start in range(0, n, chunk):
-            sl = slice(start, min(n, start + chunk))
+            stop = min(n, start + chunk)
+            idx: slice | np.ndarray = slice(start, stop)
+            if order is not None:
+                idx = order[start:stop].numpy()
+            t_max = int(lens[idx].max())
+            sel = torch.as_tensor(idx, device=job.x.device) if order is not None else idx
             part = replace(
                 job,
                 model=model,
-                x=job.x[sl],
-                lens=job.lens[sl],
-                weights=None if job.weights is None else job.weights[sl],
-                cot=None if job.cot is None else job.cot[sl],
+                x=job.x[sel, :t_max],
+                lens=job.lens[sel],
+                weights=None if job.weights is None else job.weights[sel],
+                cot=None if job.cot is None else job.cot[sel],
             )
-            # On the CPU the engine writes into the result itself; on another device into
-            # a device tensor, copied to the host once per chunk.
-            if on_host:
-                dest = torch.from_numpy(res[sl])
+            # On the CPU, in the caller's order, the engine writes into the result itself;
+            # otherwise into a tensor on the device, copied to the host once per chunk.
+            direct = on_host and order is None
+            if direct:
+                whole = torch.from_numpy(res[idx])
+                dest = whole[..., :t_max, :]
+                if t_max < t:
+                    whole[..., t_max:, :] = 0
             else:
-                dest = torch.empty(res[sl].shape, dtype=job.x.dtype, device=job.x.device)
+                shape = (stop - start, *res.shape[1:-2], t_max, res.shape[-1])
+                dest = torch.empty(shape, dtype=job.x.dtype, device=job.x.device)
             if job.mode == "instantaneous":
                 _instantaneous_chunk(part, dest, t_block)
             else:
                 _through_time_chunk(part, dest)
-            if not on_host:
-                res[sl] = dest.cpu().numpy()
+            if not direct:
+                res[idx, ..., :t_max, :] = dest.cpu().numpy()
+                res[idx, ..., t_max:, :] = 0
 
 
 def _responses(h: torch.Tensor, job: _Job) -> torch.Tensor:
