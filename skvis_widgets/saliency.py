@@ -370,7 +370,7 @@ def _bptt(
     t_end: int,
     inj: torch.Tensor | None,
     seed: torch.Tensor | None,
-    seed_mask: torch.Tensor | None,
+    seed_mask: torch.Tensor,
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Backward through one layer for K cotangents side by side.
@@ -390,7 +390,9 @@ def _bptt(
     tiny = _flush_below(w_ih.dtype)
     n, t_all = cache["coef"].shape[:2]
     hdim = cache["coef"].shape[3]
-    k = (inj if inj is not None else seed).shape[1]
+    src = inj if inj is not None else seed
+    assert src is not None, "a seed or an injection"
+    k = src.shape[1]
     if out is None:
         out = w_ih.new_zeros(n, k, t_all, w_ih.shape[1])
     dh = w_ih.new_zeros(n, k, hdim)
@@ -848,11 +850,12 @@ def _tiles(
             dest[i, t0 : t0 + tb] = p if job.signed else p.abs_()
         else:
             step = max(1, _TILE // (tb * f))
-            acc = None
+            acc: torch.Tensor | None = None
             for k0 in range(0, k, step):
                 p = torch.bmm(lhs[i, k0 : k0 + step], r[k0 : k0 + step]).abs_()
                 part = weigh_units(p[None], job.weights[i : i + 1, k0 : k0 + step])[0]  # eq 5
                 acc = part if acc is None else acc.add_(part)
+            assert acc is not None
             dest[i, t0 : t0 + tb] = acc
 
 
@@ -887,16 +890,21 @@ def _through_time_chunk(job: _Job, dest: torch.Tensor) -> None:
     t_end = int(lens.max())
     # all units, one layer, a diagonal preprocess: the backward pass writes the result itself
     direct = job.result == "units" and job.layer == 0 and pj.dim() == 1
-    grad, inj = None, None
+    if direct:
+        dest[:, :, t_end:] = 0
+    inj: torch.Tensor | None = None
     for k in range(job.layer, -1, -1):
-        target = None
-        if direct:
-            target = dest
-            target[:, :, t_end:] = 0
-        grad = _bptt(
-            caches[k], weights[k], t_end, inj, cot if k == job.layer else None, seed_mask, target
+        inj = _bptt(
+            caches[k],
+            weights[k],
+            t_end,
+            inj,
+            cot if k == job.layer else None,
+            seed_mask,
+            dest if direct else None,
         )
-        inj = grad
+    assert inj is not None
+    grad = inj
     if pj.dim() == 1:
         cols = pj if col_scale is None else pj * col_scale
         grad.mul_(out_scale[:, :, None, None] * cols.reshape(-1, 1, 1, cols.shape[-1])).abs_()
@@ -1048,7 +1056,7 @@ def iter_unit_sensitivity(
         batch_size = check_positive_int(batch_size, "batch_size")
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
         bar = tqdm(total=n, desc="unit sensitivity", unit="seq")
     try:
