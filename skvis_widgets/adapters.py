@@ -28,6 +28,8 @@ __all__ = [
     "as_recurrent_classifier",
     "check_recurrent",
     "run_layers",
+    "run_layers_from",
+    "LayerState",
     "per_frame_jacobian",
 ]
 
@@ -35,6 +37,11 @@ __all__ = [
 def _layer_params(rnn: nn.RNNBase, k: int) -> dict[str, torch.Tensor]:
     names = ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if rnn.bias else ())
     return {f"{n}_l0": getattr(rnn, f"{n}_l{k}") for n in names}
+
+
+#: A recurrent layer's state between frames: ``(h, c)`` for an LSTM, ``h`` for a GRU, each
+#: ``(B, H)``.
+LayerState = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
 
 def run_layers(rnn: nn.RNNBase, feats: torch.Tensor, upto: int = -1) -> list[torch.Tensor]:
@@ -56,22 +63,58 @@ def run_layers(rnn: nn.RNNBase, feats: torch.Tensor, upto: int = -1) -> list[tor
         depends only on earlier frames, so frames before a sequence's length are
         exact whatever the padding after it.
     """
+    return run_layers_from(rnn, feats, None, upto)[0]
+
+
+def run_layers_from(
+    rnn: nn.RNNBase, feats: torch.Tensor, state: list[LayerState] | None, upto: int = -1
+) -> tuple[list[torch.Tensor], list[LayerState]]:
+    """`run_layers` from a given state, and the state each layer ends in.
+
+    Lets a long sequence run in blocks of frames, each block starting where the
+    previous one ended (the result equals one run up to rounding).
+
+    Parameters
+    ----------
+    rnn, feats, upto
+        As in `run_layers`.
+    state : list of LayerState, optional
+        Per layer ``0..upto``: ``(h, c)`` (LSTM) or ``h`` (GRU), each ``(B, H)``; None
+        for zeros.
+
+    Returns
+    -------
+    outs : list of Tensor, each (B, T, H)
+    final : list of LayerState
+        Each layer's state after the last frame, in the form of ``state``.
+    """
     check_recurrent(rnn)
     upto = range(rnn.num_layers)[upto]
+
+    def hx(k: int) -> Any:
+        if state is None:
+            return None
+        s = state[k]
+        return tuple(v[None] for v in s) if isinstance(s, tuple) else s[None]
+
+    def unpack(s: Any) -> LayerState:
+        return tuple(v[0] for v in s) if isinstance(s, tuple) else s[0]
+
     if rnn.num_layers == 1:
         inp = feats if rnn.batch_first else feats.transpose(0, 1)
-        out = rnn(inp)[0]
-        return [out if rnn.batch_first else out.transpose(0, 1)]
-    outs = []
+        out, last = rnn(inp, hx(0))
+        return [out if rnn.batch_first else out.transpose(0, 1)], [unpack(last)]
+    outs, final = [], []
     x = feats
     for k in range(upto + 1):
         # A single-layer twin on the meta device: building it allocates nothing and
         # draws no random numbers; functional_call runs it with layer k's weights.
         make: Callable[..., nn.RNNBase] = type(rnn)  # nn.LSTM or nn.GRU (or a subclass)
         twin = make(x.shape[-1], rnn.hidden_size, bias=rnn.bias, batch_first=True, device="meta")
-        x = torch.func.functional_call(twin, _layer_params(rnn, k), (x,))[0]
+        x, last = torch.func.functional_call(twin, _layer_params(rnn, k), (x, hx(k)))
         outs.append(x)
-    return outs
+        final.append(unpack(last))
+    return outs, final
 
 
 def per_frame_jacobian(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
