@@ -61,6 +61,7 @@ __all__ = [
     "planted_signal_dataset",
     "topk_hit_rate",
     "planted_signal_model",
+    "randomized_model",
     "motion_map",
     "random_map",
     "CONTROLS",
@@ -665,6 +666,29 @@ def _randomized(model: Any, layers: Sequence[str], seed: int) -> Any:
                 fresh.uniform_(-bound, bound, generator=gen)
                 p.copy_(fresh.to(device=p.device, dtype=p.dtype))
     return clone
+
+
+def randomized_model(model: Any, *, seed: int = 0) -> Any:
+    """A copy of ``model`` with every learned weight re-initialized (the caller's is untouched).
+
+    A recurrent model (`check_model`) gets the full cascade of `randomization_test`
+    (PyTorch's default initializations, one seeded generator per layer); any other
+    module gets ``reset_parameters()`` on each submodule that has one, under a forked,
+    seeded global generator. The input standardization (statistics, not weights) is kept.
+    """
+    try:
+        groups = _layer_groups(model)
+    except SkvisError:
+        if not isinstance(model, nn.Module):
+            raise SkvisError(f"model must be an nn.Module, got {type(model).__name__}") from None
+        clone = copy.deepcopy(model)
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            torch.manual_seed(seed)
+            for m in clone.modules():
+                if callable(getattr(m, "reset_parameters", None)):
+                    m.reset_parameters()
+        return clone
+    return _randomized(model, list(groups), seed)
 
 
 Explainer = Callable[[Any, np.ndarray, int], Any]
