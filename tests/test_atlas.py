@@ -150,3 +150,107 @@ def test_unit_atlas_orders(small):
     assert sorted(atlas.order("peak_time")) == list(range(8))
     with pytest.raises(SkvisError, match="order by"):
         atlas.order("size")
+
+
+# ---------------------------------------------------------------------------------------------
+# Widgets (Python side: traits and the click handler)
+# ---------------------------------------------------------------------------------------------
+def _row(method, **kw):
+    from skvis_widgets.methods import METHODS
+    from skvis_widgets.metrics import CompareRow
+
+    base = dict(
+        deletion_auc=0.4, deletion_random_auc=0.7, deletion_beats=0.9, insertion_auc=0.7,
+        insertion_random_auc=0.7, insertion_beats=0.5, rho_full=0.2, planted_top1=1.0,
+        stability_change=0.1, stability_ris=0.5, seconds=1.0,
+    )  # fmt: skip
+    base.update(kw)
+    label = METHODS[method].label if method in METHODS else f"control: {method}"
+    return CompareRow(method=method, label=label, **base)
+
+
+@pytest.fixture()
+def table():
+    from skvis_widgets.metrics import CompareTable
+
+    rows = (
+        _row("paper", rho_full=0.91, deletion_beats=0.83, planted_top1=0.2),
+        _row("gradient"),
+        _row("motion", rho_full=1.0, deletion_beats=0.81, planted_top1=0.0),
+        _row("random", rho_full=1.0, deletion_beats=0.5, planted_top1=0.0),
+    )
+    return CompareTable(rows=rows, settings=())
+
+
+def test_method_selector_shows_the_verdict_of_the_chosen_method(table):
+    from skvis_widgets.widgets.atlas import MethodSelector
+
+    sel = MethodSelector()
+    assert sel.value == "paper" and "paper" in sel._dropdown.label
+    assert sel.verdict.startswith("the paper's class map")  # no table yet: the description
+    sel.table = table
+    assert "ranks joints mostly by their motion" in sel.verdict
+    sel._dropdown.value = "gradient"  # as a user would
+    assert sel.value == "gradient" and "passes the randomization check" in sel.verdict
+    sel._paper.click()
+    assert sel.value == "paper" and sel._dropdown.value == "paper"
+    sel.value = "smoothgrad"
+    assert "not in the verdict table" in sel.verdict
+    sel.recurrent = False
+    assert "paper" not in [v for _, v in sel._dropdown.options] and sel._paper.disabled
+    with pytest.raises(Exception, match="needs a recurrent model"):
+        sel.value = "paper"
+
+
+def test_unit_heatmap_click_selects_a_unit_and_calls_back(small):
+    from skvis_widgets.widgets.atlas import UnitHeatmap
+
+    model, ds = small
+    atlas = unit_atlas(model, ds, tuning_samples=3)
+    hm = UnitHeatmap(atlas)
+    order = atlas.order("selectivity")
+    assert hm.mark.row.tolist() == [str(u) for u in order]
+    assert hm.mark.color.shape == (8, 4)
+    got = []
+    hm.on_select(got.append)
+    hm._on_click(hm.mark, {"data": {"rowNum": 2, "columnNum": 1}})
+    assert hm.unit == int(order[2]) and got == [int(order[2])]
+    assert f"unit {order[2]}" in hm._label.value
+    hm.on_select(got.append, remove=True)
+    hm._on_click(hm.mark, {"data": {"rowNum": 0, "columnNum": 0}})
+    assert hm.unit == int(order[0]) and len(got) == 1
+    hm._sort.value = "unit"  # re-sorting re-labels the rows; a click follows the new order
+    assert hm.order_by == "unit" and hm.mark.row.tolist() == [str(u) for u in range(8)]
+    hm._on_click(hm.mark, {"data": {"rowNum": 5}})
+    assert hm.unit == 5
+    hm.values = "activation"
+    np.testing.assert_allclose(hm.mark.color, np.nan_to_num(atlas.activation))
+    hm._on_click(hm.mark, {"data": {}})  # not a cell: nothing happens
+    assert hm.unit == 5
+
+
+def test_class_atlas_grid_draws_a_png(small):
+    from skvis_widgets.widgets.atlas import ClassAtlasGrid, render_class_atlas
+
+    model, ds = small
+    atlas = class_atlas(model, ds, method="gradient", bins=5, progress=False)
+    grid = ClassAtlasGrid()
+    assert grid.image.value == b""
+    grid.atlas = atlas
+    png = grid.image.value
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and "9 sequences" in grid._caption.value
+    grid.show_random = False
+    assert grid.image.value != png
+    one = render_class_atlas(atlas, classes=[1])
+    import io
+
+    from PIL import Image
+
+    w_all, h_all = Image.open(io.BytesIO(png)).size
+    w_one, h_one = Image.open(io.BytesIO(one)).size
+    assert h_one < h_all and w_one == w_all  # one row instead of three
+    px = np.asarray(Image.open(io.BytesIO(one)).convert("RGB"))
+    red = (px[..., 0] > 150) & (px[..., 1] < 100) & (px[..., 2] < 100)
+    assert red.sum() > 50  # the trained model's curves are drawn
+    with pytest.raises(SkvisError, match="no class"):
+        render_class_atlas(atlas, classes=[])
