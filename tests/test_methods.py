@@ -437,3 +437,17 @@ def test_methods_describe_themselves():
     assert [m for m, i in METHODS.items() if i.recurrent_only] == ["paper", "paper_through_time"]
     with pytest.raises(TypeError):
         METHODS["x"] = METHODS["paper"]  # type: ignore[index]
+
+
+def test_package_exports_explain_lazily():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, skvis_widgets\n"
+        "assert 'torch' not in sys.modules, 'torch imported by the package'\n"
+        "from skvis_widgets import explain, METHODS\n"
+        "assert 'torch' in sys.modules and callable(explain) and 'paper' in METHODS\n"
+        "assert not {'ipywidgets', 'bqplot', 'pythreejs'} & set(sys.modules)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
