@@ -1,9 +1,14 @@
 """Checks and model state shared by every layer: one place for each.
 
-The model's input (shape, joints, finiteness, lengths), index and target checks, the
-model contract, and `eval_view`, the one way the engines run a model
-in eval mode without touching the caller's module (which a training loop or another
-thread may be using at the same time).
+- `as_sequence`: THE check of one ``(T, J, 3)`` skeleton sequence (numpy, no model);
+- `as_model_sequence` / `as_model_input`: the same for what goes into a model, in
+  the model's dtype (one sequence as numpy; a sequence or batch as tensors);
+- `check_lengths`, `check_index`, `check_targets`, `check_layer`,
+  `check_positive_int`, `check_finite`: the small checks;
+- `SkeletonClassifier` (a `typing.Protocol`) and `check_model`: the model contract;
+- `eval_view`: the one way the engines run a model in eval mode without touching
+  the caller's module (which a training loop or another thread may be using at the
+  same time).
 """
 
 from __future__ import annotations
@@ -14,15 +19,19 @@ import warnings
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 from torch import nn
 
 from .errors import SkvisError
+from .skeleton import Topology, get_topology
 
 __all__ = [
+    "SkeletonClassifier",
+    "as_sequence",
+    "as_model_sequence",
     "check_recurrent",
     "check_model",
     "as_model_input",
@@ -39,6 +48,51 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------
 # The model contract
 # ---------------------------------------------------------------------------------------------
+@runtime_checkable
+class SkeletonClassifier(Protocol):
+    """What every engine reads of a model: the contract `SkeletonLSTM` follows.
+
+    `skvis_widgets.adapters.as_recurrent_classifier` wraps any ``nn.Module`` holding
+    a recurrent layer and a linear head into an object that follows it.
+
+    Attributes
+    ----------
+    rnn : nn.LSTM or nn.GRU
+        One direction, no projection, any number of layers, zero initial state.
+    fc : nn.Linear
+        From the last layer's ``H`` hidden units to the ``C`` class logits.
+    num_joints : int or None
+        ``J`` of the input ``(B, T, J, 3)``; None where the model does not know it.
+
+    Methods
+    -------
+    preprocess(x)
+        ``(B, T, J, 3)`` -> the recurrent layer's input ``(B, T, F)``, frame by frame.
+    hidden_states(x, lengths=None, *, layer=-1)
+        ``(B, T, H)`` of one layer, zero past each length.
+    forward(x, lengths=None)
+        Logits ``(B, C)``: ``fc`` of the last valid frame's hidden state (the module
+        is called as ``model(x, lengths)``).
+    """
+
+    @property
+    def rnn(self) -> nn.RNNBase: ...
+
+    @property
+    def fc(self) -> nn.Linear: ...
+
+    @property
+    def num_joints(self) -> int | None: ...
+
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def hidden_states(self, x: Any, lengths: Any = None, *, layer: int = -1) -> torch.Tensor: ...
+
+    def __call__(self, x: Any, lengths: Any = None) -> Any: ...
+
+    def modules(self) -> Iterator[nn.Module]: ...
+
+
 def check_recurrent(rnn: Any, *, where: str = "model.rnn") -> nn.RNNBase:
     """Raise `SkvisError` unless ``rnn`` is a one-direction ``nn.LSTM``/``nn.GRU``."""
     if not isinstance(rnn, (nn.LSTM, nn.GRU)):
@@ -53,7 +107,7 @@ def check_recurrent(rnn: Any, *, where: str = "model.rnn") -> nn.RNNBase:
     return rnn
 
 
-def check_model(model: Any) -> tuple[nn.RNNBase, nn.Linear]:
+def check_model(model: SkeletonClassifier) -> tuple[nn.RNNBase, nn.Linear]:
     """``(rnn, fc)`` of a model that follows the `SkeletonLSTM` protocol, or `SkvisError`."""
     for name in ("preprocess", "rnn", "fc"):
         if not hasattr(model, name):
@@ -83,6 +137,100 @@ def check_layer(num_layers: int, layer: Any) -> int:
 # ---------------------------------------------------------------------------------------------
 # Input
 # ---------------------------------------------------------------------------------------------
+def as_sequence(
+    seq: Any,
+    topology: Topology | str | None = None,
+    *,
+    num_joints: int | None = None,
+    name: str = "sequence",
+    dtype: Any = np.float32,
+) -> np.ndarray:
+    """THE check of one skeleton sequence: a finite ``(T, J, 3)`` array (metres).
+
+    Parameters
+    ----------
+    seq : array-like or torch.Tensor
+        ``(T, J, 3)``, or ``(T, J*3)`` when ``J`` is known (from ``topology`` or
+        ``num_joints``).
+    topology : Topology or str, optional
+        Fixes ``J`` and names the joints in the messages.
+    num_joints : int, optional
+        ``J`` where no topology is known; given with ``topology`` it must agree.
+    name : str
+        What the messages call the input (a parameter name, ``"sample 3"``, ...).
+    dtype : numpy dtype
+        Of the result (float32 by default).
+
+    Returns
+    -------
+    np.ndarray
+        ``(T, J, 3)`` in ``dtype``; it shares memory with ``seq`` where no
+        conversion was needed (copy it before writing to it).
+
+    Raises
+    ------
+    SkvisError
+        Naming ``name``, the shape and what was expected, for ragged or non-numeric
+        input (strings, bools, complex numbers), a wrong number of dimensions or
+        coordinates, a wrong joint count (naming the topology), zero frames, and
+        NaN or infinite values (naming the first frame, joint index and joint name).
+    """
+    topo = None if topology is None else get_topology(topology)
+    if topo is not None:
+        if num_joints is not None and int(num_joints) != topo.num_joints:
+            raise SkvisError(
+                f"{name}: num_joints={num_joints} disagrees with topology {topo.name!r} "
+                f"({topo.num_joints} joints)"
+            )
+        num_joints = topo.num_joints
+    if torch.is_tensor(seq):
+        seq = seq.detach().cpu().numpy()
+    try:
+        arr = np.asarray(seq)
+    except (TypeError, ValueError) as exc:  # ragged nested lists and the like
+        raise SkvisError(f"{name}: cannot be read as an array ({exc})") from None
+    if arr.dtype == object:  # numbers held as Python objects (or ragged rows)
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise SkvisError(
+                f"{name}: cannot convert to real numbers ({exc}); expected a (T, J, 3) "
+                "array of coordinates in metres"
+            ) from None
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise SkvisError(
+            f"{name}: has dtype {arr.dtype}; expected real numbers (coordinates in metres)"
+        )
+    if arr.ndim == 2 and num_joints is not None and arr.shape[1] == num_joints * 3:
+        arr = arr.reshape(arr.shape[0], num_joints, 3)
+    want = "(T, J, 3)"
+    if topo is not None:
+        want += f" with J = {num_joints} for topology {topo.name!r}"
+    elif num_joints is not None:
+        want += f" with J = {num_joints}"
+    if arr.ndim != 3 or arr.shape[-1] != 3:
+        raise SkvisError(f"{name}: expected shape {want}, got {arr.shape}")
+    if num_joints is not None and arr.shape[1] != num_joints:
+        whose = f"topology {topo.name!r}" if topo is not None else "num_joints"
+        raise SkvisError(
+            f"{name}: has {arr.shape[1]} joints (shape {arr.shape}); {whose} expects "
+            f"{num_joints} joints"
+        )
+    if arr.shape[0] == 0:
+        raise SkvisError(f"{name}: has zero frames (shape {arr.shape}); expected T >= 1")
+    with np.errstate(over="ignore"):  # a value too big for dtype becomes inf: reported below
+        arr = arr.astype(dtype, copy=False)
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        t, j, _ = (int(i) for i in np.argwhere(bad)[0])
+        joint = f" {topo.joint_names[j]!r}" if topo is not None else ""
+        raise SkvisError(
+            f"{name}: contains NaN or infinite values (first at frame {t}, joint {j}{joint}; "
+            f"{int(bad.sum())} in all); expected finite coordinates in metres"
+        )
+    return arr
+
+
 def check_lengths(
     lengths: Any, n: int, t: int, shape: tuple[int, ...] | None = None
 ) -> torch.Tensor:
@@ -98,12 +246,20 @@ def check_lengths(
     except (TypeError, ValueError) as exc:
         raise SkvisError(f"lengths: cannot convert to an array ({exc})") from None
     arr = arr.reshape(-1)
-    if arr.dtype == bool or not (
-        np.issubdtype(arr.dtype, np.integer)
-        or (
-            np.issubdtype(arr.dtype, np.floating)
-            and np.all(np.isfinite(arr))
-            and np.all(arr == np.round(arr))
+    # numpy turns [True, 3] into ints: look for the bools before it does
+    mixed = isinstance(lengths, (list, tuple)) and any(
+        isinstance(v, (bool, np.bool_)) for v in lengths
+    )
+    if (
+        mixed
+        or arr.dtype == bool
+        or not (
+            np.issubdtype(arr.dtype, np.integer)
+            or (
+                np.issubdtype(arr.dtype, np.floating)
+                and np.all(np.isfinite(arr))
+                and np.all(arr == np.round(arr))
+            )
         )
     ):
         raise SkvisError(f"lengths must be whole numbers of frames{where}, got {lengths!r}")
@@ -115,7 +271,7 @@ def check_lengths(
 
 
 def as_model_input(
-    model: Any,
+    model: SkeletonClassifier,
     sequence: Any,
     lengths: Any = None,
     name: str = "sequence",
@@ -172,6 +328,33 @@ def as_model_input(
             raise SkvisError(f"{name}: lengths are for a batch (N, T, J, 3), got shape {shape}")
         lens = check_lengths(lengths, n, t, shape)
     return x, lens.to(p.device), single
+
+
+def as_model_sequence(
+    model: SkeletonClassifier, seq: Any, *, name: str = "sequence", dtype: Any = None
+) -> np.ndarray:
+    """One checked ``(T, J, 3)`` sequence for ``model``, as a numpy copy.
+
+    The checks are `as_model_input`'s (the model's joint count, at least one frame,
+    finite); a batch ``(N, T, J, 3)`` is refused. The values are first cast to the
+    model's dtype, so a float32 model sees what it would compute on.
+
+    Parameters
+    ----------
+    dtype : numpy dtype, optional
+        Of the result; None gives the model's (float32 or float64).
+
+    Returns
+    -------
+    np.ndarray
+        ``(T, J, 3)``, a new array (never the caller's memory).
+    """
+    x, _, single = as_model_input(model, seq, name=name)
+    if not single:
+        raise SkvisError(f"{name}: expected shape (T, J, 3), got {tuple(x.shape)}")
+    if dtype is None:
+        dtype = np.float64 if x.dtype == torch.float64 else np.float32
+    return np.array(x[0].cpu().numpy(), dtype=dtype)
 
 
 def check_index(value: Any, size: int, what: str) -> int:

@@ -305,3 +305,156 @@ def test_maximization_runs_inside_inference_mode():
         d = ascent_direction(model, seq, target=1)
     np.testing.assert_allclose(got.history, ref.history, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(d, ascent_direction(model, seq, target=1), rtol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# The one sequence checker, the model-sequence checker, the small checks, the contract
+# ---------------------------------------------------------------------------------------------
+def test_as_sequence_converts_and_shares_memory():
+    from skvis_widgets._checks import as_sequence
+
+    seq = sequence()
+    out = as_sequence(seq, "msr_action3d")
+    assert out.dtype == np.float32 and out.shape == (T, J, 3)
+    assert np.shares_memory(out, seq)  # nothing to convert: no copy
+    # (T, J*3) with a known joint count, lists of ints, tensors and float64
+    flat = as_sequence(seq.reshape(T, -1), num_joints=J)
+    np.testing.assert_array_equal(flat, seq)
+    ints = as_sequence([[[1, 2, 3]]], num_joints=1)
+    assert ints.dtype == np.float32 and ints.tolist() == [[[1.0, 2.0, 3.0]]]
+    t = torch.tensor(seq, requires_grad=True)
+    np.testing.assert_array_equal(as_sequence(t), seq)
+    d = as_sequence(seq, dtype=np.float64)
+    assert d.dtype == np.float64 and np.array_equal(d, seq.astype(np.float64))
+    # the re-export under skvis_widgets.data is the same function
+    from skvis_widgets.data import as_sequence as public
+
+    assert public is as_sequence
+
+
+@pytest.mark.parametrize(
+    "value, kwargs, match",
+    [
+        ([[[0.0, 0, 0]], [[0.0, 0]]], {}, r"sequence: cannot be read as an array"),
+        (np.array([[["a", "b", "c"]]]), {}, r"dtype <U1; expected real numbers"),
+        (np.ones((2, 1, 3), bool), {}, r"dtype bool; expected real numbers"),
+        (np.ones((2, 1, 3), complex), {}, r"dtype complex128; expected real numbers"),
+        (np.ones((4, 3)), {}, r"expected shape \(T, J, 3\), got \(4, 3\)"),
+        (
+            np.ones((4, 20, 2)),
+            {"topology": "msr_action3d"},
+            r"\(T, J, 3\) with J = 20 for topology 'msr_action3d', got \(4, 20, 2\)",
+        ),
+        (
+            np.ones((4, 25, 3)),
+            {"topology": "msr_action3d"},
+            r"has 25 joints \(shape \(4, 25, 3\)\); topology 'msr_action3d' expects 20 joints",
+        ),
+        (np.ones((4, 5, 3)), {"num_joints": 6}, r"has 5 joints .*num_joints expects 6"),
+        (np.ones((0, 20, 3)), {}, r"zero frames \(shape \(0, 20, 3\)\)"),
+        (np.ones((4, 20, 3)), {"topology": "kinect_v1", "num_joints": 25}, "disagrees"),
+    ],
+)
+def test_as_sequence_names_the_problem(value, kwargs, match):
+    from skvis_widgets._checks import as_sequence
+
+    with pytest.raises(SkvisError, match=match):
+        as_sequence(value, **kwargs)
+
+
+def test_as_sequence_names_the_first_non_finite_joint():
+    from skvis_widgets import MSR_ACTION3D
+    from skvis_widgets._checks import as_sequence
+
+    seq = sequence()
+    seq[3, 7, 1] = np.nan
+    seq[9, 0, 0] = np.inf
+    joint = MSR_ACTION3D.joint_names[7]
+    with pytest.raises(SkvisError, match=rf"walk: .*frame 3, joint 7 '{joint}'; 2 in all"):
+        as_sequence(seq, MSR_ACTION3D, name="walk")
+    with pytest.raises(SkvisError, match=r"frame 3, joint 7; 2 in all"):  # no topology
+        as_sequence(seq)
+    # a float64 value too big for float32 becomes infinite: caught after the cast
+    big = sequence().astype(np.float64)
+    big[1, 2, 0] = 1e300
+    with pytest.raises(SkvisError, match="frame 1, joint 2"):
+        as_sequence(big)
+    assert np.isfinite(as_sequence(big, dtype=np.float64)).all()
+
+
+def test_as_model_sequence_copies_in_the_models_dtype():
+    from skvis_widgets._checks import as_model_sequence
+
+    model = SkeletonLSTM(J, C, H).eval()
+    seq = sequence().astype(np.float64) + 1e-9  # not representable in float32
+    out = as_model_sequence(model, seq)
+    assert out.dtype == np.float32 and not np.shares_memory(out, seq)
+    np.testing.assert_array_equal(out, seq.astype(np.float32))
+    wide = as_model_sequence(model, seq, dtype=np.float64)  # cast to the model's first
+    np.testing.assert_array_equal(wide, seq.astype(np.float32).astype(np.float64))
+    same = sequence()
+    assert not np.shares_memory(as_model_sequence(model, same), same)
+    m64 = SkeletonLSTM(J, C, H).double().eval()
+    assert as_model_sequence(m64, seq).dtype == np.float64
+    np.testing.assert_array_equal(as_model_sequence(m64, seq), seq)
+    with pytest.raises(SkvisError, match=r"walk: expected shape \(T, J, 3\), got \(2, 15"):
+        as_model_sequence(model, np.stack([same, same]), name="walk")
+    with pytest.raises(SkvisError, match=r"19 joints .*the model expects 20"):
+        as_model_sequence(model, same[:, :19])
+    bad = same.copy()
+    bad[2, 4, 0] = np.nan
+    with pytest.raises(SkvisError, match=r"NaN or infinite values \(first at frame 2, joint 4\)"):
+        as_model_sequence(model, bad)
+
+
+def test_lengths_index_and_target_checks():
+    from skvis_widgets._checks import check_index, check_lengths, check_targets
+
+    assert check_lengths([3, 1.0], 2, 3).tolist() == [3, 1]
+    assert check_lengths(torch.tensor([2]), 1, 5).dtype == torch.int64
+    with pytest.raises(SkvisError, match="whole numbers of frames"):
+        check_lengths([2.7, 3], 2, 3)
+    with pytest.raises(SkvisError, match="whole numbers of frames"):
+        check_lengths([True, 3], 2, 3)
+    with pytest.raises(SkvisError, match=r"lengths must be in 1\.\.3 .*\[0, 4\]"):
+        check_lengths([0, 4], 2, 3)
+    with pytest.raises(SkvisError, match="1 lengths for a batch of 2"):
+        check_lengths([1], 2, 3)
+    assert check_index(np.int64(2), 3, "unit") == 2
+    assert check_index(torch.tensor(1), 3, "unit") == 1
+    with pytest.raises(SkvisError, match=r"unit 3 out of range 0\.\.2"):
+        check_index(3, 3, "unit")
+    for bad in (True, 1.0, "1"):
+        with pytest.raises(SkvisError, match="target must be an int"):
+            check_index(bad, 3, "target")
+    assert check_targets(1, 3, 4).tolist() == [1, 1, 1]
+    assert check_targets([0, 3], 2, 4).tolist() == [0, 3]
+    with pytest.raises(SkvisError, match="target must be an int or 2 ints"):
+        check_targets([0.0, 1.0], 2, 4)
+    with pytest.raises(SkvisError, match=r"target 4 out of range 0\.\.3"):
+        check_targets([0, 4], 2, 4)
+
+
+def test_the_model_contract_protocol():
+    from skvis_widgets._checks import SkeletonClassifier, check_model
+    from skvis_widgets.adapters import as_recurrent_classifier
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lstm = torch.nn.LSTM(J * 3, H)
+            self.out = torch.nn.Linear(H, C)
+
+    lstm = SkeletonLSTM(J, C, H)
+    wrapped = as_recurrent_classifier(Net(), recurrent="lstm", head="out")
+    for model in (lstm, wrapped):
+        assert isinstance(model, SkeletonClassifier)
+        rnn, fc = check_model(model)
+        assert rnn is model.rnn and fc is model.fc
+    assert not isinstance(Net(), SkeletonClassifier)  # no rnn / fc / preprocess
+    with pytest.raises(SkvisError, match="Net has no 'preprocess'"):
+        check_model(Net())
+    bi = SkeletonLSTM(J, C, H)
+    bi.rnn = torch.nn.LSTM(J * 3, H, bidirectional=True)
+    with pytest.raises(SkvisError, match="bidirectional"):
+        check_model(bi)

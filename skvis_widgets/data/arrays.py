@@ -1,49 +1,17 @@
-"""Validation of skeleton arrays: one place that says what a sequence is.
+"""Validation of skeleton arrays: batches, labels and indices.
 
-A sequence is ``(T, J, 3)`` float32, metres; a batch is ``(N, T, J, 3)``.
+A sequence is ``(T, J, 3)`` float32, metres (checked by `as_sequence`, which lives in
+`skvis_widgets._checks` and is re-exported here); a batch is ``(N, T, J, 3)``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .._checks import as_sequence
 from ..errors import SkvisError
-from ..skeleton import Topology
 
 __all__ = ["as_sequence", "as_batch", "as_labels", "as_indices"]
-
-
-def as_sequence(
-    seq: object, topology: Topology | None = None, *, name: str = "sequence"
-) -> np.ndarray:
-    """Check and convert one sequence to a ``(T, J, 3)`` float32 array.
-
-    Accepts ``(T, J, 3)`` or ``(T, J*3)`` (when ``topology`` gives ``J``). Raises
-    `SkvisError` naming ``name`` and the offending shape for a wrong number of
-    dimensions, joints or coordinates, for zero frames, and for NaN or infinite
-    values.
-    """
-    try:
-        arr = np.asarray(seq, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise SkvisError(f"{name}: cannot convert to a float array ({exc})") from None
-    if arr.ndim == 2 and topology is not None and arr.shape[1] == topology.num_joints * 3:
-        arr = arr.reshape(arr.shape[0], topology.num_joints, 3)
-    if arr.ndim != 3 or arr.shape[-1] != 3:
-        raise SkvisError(f"{name}: expected shape (T, J, 3), got {arr.shape}")
-    if arr.shape[0] == 0:
-        raise SkvisError(f"{name}: has zero frames (shape {arr.shape}); expected T >= 1")
-    if topology is not None and arr.shape[1] != topology.num_joints:
-        raise SkvisError(
-            f"{name}: has {arr.shape[1]} joints (shape {arr.shape}); topology "
-            f"{topology.name!r} expects {topology.num_joints}"
-        )
-    if not np.isfinite(arr).all():
-        bad = np.argwhere(~np.isfinite(arr))[0]
-        raise SkvisError(
-            f"{name}: contains NaN or infinite values (first at frame {bad[0]}, joint {bad[1]})"
-        )
-    return arr
 
 
 def as_batch(batch: object, num_joints: int | None = None, *, name: str = "batch") -> np.ndarray:
