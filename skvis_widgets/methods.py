@@ -260,17 +260,25 @@ def _score_fn(
     return g
 
 
-def _chunk(model: Any, x: torch.Tensor, copies: int = 1) -> int:
-    """Sequences per pass: autograd keeps ~ a few times the layer activations per frame."""
+def _chunk(model: Any, x: torch.Tensor) -> int:
+    """Sequences per pass, from what autograd keeps per frame (a bound, not an estimate
+    to the byte): the layers' gates and states for a recurrent model."""
     rnn = getattr(model, "rnn", None)
     width = int(x[0, 0].numel())
     if isinstance(rnn, nn.RNNBase):
         width += 12 * rnn.hidden_size * rnn.num_layers
     else:
         width *= 64  # unknown architecture: a generous guess per coordinate
-    per_seq = x.shape[1] * width * x.element_size() * 4
+    per_seq = x.shape[1] * width * x.element_size() * 2
     budget = min(memory_limit() // 4, 2**28)
     return max(1, int(budget // max(per_seq, 1)))
+
+
+def _by_length(lens: torch.Tensor, size: int) -> list[torch.Tensor]:
+    """Index groups of at most ``size`` sequences of similar length (shortest first), so
+    that a group is padded only to its own longest sequence."""
+    order = torch.argsort(lens, stable=True)
+    return [order[i : i + size] for i in range(0, len(order), size)]
 
 
 def _grad(
@@ -280,16 +288,21 @@ def _grad(
     targets: torch.Tensor,
     chunk: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(d score / dx (B, T, J, 3), score (B,))``, one backward pass per chunk."""
-    grads, scores = [], []
-    for i in range(0, len(x), chunk):
-        xi = x[i : i + chunk].detach().requires_grad_(True)
+    """``(d score / dx (B, T, J, 3), score (B,))``, one backward pass per group of
+    ``chunk`` sequences, each group cut to its longest length (exact: frames after a
+    sequence's length do not reach its score)."""
+    grads = torch.zeros_like(x)
+    scores = torch.empty(len(x), dtype=x.dtype, device=x.device)
+    for idx in _by_length(lens, chunk):
+        top = int(lens[idx].max())
+        dev = idx.to(x.device)
+        xi = x[dev, :top].detach().requires_grad_(True)
         with torch.enable_grad():
-            s = score(xi, lens[i : i + chunk], targets[i : i + chunk])
+            s = score(xi, lens[idx], targets[idx])
             (g,) = torch.autograd.grad(s.sum(), xi)
-        grads.append(g)
-        scores.append(s.detach())
-    return torch.cat(grads), torch.cat(scores)
+        grads[dev, :top] = g
+        scores[dev] = s.detach()
+    return grads, scores
 
 
 def _valid(lens: torch.Tensor, t: int, like: torch.Tensor) -> torch.Tensor:
@@ -358,24 +371,23 @@ def _integrated_gradients(
     alphas, weights = gauss_legendre(n_steps)
     a = torch.as_tensor(alphas, dtype=x.dtype, device=x.device)
     w = torch.as_tensor(weights, dtype=x.dtype, device=x.device)
-    n = len(x)
     total = torch.zeros_like(x)
     diff = x - base
-    # every (sequence, step) pair is one row of a batch; chunks of whole sequences' steps
-    per = max(1, chunk // n_steps)
-    for i in range(0, n, per):
-        sl = slice(i, min(n, i + per))
-        k = sl.stop - sl.start
-        path = base[sl, None] + a[None, :, None, None, None] * diff[sl, None]  # (k, S, T, J, 3)
-        path = path.reshape(k * n_steps, *x.shape[1:])
+    # every (sequence, step) pair is one row of a batch: groups of whole sequences' steps,
+    # of similar lengths, cut to the group's longest
+    for idx in _by_length(lens, max(1, chunk // n_steps)):
+        k, top, dev = len(idx), int(lens[idx].max()), idx.to(x.device)
+        b, d = base[dev, :top], diff[dev, :top]
+        path = b[:, None] + a[None, :, None, None, None] * d[:, None]  # (k, S, top, J, 3)
         g, _ = _grad(
             score,
-            path,
-            lens[sl].repeat_interleave(n_steps),
-            targets[sl].repeat_interleave(n_steps),
+            path.reshape(k * n_steps, *path.shape[2:]),
+            lens[idx].repeat_interleave(n_steps),
+            targets[idx].repeat_interleave(n_steps),
             chunk,
         )
-        total[sl] = (g.reshape(k, n_steps, *x.shape[1:]) * w[None, :, None, None, None]).sum(1)
+        g = g.reshape(k, n_steps, *path.shape[2:])
+        total[dev, :top] = (g * w[None, :, None, None, None]).sum(1)
     attr = diff * total
     with torch.no_grad():
         s_x = score(x, lens, targets)
