@@ -24,15 +24,10 @@ import torch
 
 from ._checks import check_layer, check_model, check_positive_int, eval_view
 from .errors import SkvisError
+from .metrics import frozen_array as _frozen
 from .skeleton import BODY_PARTS, check_model_topology
 
 __all__ = ["ClassAtlas", "UnitAtlas", "class_atlas", "unit_atlas", "time_bins"]
-
-
-def _frozen(value: Any, dtype: Any = np.float64) -> np.ndarray:
-    arr = np.array(value, dtype=dtype)
-    arr.flags.writeable = False
-    return arr
 
 
 @dataclass(frozen=True, eq=False)

