@@ -451,3 +451,16 @@ def test_package_exports_explain_lazily():
         "assert not {'ipywidgets', 'bqplot', 'pythreejs'} & set(sys.modules)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize(
+    "kw", [{"cell": "gru"}, {"num_layers": 2}, {"cell": "gru", "num_layers": 2}]
+)
+def test_gradient_equals_captum_for_gru_and_stacked_models(kw):
+    torch.manual_seed(0)
+    model = SkeletonLSTM(20, 4, 8, **kw).eval()
+    s = np.random.default_rng(0).normal(0, 0.3, (15, 20, 3)).astype(np.float32)
+    ref = captum_attr.Saliency(model).attribute(torch.tensor(s)[None], target=1)[0].sum(-1)
+    assert rel(explain(model, s, target=1, method="gradient"), ref.numpy()) < RTOL
+    for method in METHODS:  # every method runs on them
+        assert explain(model, s, target=1, method=method).shape == (15, 20)
