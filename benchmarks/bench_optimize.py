@@ -41,7 +41,7 @@ if __name__ == "__main__":  # one BLAS thread unless told otherwise, before nump
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from skvis_widgets import KINECT_V2, optimize  # noqa: E402
+from skvis_widgets import KINECT_V2, optimize, sequence_constraints  # noqa: E402
 from skvis_widgets.data import main_body, normalize_sequence, read_ntu_skeleton  # noqa: E402
 from skvis_widgets.model import SkeletonLSTM  # noqa: E402
 
@@ -57,12 +57,12 @@ def ntu_sequence(frames: int) -> np.ndarray:
 
 
 class ProjectionTimer:
-    """Wraps `optimize.project` to add up the time spent in it."""
+    """Wraps the `project` that the `Anatomy` constraint calls, to add up its time."""
 
     def __init__(self) -> None:
         self.seconds = 0.0
         self.calls = 0
-        self._orig = optimize.project
+        self._orig = sequence_constraints.project
 
     def __call__(self, *args, **kwargs):
         t0 = time.perf_counter()
@@ -73,11 +73,11 @@ class ProjectionTimer:
             self.calls += 1
 
     def __enter__(self) -> ProjectionTimer:
-        optimize.project = self
+        sequence_constraints.project = self
         return self
 
     def __exit__(self, *exc) -> None:
-        optimize.project = self._orig
+        sequence_constraints.project = self._orig
 
 
 def run(model, seq, iterations: int, repeat: int, **kwargs) -> tuple[float, float, float, int]:

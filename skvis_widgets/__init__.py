@@ -4,8 +4,11 @@ Shows what a recurrent network learned when it recognises actions from 3D
 skeletons: joint sensitivity (Patil et al., eqs 1-5) and activation
 maximization under anatomical constraints (eqs 6-14), in an interactive explorer.
 
-Importing the package imports no widget library; ``skvis_widgets.widgets`` does.
+Importing the package imports no widget library (nor torch); ``skvis_widgets.widgets``
+does. `explain` and `METHODS` (from `skvis_widgets.methods`) load torch on first use.
 """
+
+from typing import Any
 
 from .errors import SkvisError
 from .limits import memory_limit, set_memory_limit
@@ -22,4 +25,17 @@ __all__ = [
     "get_topology",
     "memory_limit",
     "set_memory_limit",
+    "explain",
+    "METHODS",
 ]
+
+_LAZY = {"explain": "methods", "METHODS": "methods"}
+
+
+def __getattr__(name: str) -> Any:
+    # torch-heavy names are imported on first access, so `import skvis_widgets` stays light
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

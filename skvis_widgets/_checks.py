@@ -19,7 +19,7 @@ import warnings
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 
 import numpy as np
 import torch
@@ -34,6 +34,8 @@ __all__ = [
     "as_model_sequence",
     "check_recurrent",
     "check_model",
+    "first_weight",
+    "fc_weight",
     "as_model_input",
     "check_lengths",
     "check_index",
@@ -58,7 +60,8 @@ class SkeletonClassifier(Protocol):
     Attributes
     ----------
     rnn : nn.LSTM or nn.GRU
-        One direction, no projection, any number of layers, zero initial state.
+        One direction, no projection, any number of layers, ``batch_first`` or not,
+        zero initial state.
     fc : nn.Linear
         From the last layer's ``H`` hidden units to the ``C`` class logits.
     num_joints : int or None
@@ -67,7 +70,8 @@ class SkeletonClassifier(Protocol):
     Methods
     -------
     preprocess(x)
-        ``(B, T, J, 3)`` -> the recurrent layer's input ``(B, T, F)``, frame by frame.
+        ``(B, T, J, 3)`` -> the recurrent layer's input ``(B, T, F)``, frame by frame
+        (frame ``t`` of the output depends on frame ``t`` of the input only).
     hidden_states(x, lengths=None, *, layer=-1)
         ``(B, T, H)`` of one layer, zero past each length.
     forward(x, lengths=None)
@@ -122,6 +126,48 @@ def check_model(model: SkeletonClassifier) -> tuple[nn.RNNBase, nn.Linear]:
             f"model.fc must be an nn.Linear taking the {rnn.hidden_size} hidden units, got {fc!r}"
         )
     return rnn, fc
+
+
+def _array(value: Any, name: str) -> np.ndarray:
+    """``value`` (a tensor, on any device, or anything numpy reads) as a numpy array."""
+    if torch.is_tensor(value):
+        value = value.detach().cpu().numpy()
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError) as exc:  # ragged nested lists and the like
+        raise SkvisError(f"{name}: cannot be read as an array ({exc})") from None
+
+
+def first_weight(model: SkeletonClassifier) -> torch.Tensor:
+    """``model.rnn.weight_ih_l0``: where the model lives (device) and computes (dtype)."""
+    return cast(torch.Tensor, model.rnn.weight_ih_l0)  # every nn.LSTM/nn.GRU has it
+
+
+def fc_weight(model_or_weight: Any) -> np.ndarray:
+    """The FC layer's weight ``(C, H)`` as a numpy array, in its own dtype.
+
+    ``model_or_weight``: a model with an ``fc`` layer (`SkeletonClassifier`), an
+    ``nn.Linear``, or the weight itself (a tensor or an array). Raises `SkvisError`
+    for a model without ``fc`` (saying how to wrap it), a weight that is not 2-D, or
+    a NaN or infinite entry (naming its index).
+    """
+    w = model_or_weight
+    if isinstance(w, nn.Module) and not isinstance(w, nn.Linear):
+        w = getattr(getattr(w, "fc", None), "weight", None)
+        if not isinstance(w, torch.Tensor):
+            raise SkvisError(
+                f"{type(model_or_weight).__name__} has no `fc` layer with a weight; wrap "
+                "your model with skvis_widgets.adapters.as_recurrent_classifier(module, "
+                "recurrent=..., head=...)"
+            )
+    elif hasattr(w, "fc"):
+        w = w.fc.weight
+    elif isinstance(w, nn.Linear):
+        w = w.weight
+    w = _array(w, "FC weight")
+    if w.ndim != 2 or not np.issubdtype(w.dtype, np.number):
+        raise SkvisError(f"FC weight must be a (C, H) array of numbers, got shape {w.shape}")
+    return check_finite(w, "FC weight")
 
 
 def check_layer(num_layers: int, layer: Any) -> int:
@@ -183,12 +229,7 @@ def as_sequence(
                 f"({topo.num_joints} joints)"
             )
         num_joints = topo.num_joints
-    if torch.is_tensor(seq):
-        seq = seq.detach().cpu().numpy()
-    try:
-        arr = np.asarray(seq)
-    except (TypeError, ValueError) as exc:  # ragged nested lists and the like
-        raise SkvisError(f"{name}: cannot be read as an array ({exc})") from None
+    arr = _array(seq, name)
     if arr.dtype == object:  # numbers held as Python objects (or ragged rows)
         try:
             arr = arr.astype(np.float64)
@@ -239,13 +280,7 @@ def check_lengths(
     Only whole numbers are lengths: ``2.7`` or ``True`` is an error, not a truncation.
     """
     where = f" for shape {shape}" if shape is not None else f" for a batch of {n} x {t} frames"
-    if torch.is_tensor(lengths):
-        lengths = lengths.detach().cpu().numpy()
-    try:
-        arr = np.asarray(lengths)
-    except (TypeError, ValueError) as exc:
-        raise SkvisError(f"lengths: cannot convert to an array ({exc})") from None
-    arr = arr.reshape(-1)
+    arr = _array(lengths, "lengths").reshape(-1)
     # numpy turns [True, 3] into ints: look for the bools before it does
     mixed = isinstance(lengths, (list, tuple)) and any(
         isinstance(v, (bool, np.bool_)) for v in lengths
@@ -286,7 +321,7 @@ def as_model_input(
     least one frame and one sample, finite, and whole-number ``lengths`` in
     ``1..T``. ``detach=False`` keeps a tensor input in the autograd graph.
     """
-    p = model.rnn.weight_ih_l0
+    p = first_weight(model)
     if torch.is_tensor(sequence):
         x = sequence.detach() if detach else sequence
     else:
@@ -370,9 +405,7 @@ def check_index(value: Any, size: int, what: str) -> int:
 
 def check_targets(target: Any, n: int, num_classes: int) -> torch.Tensor:
     """One class per sample: an int, or a sequence / tensor of ``n`` ints."""
-    if torch.is_tensor(target):
-        target = target.detach().cpu().numpy()
-    arr = np.asarray(target)
+    arr = _array(target, "target")
     if arr.ndim == 0:
         arr = np.full(n, arr)
     if arr.shape != (n,) or not np.issubdtype(arr.dtype, np.integer):
@@ -402,6 +435,8 @@ def check_finite(arr: np.ndarray, name: str) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # Eval mode without touching the caller's module
 # ---------------------------------------------------------------------------------------------
+M = TypeVar("M")
+
 _FALLBACK_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
 _LOCKS_GUARD = threading.Lock()
 _warned_copy = False
@@ -412,7 +447,7 @@ def _modules(model: Any) -> list[nn.Module]:
 
 
 @contextmanager
-def eval_view(model: Any) -> Iterator[Any]:
+def eval_view(model: M) -> Iterator[M]:
     """The model in eval mode, without changing ``model`` or any of its submodules.
 
     A model already in eval mode is yielded as it is. Otherwise the module tree is
@@ -429,6 +464,7 @@ def eval_view(model: Any) -> Iterator[Any]:
     if not any(m.training for m in mods):
         yield model
         return
+    module = cast(nn.Module, model)  # it has modules in training mode
     shared: dict[int, Any] = {}
     for m in mods:
         for t in (*m._parameters.values(), *m._buffers.values()):
@@ -448,15 +484,15 @@ def eval_view(model: Any) -> Iterator[Any]:
                 stacklevel=3,
             )
         with _LOCKS_GUARD:
-            lock = _FALLBACK_LOCKS.setdefault(model, threading.RLock())
+            lock = _FALLBACK_LOCKS.setdefault(module, threading.RLock())
         with lock:
             flags = [(m, m.training) for m in mods]
-            model.eval()
+            module.eval()
             try:
                 yield model
             finally:
                 for m, was in flags:
                     m.training = was
         return
-    view.eval()
+    cast(nn.Module, view).eval()
     yield view

@@ -1,24 +1,10 @@
-"""Models people wrote themselves, seen through the protocol the saliency engine reads.
+"""Models people wrote themselves, seen through the model contract the engines read.
 
-The engine (`skvis_widgets.saliency`) reads a classifier through a small
-protocol, the one `SkeletonLSTM` follows:
-
-``preprocess(x)``
-    ``(B, T, J, 3)`` -> the recurrent layer's input ``(B, T, F)``, frame by frame
-    (frame ``t`` of the output depends on frame ``t`` of the input only).
-``rnn``
-    an ``nn.LSTM`` or ``nn.GRU`` (one direction, no projection), any number of layers,
-    ``batch_first`` or not, zero initial state.
-``fc``
-    an ``nn.Linear`` from the last layer's hidden units to the class logits.
-``hidden_states(x, lengths=None, *, layer=-1)``
-    ``(B, T, H)``, zero past each length.
-``forward(x, lengths=None)``
-    logits ``(B, C)``: ``fc`` of the last valid frame's hidden state.
-
-`as_recurrent_classifier` wraps any ``nn.Module`` that holds such a recurrent layer
-and a linear head into a `RecurrentClassifier` that follows the protocol, so that
-every function of `skvis_widgets.saliency` takes it.
+The engines read a classifier through `skvis_widgets._checks.SkeletonClassifier`, the
+contract `SkeletonLSTM` follows (``preprocess``, ``rnn``, ``fc``, ``hidden_states``,
+``forward``). `as_recurrent_classifier` (`RecurrentClassifier`) wraps any
+``nn.Module`` that holds a recurrent layer and a linear head into a model that
+follows it, so that every function of `skvis_widgets.saliency` takes it.
 
 The module also holds the two helpers the engine shares with the adapter:
 `run_layers` (the hidden states of every layer of an ``nn.LSTM``/``nn.GRU``) and
@@ -28,13 +14,13 @@ The module also holds the two helpers the engine shares with the adapter:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
 from torch import nn
 
-from ._checks import as_model_input, check_layer, check_lengths, check_recurrent
+from ._checks import as_model_input, check_layer, check_lengths, check_recurrent, first_weight
 from .errors import SkvisError
 
 __all__ = [
@@ -42,6 +28,8 @@ __all__ = [
     "as_recurrent_classifier",
     "check_recurrent",
     "run_layers",
+    "run_layers_from",
+    "LayerState",
     "per_frame_jacobian",
 ]
 
@@ -49,6 +37,11 @@ __all__ = [
 def _layer_params(rnn: nn.RNNBase, k: int) -> dict[str, torch.Tensor]:
     names = ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if rnn.bias else ())
     return {f"{n}_l0": getattr(rnn, f"{n}_l{k}") for n in names}
+
+
+#: A recurrent layer's state between frames: ``(h, c)`` for an LSTM, ``h`` for a GRU, each
+#: ``(B, H)``.
+LayerState = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
 
 def run_layers(rnn: nn.RNNBase, feats: torch.Tensor, upto: int = -1) -> list[torch.Tensor]:
@@ -70,23 +63,58 @@ def run_layers(rnn: nn.RNNBase, feats: torch.Tensor, upto: int = -1) -> list[tor
         depends only on earlier frames, so frames before a sequence's length are
         exact whatever the padding after it.
     """
+    return run_layers_from(rnn, feats, None, upto)[0]
+
+
+def run_layers_from(
+    rnn: nn.RNNBase, feats: torch.Tensor, state: list[LayerState] | None, upto: int = -1
+) -> tuple[list[torch.Tensor], list[LayerState]]:
+    """`run_layers` from a given state, and the state each layer ends in.
+
+    Lets a long sequence run in blocks of frames, each block starting where the
+    previous one ended (the result equals one run up to rounding).
+
+    Parameters
+    ----------
+    rnn, feats, upto
+        As in `run_layers`.
+    state : list of LayerState, optional
+        Per layer ``0..upto``: ``(h, c)`` (LSTM) or ``h`` (GRU), each ``(B, H)``; None
+        for zeros.
+
+    Returns
+    -------
+    outs : list of Tensor, each (B, T, H)
+    final : list of LayerState
+        Each layer's state after the last frame, in the form of ``state``.
+    """
     check_recurrent(rnn)
     upto = range(rnn.num_layers)[upto]
+
+    def hx(k: int) -> Any:
+        if state is None:
+            return None
+        s = state[k]
+        return tuple(v[None] for v in s) if isinstance(s, tuple) else s[None]
+
+    def unpack(s: Any) -> LayerState:
+        return tuple(v[0] for v in s) if isinstance(s, tuple) else s[0]
+
     if rnn.num_layers == 1:
         inp = feats if rnn.batch_first else feats.transpose(0, 1)
-        out = rnn(inp)[0]
-        return [out if rnn.batch_first else out.transpose(0, 1)]
-    outs = []
+        out, last = rnn(inp, hx(0))
+        return [out if rnn.batch_first else out.transpose(0, 1)], [unpack(last)]
+    outs, final = [], []
     x = feats
     for k in range(upto + 1):
         # A single-layer twin on the meta device: building it allocates nothing and
         # draws no random numbers; functional_call runs it with layer k's weights.
-        twin = type(rnn)(
-            x.shape[-1], rnn.hidden_size, bias=rnn.bias, batch_first=True, device="meta"
-        )
-        x = torch.func.functional_call(twin, _layer_params(rnn, k), (x,))[0]
+        make: Callable[..., nn.RNNBase] = type(rnn)  # nn.LSTM or nn.GRU (or a subclass)
+        twin = make(x.shape[-1], rnn.hidden_size, bias=rnn.bias, batch_first=True, device="meta")
+        x, last = torch.func.functional_call(twin, _layer_params(rnn, k), (x, hx(k)))
         outs.append(x)
-    return outs
+        final.append(unpack(last))
+    return outs, final
 
 
 def per_frame_jacobian(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
@@ -132,15 +160,52 @@ def _find(module: nn.Module, sub: nn.Module) -> str | None:
 
 
 class RecurrentClassifier(nn.Module):
-    """A user's module seen through the `SkeletonLSTM` protocol (see the module docstring).
+    """A user's module seen through the model contract (`skvis_widgets._checks.SkeletonClassifier`).
 
-    Build it with `as_recurrent_classifier`. It holds the wrapped module (so
-    ``.to()``, ``.eval()``, ``.parameters()`` reach it) and reads the recurrent
-    layer and the head from it at every call. Its ``forward(x, lengths)`` is the
-    protocol's: ``head`` applied to the last valid frame's hidden state of the
-    last layer, with no dropout between layers; if the wrapped module's own
-    forward does something else, explanations describe this forward, not that one.
+    Adapts a module holding an ``nn.LSTM``/``nn.GRU`` and an ``nn.Linear`` head; also
+    called `as_recurrent_classifier`. It holds the wrapped module (so ``.to()``,
+    ``.eval()``, ``.parameters()`` reach it) and reads the recurrent layer and the head
+    from it at every call. Its ``forward(x, lengths)`` is the contract's: ``head``
+    applied to the last valid frame's hidden state of the last layer, with no dropout
+    between layers; if the wrapped module's own forward does something else,
+    explanations describe this forward, not that one.
+
+    Parameters
+    ----------
+    module : nn.Module
+        The user's classifier. Its recurrent layer may be ``batch_first`` or not.
+    recurrent, head : str or nn.Module
+        The recurrent layer and the linear head, as (dotted) attribute names of
+        ``module`` or as the submodules themselves.
+    preprocess : callable, optional
+        Maps the input to the recurrent layer's input ``(B, T, F)``, frame by frame
+        and differentiably (e.g. the module's own normalization). It receives
+        ``(B, T, J*3)`` when ``preprocess_input="features"`` (the default) or
+        ``(B, T, J, 3)`` when ``"joints"``. None: the input coordinates go to the
+        recurrent layer as they are.
+    num_joints : int, optional
+        ``J``; inferred as ``F / 3`` without a preprocess. Known, it lets a wrong
+        joint count fail early with a `SkvisError` naming the shape.
+
+    Notes
+    -----
+    Every function in `skvis_widgets.saliency` takes it. The instantaneous sensitivity
+    chains the preprocess's per-frame Jacobian (``torch.func.jacrev`` under ``vmap``).
+
+    Examples
+    --------
+    >>> class Net(nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.lstm = nn.LSTM(60, 32)  # (T, B, F)
+    ...         self.out = nn.Linear(32, 20)
+    >>> model = as_recurrent_classifier(Net(), recurrent="lstm", head="out")
+    >>> model.num_joints, model.num_classes
+    (20, 20)
     """
+
+    #: The preprocess callable (kept out of nn.Module's registry; see __init__).
+    _pre_fn: Callable[[torch.Tensor], torch.Tensor] | None
 
     def __init__(
         self,
@@ -210,14 +275,14 @@ class RecurrentClassifier(nn.Module):
     @property
     def rnn(self) -> nn.RNNBase:
         if self._rnn_path is None:
-            return self.extra_rnn
-        return self.module.get_submodule(self._rnn_path)
+            return cast(nn.RNNBase, self.extra_rnn)
+        return cast(nn.RNNBase, self.module.get_submodule(self._rnn_path))
 
     @property
     def fc(self) -> nn.Linear:
         if self._head_path is None:
-            return self.extra_head
-        return self.module.get_submodule(self._head_path)
+            return cast(nn.Linear, self.extra_head)
+        return cast(nn.Linear, self.module.get_submodule(self._head_path))
 
     @property
     def hidden_size(self) -> int:
@@ -232,7 +297,7 @@ class RecurrentClassifier(nn.Module):
         return self.fc.out_features
 
     def _param(self) -> torch.Tensor:
-        return self.rnn.weight_ih_l0
+        return first_weight(self)
 
     def _input(self, x: Any) -> torch.Tensor:
         if not torch.is_tensor(x):
@@ -310,7 +375,7 @@ class RecurrentClassifier(nn.Module):
         h = run_layers(self.rnn, feats, layer)[layer]
         if lengths is None:
             return h
-        lengths = _lengths(lengths, h.shape[0], h.shape[1], h.device)
+        lengths = check_lengths(lengths, h.shape[0], h.shape[1]).to(h.device)
         return h * (torch.arange(h.shape[1], device=h.device) < lengths[:, None])[..., None]
 
     def forward(self, x: Any, lengths: Any = None) -> torch.Tensor:
@@ -319,7 +384,7 @@ class RecurrentClassifier(nn.Module):
         if lengths is None:
             last = h[:, -1]
         else:
-            idx = _lengths(lengths, h.shape[0], h.shape[1], h.device) - 1
+            idx = check_lengths(lengths, h.shape[0], h.shape[1]).to(h.device) - 1
             last = h[torch.arange(h.shape[0], device=h.device), idx]
         return self.fc(last)
 
@@ -333,61 +398,6 @@ class RecurrentClassifier(nn.Module):
         )
 
 
-def _lengths(lengths: Any, b: int, t: int, device: torch.device) -> torch.Tensor:
-    return check_lengths(lengths, b, t).to(device)
-
-
-def as_recurrent_classifier(
-    module: nn.Module,
-    recurrent: str | nn.Module,
-    head: str | nn.Module,
-    preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    *,
-    preprocess_input: Literal["features", "joints"] = "features",
-    num_joints: int | None = None,
-) -> RecurrentClassifier:
-    """Adapt a module holding an ``nn.LSTM``/``nn.GRU`` and an ``nn.Linear`` head.
-
-    Parameters
-    ----------
-    module : nn.Module
-        The user's classifier. Its recurrent layer may be ``batch_first`` or not.
-    recurrent, head : str or nn.Module
-        The recurrent layer and the linear head, as (dotted) attribute names of
-        ``module`` or as the submodules themselves.
-    preprocess : callable, optional
-        Maps the input to the recurrent layer's input ``(B, T, F)``, frame by frame
-        and differentiably (e.g. the module's own normalization). It receives
-        ``(B, T, J*3)`` when ``preprocess_input="features"`` (the default) or
-        ``(B, T, J, 3)`` when ``"joints"``. None: the input coordinates go to the
-        recurrent layer as they are.
-    num_joints : int, optional
-        ``J``; inferred as ``F / 3`` without a preprocess. Known, it lets a wrong
-        joint count fail early with a `SkvisError` naming the shape.
-
-    Returns
-    -------
-    RecurrentClassifier
-        Follows the `SkeletonLSTM` protocol; every function in
-        `skvis_widgets.saliency` takes it. The instantaneous sensitivity chains the
-        preprocess's per-frame Jacobian (``torch.func.jacrev`` under ``vmap``).
-
-    Examples
-    --------
-    >>> class Net(nn.Module):
-    ...     def __init__(self):
-    ...         super().__init__()
-    ...         self.lstm = nn.LSTM(60, 32)  # (T, B, F)
-    ...         self.out = nn.Linear(32, 20)
-    >>> model = as_recurrent_classifier(Net(), recurrent="lstm", head="out")
-    >>> model.num_joints, model.num_classes
-    (20, 20)
-    """
-    return RecurrentClassifier(
-        module,
-        recurrent,
-        head,
-        preprocess,
-        preprocess_input=preprocess_input,
-        num_joints=num_joints,
-    )
+#: Adapt a module holding an ``nn.LSTM``/``nn.GRU`` and an ``nn.Linear`` head: the name the
+#: README and the notebooks use for `RecurrentClassifier`.
+as_recurrent_classifier = RecurrentClassifier

@@ -32,8 +32,10 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Literal
 
 import numpy as np
@@ -41,13 +43,14 @@ import torch
 from scipy.stats import rankdata
 from torch import nn
 
-from ._checks import as_model_input, check_index, check_model, eval_view
+from ._checks import as_model_input, check_index, check_model, check_positive_int, eval_view
 from .errors import SkvisError
 from .saliency import joint_sensitivity
 from .skeleton import Topology, check_model_topology, get_topology
 
 __all__ = [
     "PerturbationCurve",
+    "fill_removed",
     "deletion_curve",
     "insertion_curve",
     "FaithfulnessSummary",
@@ -57,6 +60,16 @@ __all__ = [
     "spearman",
     "planted_signal_dataset",
     "topk_hit_rate",
+    "planted_signal_model",
+    "randomized_model",
+    "motion_map",
+    "random_map",
+    "CONTROLS",
+    "PASS",
+    "CompareRow",
+    "CompareTable",
+    "compare_methods",
+    "verdict_line",
 ]
 
 Replace = Literal["interpolate", "mean_pose", "zero"]
@@ -73,10 +86,15 @@ _MIN_STEPS = 20
 # ---------------------------------------------------------------------------------------------
 # Frozen results
 # ---------------------------------------------------------------------------------------------
-def _frozen(value: Any, dtype: Any = np.float64) -> np.ndarray:
-    arr = np.array(value, dtype=dtype)  # a copy: the caller's array stays writable
+def frozen_array(value: Any, dtype: Any = np.float64) -> np.ndarray:
+    """A read-only copy of ``value`` (the caller's array stays writable): the arrays of
+    the frozen results here and in `skvis_widgets.atlas`."""
+    arr = np.array(value, dtype=dtype)
     arr.flags.writeable = False
     return arr
+
+
+_frozen = frozen_array
 
 
 @dataclass(frozen=True, eq=False)
@@ -316,6 +334,57 @@ def _fill(seq: np.ndarray, removed: np.ndarray, replace: str, pose: np.ndarray) 
     return np.where(keep, seq[None], value)
 
 
+def _fill_pose(seq: np.ndarray, replace: str, mean_pose: Any) -> np.ndarray:
+    """The ``(J, 3)`` pose that fills a cell when ``replace`` has nothing better."""
+    j = seq.shape[1]
+    if replace not in _REPLACE:
+        raise SkvisError(f"replace must be one of {_REPLACE}, got {replace!r}")
+    if mean_pose is not None:
+        return _check_pose(mean_pose, j)
+    if replace == "mean_pose":
+        raise SkvisError(
+            "replace='mean_pose' needs mean_pose, a (J, 3) array (e.g. the data set's)"
+        )
+    if replace == "zero":
+        return np.zeros((j, 3))
+    return seq.mean(0)  # a joint with no kept frame stands still at its mean over the sequence
+
+
+def fill_removed(
+    sequence: Any, removed: Any, *, replace: Replace = "interpolate", mean_pose: Any = None
+) -> np.ndarray:
+    """Copies of ``sequence`` with the ``removed`` cells filled as the deletion curves do.
+
+    The one definition of a plausible removal, shared by `deletion_curve`,
+    `insertion_curve` and occlusion (`skvis_widgets.methods.explain`).
+
+    Parameters
+    ----------
+    sequence : array_like, shape (T, J, 3)
+        Metres.
+    removed : array_like of bool, shape (B, T, J) or (T, J)
+        The joint-frame cells to replace in each copy.
+    replace, mean_pose
+        As in `deletion_curve`.
+
+    Returns
+    -------
+    ndarray, shape (B, T, J, 3) (or (T, J, 3)), float64
+    """
+    seq = np.asarray(sequence, dtype=np.float64)
+    mask = np.asarray(removed, dtype=bool)
+    single = mask.ndim == 2
+    if single:
+        mask = mask[None]
+    if seq.ndim != 3 or seq.shape[-1] != 3 or mask.ndim != 3 or mask.shape[1:] != seq.shape[:2]:
+        raise SkvisError(
+            f"fill_removed: sequence of shape {seq.shape} (expected (T, J, 3)) and removed of "
+            f"shape {np.shape(removed)} (expected (B, T, J) with the sequence's T and J)"
+        )
+    out = _fill(seq, mask, replace, _fill_pose(seq, replace, mean_pose))
+    return out[0] if single else out
+
+
 def _probabilities(model: nn.Module, batch: np.ndarray, target: int) -> np.ndarray:
     """``p(target)`` for each ``(T, J, 3)`` sequence of ``batch``, in batches of `_BATCH`."""
     p = model.rnn.weight_ih_l0
@@ -357,18 +426,7 @@ def _curve(
             f"steps={steps} for a sequence of {t} x {j} = {t * j} joint-frame cells: a curve "
             f"has at most one point per cell, so steps can be at most {max(t * j, _MIN_STEPS)}"
         )
-    if replace not in _REPLACE:
-        raise SkvisError(f"replace must be one of {_REPLACE}, got {replace!r}")
-    if mean_pose is not None:
-        pose = _check_pose(mean_pose, j)
-    elif replace == "mean_pose":
-        raise SkvisError(
-            "replace='mean_pose' needs mean_pose, a (J, 3) array (e.g. the data set's)"
-        )
-    elif replace == "zero":
-        pose = np.zeros((j, 3))
-    else:  # a joint with no kept frame stands still at its mean over the sequence
-        pose = seq.mean(0)
+    pose = _fill_pose(seq, replace, mean_pose)
 
     n = t * j
     fractions = np.linspace(0.0, 1.0, int(steps) + 1)
@@ -613,6 +671,29 @@ def _randomized(model: Any, layers: Sequence[str], seed: int) -> Any:
                 fresh.uniform_(-bound, bound, generator=gen)
                 p.copy_(fresh.to(device=p.device, dtype=p.dtype))
     return clone
+
+
+def randomized_model(model: Any, *, seed: int = 0) -> Any:
+    """A copy of ``model`` with every learned weight re-initialized (the caller's is untouched).
+
+    A recurrent model (`check_model`) gets the full cascade of `randomization_test`
+    (PyTorch's default initializations, one seeded generator per layer); any other
+    module gets ``reset_parameters()`` on each submodule that has one, under a forked,
+    seeded global generator. The input standardization (statistics, not weights) is kept.
+    """
+    try:
+        groups = _layer_groups(model)
+    except SkvisError:
+        if not isinstance(model, nn.Module):
+            raise SkvisError(f"model must be an nn.Module, got {type(model).__name__}") from None
+        clone = copy.deepcopy(model)
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            torch.manual_seed(seed)
+            for m in clone.modules():
+                if callable(getattr(m, "reset_parameters", None)):
+                    m.reset_parameters()
+        return clone
+    return _randomized(model, list(groups), seed)
 
 
 Explainer = Callable[[Any, np.ndarray, int], Any]
@@ -909,3 +990,450 @@ def topk_hit_rate(maps: Any, planted_joints: Sequence[int], k: int | None = None
         for m in items
     ]
     return float(np.mean(hits))
+
+
+# ---------------------------------------------------------------------------------------------
+# All checks, all methods: the verdict table
+# ---------------------------------------------------------------------------------------------
+#: The model-free rows of `compare_methods`.
+CONTROLS = ("motion", "random")
+_CONTROL_LABELS = {"motion": "control: motion (no model)", "random": "control: random map"}
+
+
+def motion_map(sequence: Any) -> np.ndarray:
+    """The motion control ``(T, J)``: each joint's distance from its mean position (metres)."""
+    seq = np.asarray(sequence, np.float64)
+    return np.linalg.norm(seq - seq.mean(0), axis=-1)
+
+
+def random_map(sequence: Any, target: int = 0) -> np.ndarray:
+    """The random-attribution control ``(T, J)``: uniform values, a fixed function of the
+    sequence's length and the target (the same map for every model)."""
+    rng = np.random.default_rng(len(sequence) * 7919 + int(target))
+    return rng.random(np.shape(sequence)[:2])
+
+
+def planted_signal_model(
+    train_sequences: Sequence[Any],
+    test_sequences: Sequence[Any],
+    topology: Topology | str,
+    joints: Sequence[str] = ("hand_right",),
+    *,
+    hidden_size: int = 16,
+    epochs: int = 20,
+    seed: int = 0,
+) -> tuple[Any, Any, list[int], float]:
+    """A small LSTM trained on a `planted_signal_dataset` built from real poses.
+
+    Returns ``(model, held_out, planted_joint_indices, held_out_accuracy)``: 100 samples
+    per class from ``train_sequences`` for training, 30 per class from
+    ``test_sequences`` held out; the planted joints make a 6 cm move over 24 frames.
+    """
+    from .model import SkeletonLSTM, train_model
+
+    topology = get_topology(topology)
+    kw = {"frames": 24, "amplitude": 0.06}
+    tr = planted_signal_dataset(
+        train_sequences, topology, joints, samples_per_class=100, seed=seed, **kw
+    )
+    te = planted_signal_dataset(
+        test_sequences, topology, joints, samples_per_class=30, seed=seed + 1, **kw
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = SkeletonLSTM(topology.num_joints, 2, hidden_size)
+    train_model(
+        model, tr, epochs=epochs, lr=0.01, progress=False, seed=seed,
+        rotate_deg=10, scale=0.05, bone_scale=0, crop=0, speed=0, jitter=0.005,
+    )  # fmt: skip
+    acc = float((model.predict(te.sequences).argmax(1) == te.labels).mean())
+    return model, te, [topology.index(j) for j in joints], acc
+
+
+@dataclass(frozen=True)
+class CompareRow:
+    """One method's verdicts (see `compare_methods`); fractions in [0, 1], NaN when not run.
+
+    Attributes
+    ----------
+    method : str
+        A key of `skvis_widgets.methods.METHODS`, or ``"motion"`` / ``"random"``.
+    label : str
+    deletion_auc, deletion_random_auc : float
+        Mean AUC of ``p(predicted class)`` deleting cells by the map / by random orders
+        (interpolated fills); lower is better.
+    deletion_beats : float
+        Share of sequences whose deletion AUC is below their random orders' mean.
+    insertion_auc, insertion_random_auc, insertion_beats : float
+        The same for insertion (higher is better).
+    rho_full : float
+        Spearman rho with the trained model's map after re-initializing every learned
+        weight (the full cascade); near 1: the map does not depend on what was learned.
+    planted_top1 : float
+        Share of the planted-signal model's held-out maps whose top joint is planted.
+    stability_change : float
+        Mean relative L2 change of the map (normalized to sum 1) under small anatomically
+        valid perturbations that keep the prediction; lower is more stable.
+    stability_ris : float
+        Median over sequences of the relative input stability (RIS, Agarwal et al.
+        2022): the largest ratio of the map's relative change to the input's.
+    seconds : float
+        Time spent on the row.
+    """
+
+    method: str
+    label: str
+    deletion_auc: float
+    deletion_random_auc: float
+    deletion_beats: float
+    insertion_auc: float
+    insertion_random_auc: float
+    insertion_beats: float
+    rho_full: float
+    planted_top1: float
+    stability_change: float
+    stability_ris: float
+    seconds: float
+
+    @property
+    def is_control(self) -> bool:
+        return self.method in CONTROLS
+
+
+@dataclass(frozen=True)
+class CompareTable:
+    """The table `compare_methods` returns: ``rows`` (one `CompareRow` per method and
+    control), the ``settings`` used, and whether the run was ``cancelled`` (then the rows
+    hold the methods finished)."""
+
+    rows: tuple[CompareRow, ...]
+    settings: tuple[tuple[str, Any], ...]
+    cancelled: bool = False
+
+    def __getitem__(self, method: str) -> CompareRow:
+        for r in self.rows:
+            if r.method == method:
+                return r
+        raise SkvisError(f"no row {method!r}; there are {[r.method for r in self.rows]}")
+
+    def __contains__(self, method: object) -> bool:
+        return any(r.method == method for r in self.rows)
+
+    def to_markdown(self) -> str:
+        """A markdown table, one line per row."""
+        head = (
+            "| map | deletion AUC ↓ | random | beats random | insertion AUC ↑ | random "
+            "| beats random | ρ all ↓ | planted top-1 ↑ | map change ↓ | RIS ↓ |"
+        )
+        lines = [head, "|" + "---|" * 11]
+
+        def f(v: float, fmt: str) -> str:
+            return "–" if not np.isfinite(v) else format(v, fmt)
+
+        for r in self.rows:
+            lines.append(
+                f"| {r.label} | {f(r.deletion_auc, '.3f')} | {f(r.deletion_random_auc, '.3f')} "
+                f"| {f(r.deletion_beats, '.0%')} | {f(r.insertion_auc, '.3f')} "
+                f"| {f(r.insertion_random_auc, '.3f')} | {f(r.insertion_beats, '.0%')} "
+                f"| {f(r.rho_full, '.2f')} | {f(r.planted_top1, '.2f')} "
+                f"| {f(r.stability_change, '.0%')} | {f(r.stability_ris, '.3g')} |"
+            )
+        return "\n".join(lines)
+
+    def recommended(self) -> str:
+        """The method (not a control) that passes most checks, ties broken by the
+        deletion beat rate: the explorer's default (see `verdict_line`)."""
+        rows = [r for r in self.rows if not r.is_control]
+        if not rows:
+            raise SkvisError("the table has no method rows")
+
+        def key(r: CompareRow) -> tuple[int, float]:
+            return (sum(_checks_passed(r, self).values()), np.nan_to_num(r.deletion_beats))
+
+        return max(rows, key=key).method
+
+
+#: Thresholds of the verdicts (`verdict_line`): a map passes a check at these values.
+PASS = MappingProxyType(
+    {"deletion_beats": 0.75, "rho_full": 0.5, "planted_top1": 0.8, "stability_change": 0.5}
+)
+
+
+def _checks_passed(row: CompareRow, table: CompareTable | None = None) -> dict[str, bool]:
+    out = {
+        "deletion": row.deletion_beats >= PASS["deletion_beats"],
+        "randomization": row.rho_full < PASS["rho_full"],
+        "planted": row.planted_top1 >= PASS["planted_top1"],
+        "stability": row.stability_change < PASS["stability_change"],
+    }
+    return out
+
+
+def verdict_line(row: CompareRow, table: CompareTable | None = None) -> str:
+    """One line a reader understands: what the table says about ``row``'s map.
+
+    E.g. "gradient: beats random deletion on 94% of sequences; passes the randomization
+    check (ρ 0.48); finds the planted joint (100%); stable under small perturbations (map
+    changes 9%)". With the ``table`` a map that fails the randomization check and beats
+    random deletion no more often than the motion control is said to "rank joints mostly
+    by their motion".
+    """
+    parts = []
+    if row.method == "random":
+        return f"{row.label}: the calibration row (about 50% beats random by construction)"
+    if row.method == "motion":
+        return f"{row.label}: which joints move, without the model"
+    if np.isfinite(row.deletion_beats):
+        parts.append(f"beats random deletion on {row.deletion_beats:.0%} of sequences")
+    if np.isfinite(row.rho_full):
+        if row.rho_full < PASS["rho_full"]:
+            parts.append(f"passes the randomization check (ρ {row.rho_full:.2f})")
+        else:
+            motion = table["motion"] if table is not None and "motion" in table else None
+            if motion is not None and row.deletion_beats <= motion.deletion_beats + 0.05:
+                parts.append(
+                    f"ranks joints mostly by their motion (ρ {row.rho_full:.2f} with random "
+                    f"weights; the motion control beats random deletion on "
+                    f"{motion.deletion_beats:.0%})"
+                )
+            else:
+                parts.append(
+                    f"fails the randomization check: barely changes with random weights "
+                    f"(ρ {row.rho_full:.2f})"
+                )
+    if np.isfinite(row.planted_top1):
+        found = "finds" if row.planted_top1 >= PASS["planted_top1"] else "misses"
+        parts.append(f"{found} the planted joint ({row.planted_top1:.0%})")
+    if np.isfinite(row.stability_change):
+        how = "stable" if row.stability_change < PASS["stability_change"] else "unstable"
+        parts.append(
+            f"{how} under small anatomical perturbations (map changes {row.stability_change:.0%})"
+        )
+    return f"{row.label}: " + ("; ".join(parts) if parts else "no verdict")
+
+
+def _perturbations(
+    model: Any, seq: np.ndarray, topology: Topology, k: int, noise: float, seed: int
+) -> list[np.ndarray]:
+    """Up to ``k`` copies of ``seq`` moved by ``noise`` metres per coordinate and projected
+    onto the anatomical constraints (bone lengths of ``seq``), keeping the prediction."""
+    from .anatomy import anatomical_constraints, project, reference_bone_lengths
+
+    cons = anatomical_constraints(topology)
+    ref = reference_bone_lengths(seq, topology)
+    rng = np.random.default_rng(seed)
+    base = project(seq, cons, ref)  # compare on the constraint set
+    pred = int(np.argmax(model.classify(base)))
+    out = [base]
+    for _ in range(k):
+        moved = project(base + rng.normal(0, noise, seq.shape), cons, ref)
+        if int(np.argmax(model.classify(moved))) == pred:
+            out.append(moved)
+    return out
+
+
+def _stability(maps: list[np.ndarray], seqs: list[np.ndarray]) -> tuple[float, float]:
+    """``(mean relative change, RIS)`` of the maps of ``seqs[1:]`` against ``seqs[0]``'s."""
+    if len(maps) < 2:
+        return math.nan, math.nan
+    e0 = np.abs(maps[0]).astype(np.float64)
+    tot = e0.sum()
+    if tot <= 0:
+        return math.nan, math.nan
+    e0 = e0 / tot
+    x0 = seqs[0]
+    changes, ris = [], []
+    for e, x in zip(maps[1:], seqs[1:], strict=True):
+        e = np.abs(e).astype(np.float64)
+        e = e / max(e.sum(), 1e-300)
+        changes.append(np.linalg.norm(e - e0) / np.linalg.norm(e0))
+        # RIS: elementwise relative changes; denominators guarded (a map cell below 1e-3 of
+        # the mean cell, a coordinate within 1 cm of the body-frame origin)
+        rel_e = (e - e0) / np.maximum(e0, 1e-3 / e0.size)
+        rel_x = (x - x0) / np.maximum(np.abs(x0), 0.01)
+        ris.append(np.linalg.norm(rel_e) / max(np.linalg.norm(rel_x), 1e-6))
+    return float(np.mean(changes)), float(np.max(ris))
+
+
+def compare_methods(
+    model: Any,
+    dataset: Any,
+    *,
+    methods: Sequence[str] | None = None,
+    samples: int | None = None,
+    indices: Sequence[int] | None = None,
+    controls: bool = True,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    steps: int = 20,
+    seeds: Sequence[int] = (0, 1, 2),
+    randomization_samples: int = 16,
+    planted: tuple[Any, Any, Sequence[int]] | None = None,
+    stability_samples: int | None = 64,
+    perturbations: int = 3,
+    noise: float = 0.01,
+    seed: int = 0,
+    progress: bool = True,
+    cancel: Any = None,
+) -> CompareTable:
+    """Every faithfulness and sanity check, for every method, in one table.
+
+    Per method of `skvis_widgets.methods.METHODS` (default all) and the model-free
+    controls (``controls``: "motion", "random"), on the sequences of ``dataset``:
+    deletion and insertion AUC for the *predicted* class against ``len(seeds)`` random
+    orders (`deletion_curve`, interpolated fills), the share of sequences where the map
+    beats random, the full-cascade `randomization_test` correlation (true class,
+    ``randomization_samples``), the planted-joint top-1 rate (`topk_hit_rate`) when
+    ``planted = (model, dataset, joints)`` is given (`planted_signal_model`), and the
+    stability under anatomically valid perturbations: each coordinate moved by
+    ``noise`` metres (Gaussian), projected with `skvis_widgets.anatomy.project`,
+    ``perturbations`` copies of each of ``stability_samples`` sequences, those that keep
+    the prediction (Agarwal et al. 2022, as used by Pellano et al. 2024).
+
+    Parameters
+    ----------
+    model : SkeletonLSTM or RecurrentClassifier
+        The checks need the recurrent protocol (its layers are re-initialized).
+    dataset : SkeletonDataset
+    methods : sequence of str, optional
+    samples : int, optional
+        A seeded subsample of the data set (default all); or ``indices``.
+    options : mapping, optional
+        Method name -> options for `explain` (e.g. ``{"integrated_gradients":
+        {"n_steps": 16}}``).
+    steps, seeds
+        Of the deletion and insertion curves.
+    progress, cancel
+        A tqdm bar over methods; ``cancel`` (a `threading.Event`) is checked between
+        sequences; a cancelled run returns the rows it finished, ``cancelled=True``.
+
+    Returns
+    -------
+    CompareTable
+        ``rows``, ``to_markdown()``, ``recommended()``; `verdict_line` per row.
+    """
+    from tqdm.auto import tqdm
+
+    from .methods import METHODS, explain
+
+    rnn, _fc = check_model(model)
+    names = list(METHODS) if methods is None else list(methods)
+    bad = [m for m in names if m not in METHODS]
+    if bad:
+        raise SkvisError(f"unknown methods {bad}; expected some of {list(METHODS)}")
+    options = dict(options or {})
+    if cancel is not None and not callable(getattr(cancel, "is_set", None)):
+        raise SkvisError(f"cancel must be a threading.Event (with is_set), got {cancel!r}")
+    try:
+        all_seqs, _ = dataset.sequences, np.asarray(dataset.labels)
+    except AttributeError:
+        raise SkvisError(
+            f"dataset must have .sequences and .labels, got {type(dataset).__name__}"
+        ) from None
+    topology = check_model_topology(model, getattr(dataset, "topology", None), "the dataset")
+    topology = topology or getattr(dataset, "topology", None)
+    n_all = len(all_seqs)
+    if indices is not None:
+        from .data.arrays import as_indices
+
+        idx = as_indices(indices, n_all)
+    elif samples is not None and samples < n_all:
+        samples = check_positive_int(samples, "samples")
+        idx = np.sort(np.random.default_rng(seed).choice(n_all, samples, replace=False))
+    else:
+        idx = np.arange(n_all)
+    seqs = [_check_sequence(model, all_seqs[i], f"dataset sequence {i}") for i in idx]
+    preds = model.predict(seqs).argmax(1)
+    n_stab = len(idx) if stability_samples is None else min(len(idx), int(stability_samples))
+    stab_sets = []
+    if n_stab and topology is not None and perturbations > 0:
+        for k in range(n_stab):
+            stab_sets.append(
+                _perturbations(model, seqs[k], topology, perturbations, noise, seed + k)
+            )
+
+    rows: list[CompareRow] = []
+    cancelled = False
+    kinds = names + (list(CONTROLS) if controls else [])
+    bar = tqdm(total=len(kinds), desc="compare methods", disable=not progress)
+
+    for name in kinds:
+        t0 = time.perf_counter()
+        if name in CONTROLS:
+
+            def explainer(m: Any, s: Any, c: int, name: str = name) -> np.ndarray:
+                return motion_map(s) if name == "motion" else random_map(s, c)
+
+            label = _CONTROL_LABELS[name]
+        else:
+            opts = dict(options.get(name, {}))
+
+            def explainer(m: Any, s: Any, c: int, name: str = name, opts: dict = opts) -> Any:
+                return explain(m, s, target=int(c), method=name, **opts)
+
+            label = METHODS[name].label
+        acc: dict[str, list[float]] = {k: [] for k in ("d", "dr", "dw", "i", "ir", "iw")}
+        for s, c in zip(seqs, preds, strict=True):
+            if cancel is not None and cancel.is_set():
+                cancelled = True
+                break
+            sal = np.asarray(explainer(model, s, int(c)), np.float64)
+            for kind, fn in (("d", deletion_curve), ("i", insertion_curve)):
+                curve = fn(model, s, np.abs(sal), target=int(c), steps=steps, seeds=seeds)
+                acc[kind].append(curve.auc)
+                acc[kind + "r"].append(float(curve.random_auc.mean()))
+                acc[kind + "w"].append(float(curve.beats_random))
+        if cancelled:
+            break
+        rho = randomization_test(
+            model, dataset, method=explainer, samples=randomization_samples,
+            single=False, seed=seed,
+        ).full_cascade  # fmt: skip
+        hit = math.nan
+        if planted is not None:
+            pmodel, pset, pjoints = planted
+            pmaps = [
+                np.abs(np.asarray(explainer(pmodel, s, int(c)), np.float64))
+                for s, c in zip(pset.sequences, pset.labels, strict=True)
+            ]
+            hit = topk_hit_rate(pmaps, list(pjoints), 1)
+        change, ris = [], []
+        for group in stab_sets:
+            c = int(np.argmax(model.classify(group[0])))
+            ch, r = _stability([explainer(model, g, c) for g in group], group)
+            change.append(ch)
+            ris.append(r)
+        with np.errstate(invalid="ignore"):
+            stab_change = float(np.nanmean(change)) if np.isfinite(change).any() else math.nan
+            stab_ris = float(np.nanmedian(ris)) if np.isfinite(ris).any() else math.nan
+        rows.append(
+            CompareRow(
+                method=name,
+                label=label,
+                deletion_auc=float(np.mean(acc["d"])),
+                deletion_random_auc=float(np.mean(acc["dr"])),
+                deletion_beats=float(np.mean(acc["dw"])),
+                insertion_auc=float(np.mean(acc["i"])),
+                insertion_random_auc=float(np.mean(acc["ir"])),
+                insertion_beats=float(np.mean(acc["iw"])),
+                rho_full=float(rho),
+                planted_top1=float(hit),
+                stability_change=stab_change,
+                stability_ris=stab_ris,
+                seconds=time.perf_counter() - t0,
+            )
+        )
+        bar.update(1)
+    bar.close()
+    settings = (
+        ("samples", len(idx)),
+        ("steps", steps),
+        ("seeds", tuple(seeds)),
+        ("randomization_samples", randomization_samples),
+        ("stability_samples", len(stab_sets)),
+        ("perturbations", perturbations),
+        ("noise", noise),
+        ("seed", seed),
+        ("options", tuple((k, tuple(sorted(v.items()))) for k, v in options.items())),
+        ("hidden_size", rnn.hidden_size),
+    )
+    return CompareTable(rows=tuple(rows), settings=settings, cancelled=cancelled)

@@ -3,9 +3,13 @@
 `SkeletonLSTM` takes ``(B, T, J, 3)`` skeleton sequences (or ``(B, T, J*3)``),
 standardizes each input coordinate with statistics kept as buffers inside the
 model, runs the recurrent layer(s), and applies the FC layer to the hidden state
-of the last valid frame. The saliency engine and the optimizer read its parts
-through a small protocol: ``preprocess`` (an affine map per frame), ``rnn`` (an
-``nn.LSTM`` or ``nn.GRU``, ``batch_first``) and ``fc`` (an ``nn.Linear``).
+of the last valid frame. The engines read its parts through the contract
+`skvis_widgets._checks.SkeletonClassifier`: ``preprocess`` (an affine map per frame),
+``rnn`` (an ``nn.LSTM`` or ``nn.GRU``, ``batch_first``) and ``fc`` (an ``nn.Linear``).
+
+`probabilities` is the softmax: the one way to get class probabilities from any model
+that follows the contract. `save_model`, `load_model` and `load_pretrained` write and
+read checkpoints safely. Training is in `skvis_widgets.train`.
 """
 
 from __future__ import annotations
@@ -13,8 +17,9 @@ from __future__ import annotations
 import json
 import os
 import reprlib
+import warnings
 import zipfile
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -25,33 +30,23 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from . import _checks
+from ._checks import SkeletonClassifier
+from .adapters import run_layers
 from .data._files import open_regular
+from .data.arrays import pad_sequences
 from .errors import SkvisError
 from .limits import check_memory
 from .skeleton import Topology, check_model_topology, get_topology, topology_metadata
 
 __all__ = [
     "SkeletonLSTM",
-    "TrainingHistory",
-    "train_model",
+    "probabilities",
     "accuracy",
     "save_model",
     "load_model",
     "load_pretrained",
     "PRETRAINED",
-    "TRAINING_DEFAULTS",
 ]
-
-#: The training recipe of the shipped model (`train_model`'s defaults; with
-#: ``hidden_size=256, dropout=0.5`` for the model it is ``skvis_widgets.train.DEFAULTS``).
-TRAINING_DEFAULTS: dict[str, Any] = {
-    "epochs": 60,
-    "batch_size": 32,
-    "lr": 0.002,
-    "label_smoothing": 0.1,
-    "average_last": 20,
-    "seed": 0,
-}
 
 #: Pretrained models shipped with the package: name -> file in skvis_widgets/pretrained/.
 PRETRAINED = {"msr_action3d": "msr_action3d.pt"}
@@ -85,6 +80,10 @@ class SkeletonLSTM(nn.Module):
         model reads, which `maximize_activation`, the metrics and the explorer take
         and check data against), class names, accuracy, ...
     """
+
+    #: Buffers ``(J*3,)``: the input's standardization (`set_standardization`).
+    feature_mean: torch.Tensor
+    feature_std: torch.Tensor
 
     def __init__(
         self,
@@ -190,8 +189,6 @@ class SkeletonLSTM(nn.Module):
         layer = _checks.check_layer(self.num_layers, layer)
         if layer == self.num_layers - 1:
             return self._top(x, lengths)[0]
-        from .adapters import run_layers  # adapters imports no model code
-
         feats, lengths = self._check(x, lengths)
         out = run_layers(self.rnn, self._standardize(feats), layer)[layer]
         if lengths is not None:  # frames past a length: zero, as in the top layer
@@ -230,47 +227,81 @@ class SkeletonLSTM(nn.Module):
         """The FC layer applied at every frame: ``(B, T, C)``."""
         return self.fc(self.drop(self._top(x, lengths)[0]))
 
-    @torch.no_grad()
-    def classify(self, sequence: np.ndarray) -> np.ndarray:
-        """Class probabilities ``(C,)`` for one ``(T, J, 3)`` sequence.
+    def classify(self, sequence: Any) -> np.ndarray:
+        """Class probabilities ``(C,)`` float64 for one ``(T, J, 3)`` sequence.
 
-        Evaluated in eval mode without changing the model's own ``training`` flags
-        (`skvis_widgets._checks.eval_view`), so it is safe beside a training loop.
+        `probabilities` of the one sequence: in eval mode without changing the model's
+        own ``training`` flags, so it is safe beside a training loop.
         """
-        x, _, single = _checks.as_model_input(self, sequence)
-        if not single:
-            raise SkvisError(
-                f"sequence: expected shape (T, {self.num_joints}, 3), got {tuple(x.shape)}"
-            )
-        with _checks.eval_view(self) as model:
-            logits = model(x)
-        return torch.softmax(logits[0].double(), -1).cpu().numpy()
+        return probabilities(self, [_checks.as_model_sequence(self, sequence)])[0]
 
-    @torch.no_grad()
-    def predict(self, sequences: list[np.ndarray], batch_size: int = 64) -> np.ndarray:
-        """Class probabilities ``(N, C)`` for a list of ``(T_i, J, 3)`` sequences.
+    def predict(self, sequences: Iterable[Any], batch_size: int = 64) -> np.ndarray:
+        """Class probabilities ``(N, C)`` float64 for ``(T_i, J, 3)`` sequences
+        (`probabilities`)."""
+        return probabilities(self, sequences, batch_size=batch_size)
 
-        Every sequence is checked (shape, joint count, frames, finiteness) before any
-        is run; the model's ``training`` flags are left as they are (as in `classify`).
-        """
-        batch_size = _checks.check_positive_int(batch_size, "batch_size")
-        checked = []
-        for i, s in enumerate(sequences):
-            x, _, single = _checks.as_model_input(self, s, name=f"sequences[{i}]")
-            if not single:
-                raise SkvisError(
-                    f"sequences[{i}]: expected shape (T, {self.num_joints}, 3), got "
-                    f"{tuple(x.shape)}"
-                )
-            checked.append(x[0])
-        out = []
-        with _checks.eval_view(self) as model:
-            for i in range(0, len(checked), batch_size):
-                chunk = checked[i : i + batch_size]
-                lengths = [len(s) for s in chunk]
-                x = nn.utils.rnn.pad_sequence(chunk, batch_first=True)
-                out.append(torch.softmax(model(x, lengths).double(), -1).cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, self.num_classes))
+
+def probabilities(
+    model: SkeletonClassifier,
+    sequences: Iterable[Any],
+    *,
+    batch_size: int = 64,
+    name: str = "sequences",
+) -> np.ndarray:
+    """Class probabilities ``(N, C)``: the softmax of ``model``'s logits, in float64.
+
+    The one way the package turns a model's logits into probabilities.
+
+    Parameters
+    ----------
+    model : SkeletonClassifier
+        A `SkeletonLSTM` or any model following the contract (e.g. one wrapped by
+        `skvis_widgets.adapters.as_recurrent_classifier`).
+    sequences : iterable of array-like
+        ``(T_i, J, 3)`` sequences in metres (a list, or an ``(N, T, J, 3)`` array).
+        Every one is checked (shape, joint count, frames, finiteness; a `SkvisError`
+        names ``name[i]``) before any is run.
+    batch_size : int
+        Sequences per forward pass; each batch is zero-padded to its longest
+        sequence and run with its ``lengths``.
+
+    Returns
+    -------
+    np.ndarray
+        ``(N, C)`` float64, each row summing to 1; ``(0, C)`` for no sequences.
+
+    Notes
+    -----
+    The model runs under ``torch.no_grad`` in `skvis_widgets._checks.eval_view`: in
+    eval mode, without switching the caller's ``training`` flags.
+    """
+    batch_size = _checks.check_positive_int(batch_size, "batch_size")
+    _, fc = _checks.check_model(model)
+    p = _checks.first_weight(model)
+    checked = [
+        _checks.as_model_sequence(model, s, name=f"{name}[{i}]") for i, s in enumerate(sequences)
+    ]
+    out = []
+    with _checks.eval_view(model) as evaluated, torch.no_grad():
+        for i in range(0, len(checked), batch_size):
+            batch, lengths = pad_sequences(checked[i : i + batch_size], dtype=checked[i].dtype)
+            x = torch.from_numpy(batch).to(p.device)
+            logits = evaluated(x, lengths)
+            out.append(torch.softmax(logits.double(), -1).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, fc.out_features))
+
+
+def accuracy(model: SkeletonClassifier, dataset: Any) -> float:
+    """Fraction of ``dataset`` (a `SkeletonDataset`) that ``model`` labels correctly.
+
+    A dataset whose topology disagrees with the model's raises `SkvisError`.
+    """
+    if len(dataset) == 0:
+        raise SkvisError("accuracy of an empty dataset")
+    if getattr(dataset, "topology", None) is not None:
+        check_model_topology(model, dataset.topology, "the dataset")
+    probs = probabilities(model, dataset.sequences)
+    return float((probs.argmax(-1) == dataset.labels).mean())
 
 
 # -- saving and loading ----------------------------------------------------------------------
@@ -432,10 +463,10 @@ def _check_state_dict(
                 f"{_MAX_ABS:g} in magnitude: not the weights of a trained model"
             )
         if key == "feature_std" and values.size and values.min() < _MIN_STD:
-            i = int(values.argmin())
+            low = int(values.argmin())
             raise SkvisError(
                 f"{name} must be at least {_MIN_STD:g} (the input is divided by it), got "
-                f"{values[i]:g} at index {i}"
+                f"{values[low]:g} at index {low}"
             )
     return state_dict
 
@@ -545,282 +576,21 @@ def load_pretrained(name: str = "msr_action3d") -> SkeletonLSTM:
         return load_model(p)
 
 
-# -- training -------------------------------------------------------------------------------
-@dataclass
-class TrainingHistory:
-    """Per-epoch training loss and accuracies (``val_accuracy`` only with a validation set)."""
-
-    loss: list[float] = field(default_factory=list)
-    train_accuracy: list[float] = field(default_factory=list)
-    val_accuracy: list[float] = field(default_factory=list)
-    seconds: float = 0.0
+#: Moved to `skvis_widgets.train` (0.1.0); still importable from here for a while.
+_MOVED_TO_TRAIN = ("train_model", "TrainingHistory", "TRAINING_DEFAULTS")
 
 
-def _bone_order(bones: tuple[tuple[int, int], ...], root: int) -> list[tuple[int, int]]:
-    """Bones sorted parent-first (a joint's parent bone comes before its children)."""
-    placed, order = {root}, []
-    while len(order) < len(bones):
-        for p, c in bones:
-            if p in placed and c not in placed:
-                placed.add(c)
-                order.append((p, c))
-    return order
-
-
-def _augment(
-    seqs: list[np.ndarray],
-    rng: np.random.Generator,
-    *,
-    rotate_deg: float,
-    scale: float,
-    jitter: float,
-    speed: float,
-    bone_scale: float = 0.0,
-    crop: float = 0.0,
-    bones: list[tuple[int, int]] | None = None,
-) -> list[np.ndarray]:
-    """Small rotations about the vertical (y), scaling, per-bone length changes,
-    trimming of the ends, speed changes and jitter: the nuisances between subjects."""
-    out = []
-    for s in seqs:
-        a = np.deg2rad(rng.uniform(-rotate_deg, rotate_deg))
-        c, n = np.cos(a), np.sin(a)
-        rot = np.array([[c, 0, n], [0, 1, 0], [-n, 0, c]], np.float32)
-        s = (s @ rot.T) * rng.uniform(1 - scale, 1 + scale)
-        if bone_scale and bones:
-            # Longer or shorter bones: move each child with its parent, then stretch the bone.
-            f = rng.uniform(1 - bone_scale, 1 + bone_scale, len(bones)).astype(np.float32)
-            new = s.copy()
-            for k, (p, ch) in enumerate(bones):
-                new[:, ch] = new[:, p] + (s[:, ch] - s[:, p]) * f[k]
-            s = new
-        if crop and len(s) > 8:
-            most = max(1, int(len(s) * crop))
-            s = s[rng.integers(0, most) : len(s) - rng.integers(0, most)]
-        if speed and len(s) > 2:
-            t_new = max(2, int(round(len(s) / rng.uniform(1 - speed, 1 + speed))))
-            pos = np.linspace(0, len(s) - 1, t_new)
-            lo = np.floor(pos).astype(int)
-            hi = np.minimum(lo + 1, len(s) - 1)
-            w = (pos - lo)[:, None, None].astype(np.float32)
-            s = s[lo] * (1 - w) + s[hi] * w
-        s = s + rng.normal(0, jitter, s.shape).astype(np.float32)
-        out.append(s.astype(np.float32))
-    return out
-
-
-def _pad(seqs: list[np.ndarray], num_joints: int) -> tuple[torch.Tensor, torch.Tensor]:
-    lengths = torch.tensor([len(s) for s in seqs])
-    batch = np.zeros((len(seqs), int(lengths.max()), num_joints, 3), np.float32)
-    for k, s in enumerate(seqs):
-        batch[k, : len(s)] = s
-    return torch.from_numpy(batch), lengths
-
-
-def train_model(
-    model: SkeletonLSTM,
-    train: Any,
-    val: Any = None,
-    *,
-    epochs: int = TRAINING_DEFAULTS["epochs"],
-    batch_size: int = TRAINING_DEFAULTS["batch_size"],
-    lr: float = TRAINING_DEFAULTS["lr"],
-    lr_step: int | None = None,
-    weight_decay: float = 0.0,
-    frame_loss: float = 0.0,
-    label_smoothing: float = TRAINING_DEFAULTS["label_smoothing"],
-    average_last: int = TRAINING_DEFAULTS["average_last"],
-    rotate_deg: float = 30.0,
-    scale: float = 0.1,
-    bone_scale: float = 0.1,
-    crop: float = 0.125,
-    jitter: float = 0.01,
-    speed: float = 0.15,
-    seed: int = TRAINING_DEFAULTS["seed"],
-    progress: bool = True,
-    callback: Any = None,
-    threads: int | None = 1,
-    device: str | torch.device | None = None,
-) -> TrainingHistory:
-    """Train a `SkeletonLSTM` on a `SkeletonDataset` (the paper's recipe, plus augmentation).
-
-    The defaults are the shipped model's recipe (`TRAINING_DEFAULTS`; the paper's
-    rate was 0.005 over 150 epochs). Adam with initial rate ``lr``, divided by 10 after
-    ``lr_step`` epochs (default two thirds of ``epochs``); gradients clipped to
-    norm 1. Each batch is augmented with rotations of up to ``rotate_deg`` about
-    the vertical axis, scaling by up to ``scale``, per-bone length changes of up
-    to ``bone_scale``, trimming up to a fraction ``crop`` off each end, speed
-    changes of up to ``speed`` and Gaussian jitter of ``jitter`` metres. The loss is the cross-entropy of the last
-    valid frame's logits plus ``frame_loss`` times the mean cross-entropy of every
-    frame's logits (which gives the recurrent layer a signal at every step).
-    Input standardization is computed from ``train`` and stored in the model.
-    ``average_last=k`` ends with the mean of the weights after each of the last
-    ``k`` epochs (Polyak / stochastic weight averaging), which generalizes better
-    on small data sets.
-
-    The model records the data's topology and class names in ``metadata`` (a model
-    that already records a topology must match the data's: same joint names in the
-    same order, else `SkvisError` naming both).
-
-    ``threads``: torch's CPU threads while training (default 1, restored after;
-    None leaves torch's setting). ``device``: move the model there first (default:
-    where it is).
-
-    Reproducible: the same ``seed``, data, thread count, device and torch build give
-    the same model (the global random state is left as it was). A different thread
-    count changes the order of floating-point sums and so the model (on MSR Action3D,
-    0.949 vs 0.889 test accuracy at 1 and 2 threads from the same seed).
-    ``callback(epoch, history)`` runs after each epoch (for a live explorer);
-    returning True from it stops training.
-    """
-    from tqdm.auto import tqdm
-
-    if threads is not None:
-        threads = _checks.check_positive_int(threads, "threads")
-    if device is not None:
-        try:
-            model.to(torch.device(device))
-        except (RuntimeError, TypeError, ValueError) as exc:
-            raise SkvisError(f"device={device!r}: cannot move the model there ({exc})") from None
-    for data, what in ((train, "the training data"), (val, "the validation data")):
-        if data is not None and getattr(data, "topology", None) is not None:
-            check_model_topology(model, data.topology, f"{what} ({getattr(data, 'name', '')!r})")
-    if getattr(train, "topology", None) is not None and "topology" not in model.metadata:
-        model.metadata.update(topology_metadata(train.topology))
-    if getattr(train, "class_names", None) is not None:
-        model.metadata.setdefault("class_names", list(train.class_names))
-    old_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        return _train(
-            model,
-            train,
-            val,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            lr_step=lr_step,
-            weight_decay=weight_decay,
-            frame_loss=frame_loss,
-            label_smoothing=label_smoothing,
-            average_last=average_last,
-            rotate_deg=rotate_deg,
-            scale=scale,
-            bone_scale=bone_scale,
-            crop=crop,
-            jitter=jitter,
-            speed=speed,
-            seed=seed,
-            progress=progress,
-            callback=callback,
-            tqdm=tqdm,
+def __getattr__(name: str) -> Any:
+    """``from skvis_widgets.model import train_model`` (and the other names of
+    `_MOVED_TO_TRAIN`): the training moved to `skvis_widgets.train`, which imports this
+    module, so it is looked up when asked for, with a DeprecationWarning."""
+    if name in _MOVED_TO_TRAIN:
+        warnings.warn(
+            f"skvis_widgets.model.{name} moved to skvis_widgets.train.{name}",
+            DeprecationWarning,
+            stacklevel=2,
         )
-    finally:
-        torch.set_num_threads(old_threads)
+        from . import train
 
-
-def _train(model: SkeletonLSTM, train: Any, val: Any, *, tqdm: Any, **kw: Any) -> TrainingHistory:
-    """The training loop of `train_model` (arguments checked there)."""
-    epochs, batch_size, lr, seed = kw["epochs"], kw["batch_size"], kw["lr"], kw["seed"]
-    lr_step, weight_decay, frame_loss = kw["lr_step"], kw["weight_decay"], kw["frame_loss"]
-    label_smoothing = kw["label_smoothing"]
-    average_last = min(int(kw["average_last"]), int(epochs))  # at most every epoch
-    rotate_deg, scale, bone_scale = kw["rotate_deg"], kw["scale"], kw["bone_scale"]
-    crop, jitter, speed = kw["crop"], kw["jitter"], kw["speed"]
-    progress, callback = kw["progress"], kw["callback"]
-
-    if train.num_joints != model.num_joints:
-        raise SkvisError(
-            f"dataset has {train.num_joints} joints, the model expects {model.num_joints}"
-        )
-    if train.num_classes != model.num_classes:
-        raise SkvisError(
-            f"dataset has {train.num_classes} classes, the model has {model.num_classes} outputs"
-        )
-    bones = _bone_order(train.topology.bones, train.topology.root)
-    frames = np.concatenate([s.reshape(len(s), -1) for s in train.sequences])
-    model.set_standardization(frames.mean(0), frames.std(0))
-    rng = np.random.default_rng(seed)
-    device = model.feature_mean.device
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.StepLR(opt, lr_step or max(1, (2 * epochs) // 3), 0.1)
-    history = TrainingHistory()
-    averaged: dict[str, torch.Tensor] = {}
-    labels = torch.as_tensor(train.labels)
-    import time
-
-    start = time.perf_counter()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        bar = tqdm(range(epochs), desc="training", disable=not progress)
-        for epoch in bar:
-            model.train()
-            order = rng.permutation(len(train))
-            total, correct, count = 0.0, 0, 0
-            for i in range(0, len(order), batch_size):
-                idx = order[i : i + batch_size]
-                seqs = _augment(
-                    [train.sequences[k] for k in idx],
-                    rng,
-                    rotate_deg=rotate_deg,
-                    scale=scale,
-                    jitter=jitter,
-                    speed=speed,
-                    bone_scale=bone_scale,
-                    crop=crop,
-                    bones=bones,
-                )
-                x, lengths = _pad(seqs, model.num_joints)
-                y = labels[idx].to(device)
-                x = x.to(device)
-                frame = model.frame_logits(x, lengths)
-                last = frame[torch.arange(len(idx)), lengths.to(device) - 1]
-                loss = nn.functional.cross_entropy(last, y, label_smoothing=label_smoothing)
-                if frame_loss:
-                    mask = (torch.arange(x.shape[1])[None] < lengths[:, None]).to(device)
-                    ce = nn.functional.cross_entropy(
-                        frame.transpose(1, 2), y[:, None].expand(-1, x.shape[1]), reduction="none"
-                    )
-                    loss = loss + frame_loss * (ce * mask).sum() / mask.sum()
-                opt.zero_grad()
-                loss.backward()
-                nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                opt.step()
-                total += float(loss.detach()) * len(idx)
-                correct += int((last.argmax(-1) == y).sum())
-                count += len(idx)
-            sched.step()
-            if average_last and epoch >= epochs - average_last:
-                k = epoch - (epochs - average_last)
-                state = {n: v.detach().clone() for n, v in model.state_dict().items()}
-                if k == 0:
-                    averaged = state
-                else:  # the running mean of the last k + 1 epochs' weights
-                    averaged = {n: averaged[n] + (state[n] - averaged[n]) / (k + 1) for n in state}
-                if epoch == epochs - 1:
-                    model.load_state_dict(averaged)
-            history.loss.append(total / count)
-            history.train_accuracy.append(correct / count)
-            postfix = {"loss": f"{total / count:.3f}", "train": f"{correct / count:.2f}"}
-            if val is not None:
-                acc = accuracy(model, val)
-                history.val_accuracy.append(acc)
-                postfix["val"] = f"{acc:.3f}"
-            bar.set_postfix(postfix)
-            if callback is not None and callback(epoch, history):
-                break
-    model.eval()
-    history.seconds = time.perf_counter() - start
-    return history
-
-
-def accuracy(model: SkeletonLSTM, dataset: Any) -> float:
-    """Fraction of ``dataset`` that ``model`` labels correctly (a dataset whose topology
-    disagrees with the model's raises `SkvisError`)."""
-    if len(dataset) == 0:
-        raise SkvisError("accuracy of an empty dataset")
-    if getattr(dataset, "topology", None) is not None:
-        check_model_topology(model, dataset.topology, "the dataset")
-    probs = model.predict(dataset.sequences)
-    return float((probs.argmax(-1) == dataset.labels).mean())
+        return getattr(train, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -100,7 +100,7 @@ def _array(model: dict, name: str) -> np.ndarray | list[np.ndarray] | None:
     return one(spec, (name,))
 
 
-def _topology(bones: np.ndarray, num_joints: int) -> Topology | None:
+def _topology(bones: np.ndarray | list[np.ndarray], num_joints: int) -> Topology | None:
     """The known topology with exactly these bones (MSR and Kinect v1 both have 20 joints)."""
     drawn = {tuple(sorted(map(int, b))) for b in np.asarray(bones).reshape(-1, 2)}
     for topo in TOPOLOGIES.values():
@@ -121,9 +121,10 @@ def _animation(state: dict, figure: str) -> dict | None:
     lines = _array(mesh, "lines")
     if isinstance(lines, list):
         lines = lines[0]
-    if lines is None or any(not isinstance(a, list) for a in xyz):
+    frames = [a for a in xyz if isinstance(a, list)]  # x, y and z: one array per frame
+    if lines is None or len(frames) != 3:
         return None
-    seq = np.stack([np.stack(a) for a in xyz], -1).astype(np.float32)  # (T, J, 3)
+    seq = np.stack([np.stack(a) for a in frames], -1).astype(np.float32)  # (T, J, 3)
     topo = _topology(lines, seq.shape[1])
     if topo is None:
         return None

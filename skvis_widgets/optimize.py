@@ -98,30 +98,39 @@ restored, its ``requires_grad`` flags are never touched and no ``.grad`` is left
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from ._checks import as_model_input, check_index, check_layer, check_model, eval_view
+from ._checks import as_model_sequence, check_index, check_layer, check_model, eval_view
 from .adapters import run_layers
-from .anatomy import (
-    ConstraintSet,
-    anatomical_constraints,
-    constraint_residuals,
-    project,
-    reference_bone_lengths,
-)
+from .anatomy import ConstraintSet, anatomical_constraints, constraint_residuals
 from .errors import SkvisError
 from .limits import check_memory
 from .saliency import instantaneous_jacobian
+from .sequence_constraints import (
+    SUPPORT_JOINTS,
+    Acceleration,
+    Anatomy,
+    BoundAcceleration,
+    BoundAnatomy,
+    BoundConstraint,
+    BoundSupport,
+    SequenceConstraint,
+    Support,
+    make_valid,
+)
 from .skeleton import TOPOLOGIES, Topology, check_same_joints, get_topology, model_topology
 
 __all__ = [
     "MaximizationResult",
+    "Anatomy",
+    "Support",
+    "Acceleration",
     "maximize_activation",
     "ascent_direction",
     "default_constraints",
@@ -130,12 +139,6 @@ __all__ = [
 
 Gradient = Literal["full", "paper"]
 _GRADIENTS = ("full", "paper")
-
-#: Joints that can carry the body, lowest first looked for (the topology keeps those it has).
-SUPPORT_JOINTS = ("foot_left", "foot_right", "ankle_left", "ankle_right")
-
-#: The vertical axis of the package's body frame (`normalize_sequence`: y up the body).
-_UP = 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -246,14 +249,6 @@ def _dtype(model: Any) -> tuple[torch.dtype, torch.device, type]:
     return p.dtype, p.device, (np.float64 if p.dtype == torch.float64 else np.float32)
 
 
-def _as_sequence(model: Any, sequence: Any, np_dtype: type) -> np.ndarray:
-    """A checked ``(T, J, 3)`` copy of ``sequence`` in the model's dtype."""
-    x, _, single = as_model_input(model, sequence)
-    if not single:
-        raise SkvisError(f"sequence: expected shape (T, J, 3), got {tuple(x.shape)}")
-    return np.array(x[0].cpu().numpy(), dtype=np_dtype)
-
-
 def _what(model: Any, target: Any, unit: Any, layer: Any) -> tuple[int | None, int | None, int]:
     """Checked ``(target, unit, layer)``; the layer is an index >= 0."""
     rnn, fc = check_model(model)
@@ -295,16 +290,6 @@ def _topology(model: Any, topology: Any, num_joints: int) -> tuple[Topology | No
 # ---------------------------------------------------------------------------------------------
 # Constraints
 # ---------------------------------------------------------------------------------------------
-def _angles(x: np.ndarray, a: int, v: int, c: int) -> np.ndarray:
-    """Angle at joint v between the arms to a and c, degrees, (T,); NaN where undefined."""
-    u, w = x[:, a] - x[:, v], x[:, c] - x[:, v]
-    nu, nw = np.linalg.norm(u, axis=-1), np.linalg.norm(w, axis=-1)
-    cos = np.einsum("td,td->t", u, w)
-    sin = np.linalg.norm(np.cross(u, w), axis=-1)
-    ang = np.degrees(np.arctan2(sin, cos))
-    return np.where((nu > 1e-12) & (nw > 1e-12), ang, np.nan)
-
-
 def default_constraints(sequence: Any, topology: Topology | str) -> ConstraintSet:
     """The paper's constraints for ``topology``, widened where ``sequence`` breaks them.
 
@@ -320,7 +305,7 @@ def default_constraints(sequence: Any, topology: Topology | str) -> ConstraintSe
         Bones as always. A three-joint angle range that the sequence leaves is widened to
         the sequence's own extreme angles, rounded outwards to 0.1 degree; the pelvis-plane
         constraint is dropped (recorded in ``dropped`` with the frame count) if any frame
-        breaks it. See the module docstring for why.
+        breaks it (`ConstraintSet.widened_to`). See the module docstring for why.
 
     Examples
     --------
@@ -330,93 +315,7 @@ def default_constraints(sequence: Any, topology: Topology | str) -> ConstraintSe
     (119.6, 180.0)
     """
     topo = get_topology(topology)
-    x = np.asarray(sequence, dtype=np.float64)
-    if x.ndim != 3 or x.shape[1:] != (topo.num_joints, 3) or x.shape[0] == 0:
-        raise SkvisError(
-            f"sequence has shape {x.shape}; expected (T, {topo.num_joints}, 3) with T >= 1 "
-            f"for topology {topo.name!r}"
-        )
-    paper = anatomical_constraints(topo)
-    limits: dict[str, tuple[float, float]] = {}
-    for con in paper.of_kind("angle"):
-        ang = _angles(x, *con.joints)
-        lo, hi = con.limits  # type: ignore[misc]
-        if np.isnan(ang).all():
-            continue
-        amin, amax = float(np.nanmin(ang)), float(np.nanmax(ang))
-        new_lo = min(lo, math.floor(amin * 10) / 10) if amin < lo else lo
-        new_hi = max(hi, min(180.0, math.ceil(amax * 10) / 10)) if amax > hi else hi
-        if (new_lo, new_hi) != (lo, hi):
-            limits[con.name] = (max(0.0, new_lo), new_hi)
-    cs = anatomical_constraints(topo, angle_limits=limits)
-    if "plane:pelvis" in cs:
-        res = constraint_residuals(x, cs)[:, cs.names.index("plane:pelvis")]
-        bad = int((res > 0).sum())
-        if bad:
-            kept = tuple(c for c in cs if c.name != "plane:pelvis")
-            why = (
-                f"the input breaks it on {bad} of {len(x)} frames, and project() supports "
-                "only its paper range (0, 90) degrees"
-            )
-            cs = replace(cs, constraints=kept, dropped=(*cs.dropped, ("plane:pelvis", why)))
-    return cs
-
-
-def _support_joints(topo: Topology) -> list[int]:
-    idx = [topo.index(n) for n in SUPPORT_JOINTS if topo.has(n)]
-    if not idx:
-        raise SkvisError(
-            f"support needs a foot or ankle joint ({', '.join(SUPPORT_JOINTS)}); topology "
-            f"{topo.name!r} has none"
-        )
-    return idx
-
-
-def _support(x: np.ndarray, joints: list[int], floor: np.ndarray) -> np.ndarray:
-    """Translate each frame vertically so that its lowest support joint is at ``floor[t]``."""
-    low = x[:, joints, _UP].min(axis=1)
-    out = x.copy()
-    out[..., _UP] += (floor - low)[:, None].astype(x.dtype)
-    return out
-
-
-def _acceleration(v: np.ndarray) -> np.ndarray:
-    """``|v_{t+1} - 2 v_t + v_{t-1}|`` per interior frame and joint: ``(T-2, J)``."""
-    a = v[2:] - 2 * v[1:-1] + v[:-2]
-    return np.sqrt(np.einsum("tjd,tjd->tj", a, a))
-
-
-def _bound_acceleration(
-    d: np.ndarray, bound: float, tol: float, max_sweeps: int = 500
-) -> np.ndarray:
-    """The nearest ``d'`` (T, J, 3) with ``|a_t(d')| <= bound`` at every interior frame.
-
-    Dykstra's algorithm over the three families of constraints ``t = 1, 2, 3 (mod 3)``: in
-    a family the frames ``t-1, t, t+1`` of different constraints are disjoint, so a
-    family's projection is exact and vectorized: an excess ``e`` of ``a_t`` moves the
-    three frames by ``(-1, 2, -1) e / 6``.
-    """
-    n = len(d)
-    if n < 3:
-        return d
-    y = np.asarray(d, dtype=np.float64).copy()
-    families = [np.arange(1 + r, n - 1, 3) for r in range(3)]
-    families = [c for c in families if c.size]
-    incr = [np.zeros_like(y) for _ in families]
-    for sweep in range(max_sweeps):
-        for k, c in enumerate(families):
-            z = y + incr[k]  # a fresh array: y is left to the previous family's increment
-            a = z[c + 1] - 2 * z[c] + z[c - 1]
-            norm = np.sqrt(np.einsum("tjd,tjd->tj", a, a))[..., None]
-            e = a * np.maximum(0.0, 1.0 - bound / np.maximum(norm, 1e-300))
-            y = z.copy()
-            y[c - 1] -= e / 6
-            y[c] += e / 3
-            y[c + 1] -= e / 6
-            incr[k] = z - y
-        if sweep % 5 == 4 and _acceleration(y).max() <= bound + tol:
-            break
-    return y
+    return anatomical_constraints(topo).widened_to(sequence)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -488,7 +387,7 @@ def ascent_direction(
     if gradient not in _GRADIENTS:
         raise SkvisError(f"gradient must be one of {_GRADIENTS}, got {gradient!r}")
     dtype, device, np_dtype = _dtype(model)
-    x = _as_sequence(model, sequence, np_dtype)
+    x = as_model_sequence(model, sequence, dtype=np_dtype)
     # autograd works here even inside the caller's torch.inference_mode()/no_grad()
     with eval_view(model) as model, torch.inference_mode(False), torch.enable_grad():
         d, _ = _direction(model, x, target, unit, layer, gradient, device, dtype)
@@ -525,7 +424,7 @@ def maximize_activation(
     layer: int = -1,
     iterations: int = 12,
     step_size: float = 0.1,
-    constraints: bool | ConstraintSet = True,
+    constraints: bool | ConstraintSet | Sequence[SequenceConstraint] = True,
     gradient: Gradient = "full",
     topology: Topology | str | None = None,
     support: bool | Literal["frame", "floor"] = False,
@@ -560,19 +459,24 @@ def maximize_activation(
         about 1.5 cm on average in the first iteration (bundled model, the 11 MSR test
         throws, 12 iterations); 95 % of the full steps raise the score there (98 % at
         0.05 m, 89 % at 0.2 m).
-    constraints : bool or ConstraintSet
+    constraints : bool, ConstraintSet or list of constraint objects
         True: eq 14 with `default_constraints` (the paper's, widened where the input breaks
         them). A ConstraintSet: those constraints. False: unconstrained steps, figure 2(a).
+        A list: the constraint objects of `skvis_widgets.sequence_constraints`
+        (``[Anatomy(), Support("floor"), Acceleration(0.01)]``; any object with their
+        ``bind``), applied in that order; ``support`` and ``temporal`` add theirs after
+        them.
     gradient : {"full", "paper"}
         The direction: through-time autograd (eq 6) or eq 7 (see `ascent_direction`).
     topology : Topology or str, optional
         The sequence's joints; default ``model.metadata["topology"]``, else the only known
         topology with J joints. Needed for constraints and support.
     support : bool or {"frame", "floor"}
-        Keep the lowest foot on the floor (True is "frame"); see the module docstring.
+        Keep the lowest foot on the floor (True is "frame"; `Support`); see the module
+        docstring.
     temporal : float, optional
         Most acceleration, metres/frame^2, the optimizer may add to a joint (relative to
-        the input made valid; see the module docstring).
+        the input made valid; `Acceleration`; see the module docstring).
     tol : float
         Stop when an iteration gains less than ``tol * max(|score|, 1)``.
     max_halvings : int
@@ -614,220 +518,323 @@ def maximize_activation(
         raise SkvisError(f"gradient must be one of {_GRADIENTS}, got {gradient!r}")
     iterations = _count(iterations, "iterations")
     max_halvings = _count(max_halvings, "max_halvings")
-    max_rounds = max(1, _count(max_rounds, "max_rounds"))
     step_size = _positive(step_size, "step_size")
     tol = _positive(tol, "tol", allow_zero=True)
-    if temporal is not None:
-        temporal = _positive(temporal, "temporal")
-    if temporal_tol is None:
-        temporal_tol = 0.05 * (temporal or 0.0)
-    temporal_tol = _positive(temporal_tol, "temporal_tol", allow_zero=True)
-    if support is True:
-        support = "frame"
-    if support not in (False, "frame", "floor"):
-        raise SkvisError(f"support must be True, False, 'frame' or 'floor', got {support!r}")
-    if not isinstance(constraints, (bool, ConstraintSet)):
-        raise SkvisError(
-            f"constraints must be True, False or a ConstraintSet, got {type(constraints).__name__}"
-        )
+    wanted = _constraint_list(constraints, support, temporal, temporal_tol, max_rounds)
     if callback is not None and not callable(callback):
         raise SkvisError(f"callback must be callable, got {callback!r}")
     if cancel is not None and not callable(getattr(cancel, "is_set", None)):
         raise SkvisError(f"cancel must be a threading.Event (with is_set), got {cancel!r}")
 
     dtype, device, np_dtype = _dtype(model)
-    x0 = _as_sequence(model, sequence, np_dtype)
+    x0 = as_model_sequence(model, sequence, dtype=np_dtype)
     check_memory(
         (iterations + 1) * x0.nbytes,
         f"the history of {iterations} iterations on a sequence of {x0.shape[0]} frames",
         "run fewer iterations per call and continue from result.final",
     )
-    topo, source = _topology(model, topology, x0.shape[1])
-    if isinstance(constraints, ConstraintSet):
-        given = constraints.topology
-        if given.num_joints != x0.shape[1] or (
-            source is not None and topo.joint_names != given.joint_names
-        ):
-            raise SkvisError(
-                f"constraints are for topology {given.name!r} ({given.num_joints} joints); "
-                f"the sequence has shape {x0.shape}"
-                + (f" and {source} is {topo.name!r}" if source is not None else "")
-            )
-        topo = given
-        cset: ConstraintSet | None = constraints
-    elif topo is not None:
-        cset = default_constraints(x0, topo)
-    elif constraints or support:
-        raise SkvisError(
-            f"cannot tell the topology of a {x0.shape[1]}-joint sequence (no "
-            "model.metadata['topology'], and more than one or no known topology has that "
-            "many joints); pass topology="
-        )
-    else:
-        cset = None
-    constrained = constraints is not False
-    ref = reference_bone_lengths(x0, cset.topology) if cset is not None else None
-    violation = _input_violation(x0, cset.topology) if cset is not None else {}
-
-    feet: list[int] = []
-    floor = None
-    if support:
-        feet = _support_joints(topo)  # type: ignore[arg-type]
-        low = x0[:, feet, _UP].astype(np.float64).min(axis=1)
-        floor = low if support == "frame" else np.full(len(x0), low.min())
-
-    names = list(cset.names) if cset is not None else []
-    if temporal is not None:
-        names.append("temporal:acceleration")
-    if support:
-        names.append("support:floor")
-
-    def residuals(x: np.ndarray) -> np.ndarray:
-        cols = [constraint_residuals(x, cset, ref)] if cset is not None else []
-        if temporal is not None:
-            acc = np.zeros(len(x))
-            if len(x) > 2:
-                excess = _acceleration(x.astype(np.float64) - base) - temporal
-                acc[1:-1] = np.maximum(excess, 0.0).max(axis=1)
-            cols.append(acc[:, None])
-        if support:
-            low = x[:, feet, _UP].astype(np.float64).min(axis=1)
-            cols.append(np.abs(low - floor)[:, None])
-        return np.concatenate(cols, axis=1) if cols else np.zeros((len(x), 0))
-
-    def anatomy(y: np.ndarray) -> np.ndarray:
-        if constrained:
-            y = project(y, cset, ref)
-        if support:
-            y = _support(y, feet, floor)
-        return y
-
-    # the input made valid: what the acceleration bound is measured against
-    base = anatomy(x0).astype(np.float64) if temporal is not None else None
-
-    def make_valid(y: np.ndarray) -> tuple[np.ndarray, bool]:
-        """The candidate made valid, and whether it meets the acceleration bound."""
-        y = anatomy(y)
-        if temporal is None or len(y) < 3:
-            return y, True
-        for _ in range(max_rounds):
-            d = y.astype(np.float64) - base
-            if _acceleration(d).max() <= temporal + temporal_tol:
-                return y, True
-            d = _bound_acceleration(d, temporal, 0.1 * temporal_tol)
-            y = anatomy((base + d).astype(np_dtype))
-        return y, _acceleration(y.astype(np.float64) - base).max() <= temporal + temporal_tol
-
-    history = [x0]
-    scores = [0.0]
-    res = [residuals(x0)]
-    steps: list[float] = []
-    converged = cancelled = False
-    message = ""
-
-    def snapshot() -> MaximizationResult:
-        return MaximizationResult(
-            history=_frozen(np.stack(history)),
-            scores=_frozen(np.asarray(scores, dtype=np.float64)),
-            residuals=_frozen(np.stack(res)),
-            constraint_names=tuple(names),
-            step_sizes=_frozen(np.asarray(steps, dtype=np.float64)),
-            converged=converged,
-            cancelled=cancelled,
-            iterations_run=len(history) - 1,
-            target=target,
-            unit=unit,
-            layer=layer,
-            gradient=gradient,
-            constrained=constrained,
-            constraint_set=cset,
-            reference_lengths=None if ref is None else _frozen(ref),
-            support=support,
-            temporal=temporal,
-            message=message,
-            input_violation=MappingProxyType(dict(violation)),
-        )
-
-    def stop() -> bool:
-        return cancel is not None and bool(cancel.is_set())
+    bound = _bind(wanted, x0, *_topology(model, topology, x0.shape[1]))
+    climb = _Climb(model, target, unit, layer, gradient, device, dtype, np_dtype)
+    trace = _Trace(x0, bound, target, unit, layer, gradient)
 
     from tqdm.auto import tqdm
 
     bar = tqdm(total=iterations, desc="activation maximization", disable=not progress)
     try:
-        with eval_view(model) as model, torch.inference_mode(False), torch.enable_grad():
-            scores[0] = _score(model, x0, target, unit, layer, device, dtype)
-            x, current = x0, scores[0]
-            for it in range(1, iterations + 1):
-                if stop():
-                    cancelled = True
-                    break
-                d, _ = _direction(model, x, target, unit, layer, gradient, device, dtype)
-                norm = float(np.linalg.norm(d.astype(np.float64), axis=-1).max())
-                if not (norm > 0 and math.isfinite(norm)):
-                    converged = True  # a flat (or broken) score: nowhere to go
-                    message = (
-                        f"stopped after {it - 1} iterations: the score's gradient is zero or "
-                        "not finite here, so there is no direction to climb"
-                    )
-                    break
-                step, accepted = step_size, None
-                for _ in range(max_halvings + 1):
-                    if stop():
-                        cancelled = True
-                        break
-                    cand, ok = make_valid((x + (step / norm) * d).astype(np_dtype))
-                    s = _score(model, cand, target, unit, layer, device, dtype) if ok else -math.inf
-                    if s > current:
-                        accepted = cand, s
-                        break
-                    step /= 2
-                if cancelled:
-                    break
-                if accepted is None:
-                    converged = True
-                    if it == 1:
-                        message = _why_no_step(
-                            scores[0],
-                            _score(model, make_valid(x0)[0], target, unit, layer, device, dtype)
-                            if (constrained or support or temporal is not None)
-                            else None,
-                            step_size,
-                            max_halvings,
-                        )
-                    else:
-                        message = (
-                            f"converged after {it - 1} iterations: no step of up to "
-                            f"{step_size:g} m (halved {max_halvings} times) raised the score further"
-                        )
-                    break
-                x, s = accepted
-                gain, current = s - current, s
-                history.append(x)
-                scores.append(s)
-                res.append(residuals(x))
-                steps.append(step)
-                bar.update(1)
-                bar.set_postfix(score=f"{s:.4g}")
-                if gain <= tol * max(abs(s - gain), 1.0):
-                    converged = True
-                    message = (
-                        f"converged after {it} iterations: the last gain ({gain:.3g}) was "
-                        f"below the tolerance"
-                    )
-                elif it == iterations:
-                    message = f"ran all {iterations} iterations (the score still rose)"
-                if callback is not None:
-                    callback(it, snapshot())
-                if converged:
-                    break
+        with eval_view(model) as view, torch.inference_mode(False), torch.enable_grad():
+            climb.model = view
+            trace.scores[0] = climb.score(x0)
+            _run(
+                climb, trace, bound, iterations, step_size, max_halvings, tol, cancel, bar, callback
+            )
     finally:
         bar.close()
-    if cancelled:
-        message = f"cancelled after {len(history) - 1} iterations"
+    if trace.cancelled:
+        trace.message = f"cancelled after {len(trace.history) - 1} iterations"
     elif iterations == 0:
-        message = "iterations=0: the input only"
-    return snapshot()
+        trace.message = "iterations=0: the input only"
+    return trace.result()
+
+
+def _constraint_list(
+    constraints: Any, support: Any, temporal: Any, temporal_tol: Any, max_rounds: Any
+) -> list[Any]:
+    """The constraint objects asked for, the keywords mapped onto them: ``constraints``
+    (True, False, a ConstraintSet or a list), then ``temporal``, then ``support`` (the
+    order of the residual columns before the constraint objects existed)."""
+    max_rounds = max(1, _count(max_rounds, "max_rounds"))
+    if temporal is not None:
+        temporal = _positive(temporal, "temporal")
+    if temporal_tol is not None:
+        temporal_tol = _positive(temporal_tol, "temporal_tol", allow_zero=True)
+    if support is True:
+        support = "frame"
+    if support not in (False, "frame", "floor"):
+        raise SkvisError(f"support must be True, False, 'frame' or 'floor', got {support!r}")
+    if isinstance(constraints, bool):
+        out: list[Any] = [Anatomy(enforce=constraints)]
+    elif isinstance(constraints, ConstraintSet):
+        out = [Anatomy(constraints)]
+    elif isinstance(constraints, (list, tuple)) and all(
+        callable(getattr(c, "bind", None)) for c in constraints
+    ):
+        out = list(constraints)
+    else:
+        raise SkvisError(
+            "constraints must be True, False, a ConstraintSet or a list of constraint "
+            f"objects (Anatomy, Support, Acceleration), got {type(constraints).__name__}"
+        )
+    if temporal is not None:
+        out.append(Acceleration(temporal, temporal_tol, max_rounds))
+    if support:
+        out.append(Support(support))
+    return out
+
+
+def _bind(
+    wanted: list[Any], x0: np.ndarray, topo: Topology | None, source: str | None
+) -> list[BoundConstraint]:
+    """Each constraint bound to the input: the pose ones first, then the trajectory ones
+    (which measure against the input made valid by the pose ones). Where no `Anatomy` is
+    in the list and the topology is known, the anatomical residuals are still measured
+    (figure 2(a))."""
+    anatomies = [c for c in wanted if isinstance(c, Anatomy)]
+    for c in anatomies:
+        if c.constraint_set is not None:
+            _check_constraint_topology(c.constraint_set, x0, topo, source)
+            topo, source = c.constraint_set.topology, source or "constraints"
+    if not anatomies and topo is not None:
+        wanted = [Anatomy(enforce=False), *wanted]
+    if topo is None:
+        if any((isinstance(c, Anatomy) and c.enforce) or isinstance(c, Support) for c in wanted):
+            raise SkvisError(
+                f"cannot tell the topology of a {x0.shape[1]}-joint sequence (no "
+                "model.metadata['topology'], and more than one or no known topology has "
+                "that many joints); pass topology="
+            )
+        wanted = [c for c in wanted if not isinstance(c, Anatomy)]  # nothing to measure with
+    bound: list[Any] = [None] * len(wanted)
+    for k, c in enumerate(wanted):
+        if c.kind != "trajectory":
+            bound[k] = c.bind(x0, topo, None)
+    poses = [b for b in bound if b is not None]
+    for k, c in enumerate(wanted):
+        if bound[k] is None:
+            bound[k] = c.bind(x0, topo, lambda y: make_valid(poses, y)[0])
+    return bound
+
+
+def _check_constraint_topology(
+    given: ConstraintSet, x0: np.ndarray, topo: Topology | None, source: str | None
+) -> None:
+    if given.topology.num_joints != x0.shape[1] or (
+        source is not None and topo is not None and topo.joint_names != given.topology.joint_names
+    ):
+        raise SkvisError(
+            f"constraints are for topology {given.topology.name!r} "
+            f"({given.topology.num_joints} joints); the sequence has shape {x0.shape}"
+            + (f" and {source} is {topo.name!r}" if source is not None and topo else "")
+        )
+
+
+@dataclass(eq=False)
+class _Climb:
+    """The score and the ascent direction of one run (the model in eval mode)."""
+
+    model: Any
+    target: int | None
+    unit: int | None
+    layer: int
+    gradient: str
+    device: torch.device
+    dtype: torch.dtype
+    np_dtype: type
+
+    def score(self, x: np.ndarray) -> float:
+        return _score(self.model, x, self.target, self.unit, self.layer, self.device, self.dtype)
+
+    def direction(self, x: np.ndarray) -> np.ndarray:
+        return _direction(
+            self.model,
+            x,
+            self.target,
+            self.unit,
+            self.layer,
+            self.gradient,
+            self.device,
+            self.dtype,
+        )[0]
+
+
+@dataclass(eq=False)
+class _Trace:
+    """What a run has produced so far (every accepted iterate) and why it stopped."""
+
+    x0: np.ndarray
+    bound: list[BoundConstraint]
+    target: int | None
+    unit: int | None
+    layer: int
+    gradient: str
+    history: list[np.ndarray] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    residuals: list[np.ndarray] = field(default_factory=list)
+    steps: list[float] = field(default_factory=list)
+    converged: bool = False
+    cancelled: bool = False
+    message: str = ""
+    anatomy: BoundAnatomy | None = field(init=False, default=None)
+    violation: dict[str, float] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.history = [self.x0]
+        self.scores = [0.0]
+        self.residuals = [self.measure(self.x0)]
+        for b in self.bound:
+            if isinstance(b, BoundAnatomy):
+                self.anatomy = b
+                break
+        if self.anatomy is not None:
+            self.violation = _input_violation(self.x0, self.anatomy.constraint_set.topology)
+
+    def measure(self, x: np.ndarray) -> np.ndarray:
+        cols = [b.residuals(x) for b in self.bound]
+        return np.concatenate(cols, axis=1) if cols else np.zeros((len(x), 0))
+
+    def accept(self, x: np.ndarray, score: float, step: float) -> None:
+        self.history.append(x)
+        self.scores.append(score)
+        self.residuals.append(self.measure(x))
+        self.steps.append(step)
+
+    def result(self) -> MaximizationResult:
+        support = next((b.mode for b in self.bound if isinstance(b, BoundSupport)), False)
+        temporal = next((b.bound for b in self.bound if isinstance(b, BoundAcceleration)), None)
+        anatomy = self.anatomy
+        return MaximizationResult(
+            history=_frozen(np.stack(self.history)),
+            scores=_frozen(np.asarray(self.scores, dtype=np.float64)),
+            residuals=_frozen(np.stack(self.residuals)),
+            constraint_names=tuple(n for b in self.bound for n in b.names),
+            step_sizes=_frozen(np.asarray(self.steps, dtype=np.float64)),
+            converged=self.converged,
+            cancelled=self.cancelled,
+            iterations_run=len(self.history) - 1,
+            target=self.target,
+            unit=self.unit,
+            layer=self.layer,
+            gradient=self.gradient,
+            constrained=anatomy is not None and anatomy.enforced,
+            constraint_set=anatomy.constraint_set if anatomy else None,
+            reference_lengths=_frozen(anatomy.reference_lengths) if anatomy else None,
+            support=support,
+            temporal=temporal,
+            message=self.message,
+            input_violation=MappingProxyType(dict(self.violation)),
+        )
+
+
+def _run(
+    climb: _Climb,
+    trace: _Trace,
+    bound: list[BoundConstraint],
+    iterations: int,
+    step_size: float,
+    max_halvings: int,
+    tol: float,
+    cancel: Any,
+    bar: Any,
+    callback: Callable[[int, MaximizationResult], Any] | None,
+) -> None:
+    """The iterations: a direction, a trial step halved until it raises the score."""
+
+    def stop() -> bool:
+        return cancel is not None and bool(cancel.is_set())
+
+    x, current = trace.x0, trace.scores[0]
+    for it in range(1, iterations + 1):
+        if stop():
+            trace.cancelled = True
+            return
+        d = climb.direction(x)
+        norm = float(np.linalg.norm(d.astype(np.float64), axis=-1).max())
+        if not (norm > 0 and math.isfinite(norm)):
+            trace.converged = True  # a flat (or broken) score: nowhere to go
+            trace.message = (
+                f"stopped after {it - 1} iterations: the score's gradient is zero or "
+                "not finite here, so there is no direction to climb"
+            )
+            return
+        accepted = _trial_steps(climb, bound, x, d, norm, current, step_size, max_halvings, stop)
+        if accepted is None:  # cancelled
+            trace.cancelled = True
+            return
+        if accepted is False:
+            trace.converged = True
+            trace.message = _why_stopped(climb, trace, bound, it, step_size, max_halvings)
+            return
+        x, s, step = accepted
+        gain, current = s - current, s
+        trace.accept(x, s, step)
+        bar.update(1)
+        bar.set_postfix(score=f"{s:.4g}")
+        if gain <= tol * max(abs(s - gain), 1.0):
+            trace.converged = True
+            trace.message = (
+                f"converged after {it} iterations: the last gain ({gain:.3g}) was below the "
+                "tolerance"
+            )
+        elif it == iterations:
+            trace.message = f"ran all {iterations} iterations (the score still rose)"
+        if callback is not None:
+            callback(it, trace.result())
+        if trace.converged:
+            return
+
+
+def _trial_steps(
+    climb: _Climb,
+    bound: list[BoundConstraint],
+    x: np.ndarray,
+    d: np.ndarray,
+    norm: float,
+    current: float,
+    step_size: float,
+    max_halvings: int,
+    stop: Callable[[], bool],
+) -> tuple[np.ndarray, float, float] | Literal[False] | None:
+    """The first step along d (scaled so that its largest joint move, ``norm``, becomes
+    the step; halved up to ``max_halvings`` times) whose valid candidate raises the
+    score: (candidate, score, step); False if none does; None if cancelled."""
+    step = step_size
+    for _ in range(max_halvings + 1):
+        if stop():
+            return None
+        cand, ok = make_valid(bound, (x + (step / norm) * d).astype(climb.np_dtype))
+        s = climb.score(cand) if ok else -math.inf
+        if s > current:
+            return cand, s, step
+        step /= 2
+    return False
+
+
+def _why_stopped(
+    climb: _Climb,
+    trace: _Trace,
+    bound: list[BoundConstraint],
+    it: int,
+    step_size: float,
+    max_halvings: int,
+) -> str:
+    """The sentence for a run in which no step raised the score at iteration ``it``."""
+    if it > 1:
+        return (
+            f"converged after {it - 1} iterations: no step of up to "
+            f"{step_size:g} m (halved {max_halvings} times) raised the score further"
+        )
+    enforcing = any(b.enforced for b in bound)
+    valid = climb.score(make_valid(bound, trace.x0)[0]) if enforcing else None
+    return _why_no_step(trace.scores[0], valid, step_size, max_halvings)
 
 
 def _why_no_step(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +136,10 @@ def save_results(path: str | Path, **results: Any) -> Path:
     payload = json.dumps({"format": _FORMAT, "results": meta})
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as f:
-        np.savez_compressed(f, **arrays, **{_META: np.array(payload)})
+        # numpy's stub types **kwds as if a key could be allow_pickle: none is (_META
+        # and the encoded names are not)
+        save: Callable[..., None] = np.savez_compressed
+        save(f, **arrays, **{_META: np.array(payload)})
     return path
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import check_model
+from ._checks import SkeletonClassifier, check_model
 from .data.arrays import as_indices
 from .errors import SkvisError
 from .metrics import PerturbationCurve, _explainer, _layer_groups, _randomized, deletion_curve
@@ -86,7 +86,9 @@ class BodyPartSummary:
         return self.parts[int(np.argmax(share))]
 
 
-def _samples(model: Any, dataset: Any, indices: Any, targets: Any) -> tuple[np.ndarray, np.ndarray]:
+def _samples(
+    model: SkeletonClassifier, dataset: Any, indices: Any, targets: Any
+) -> tuple[np.ndarray, np.ndarray]:
     try:
         n, labels = len(dataset), np.asarray(dataset.labels)
     except (AttributeError, TypeError):
@@ -130,10 +132,10 @@ def _walk(
 
 
 def deletion_curves(
-    model: Any,
+    model: SkeletonClassifier,
     dataset: Any,
     *,
-    indices: Sequence[int] | None = None,
+    indices: Sequence[int] | np.ndarray | None = None,
     targets: Any = "label",
     method: Any = "instantaneous",
     normalize: bool = True,
@@ -158,10 +160,10 @@ def deletion_curves(
 
 
 def maximize_dataset(
-    model: Any,
+    model: SkeletonClassifier,
     dataset: Any,
     *,
-    indices: Sequence[int] | None = None,
+    indices: Sequence[int] | np.ndarray | None = None,
     targets: Any = "label",
     progress: bool = True,
     cancel: Any = None,
@@ -184,11 +186,11 @@ def maximize_dataset(
 
 
 def body_part_summary(
-    model: Any,
+    model: SkeletonClassifier,
     dataset: Any,
     target: int,
     *,
-    indices: Sequence[int] | None = None,
+    indices: Sequence[int] | np.ndarray | None = None,
     controls: Sequence[str] = ("random_weights", "motion"),
     method: Any = "instantaneous",
     normalize: bool = True,

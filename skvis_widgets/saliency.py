@@ -26,6 +26,11 @@ Two derivatives, both exact (no finite differences, no sampling):
     that decay below 5e-16 of the seed (float32; 1e-123 in float64) are set to 0,
     which keeps the CPU off subnormal arithmetic (see `_bptt`).
 
+The paper's equations, one function each: eqs 1-2 `unit_sensitivity` (and the signed
+`instantaneous_jacobian`), eq 3 `normalization_scales` (of the spreads from
+`sequence_spread`), eq 4 `sum_axes`, eq 5 `weigh_units` (`class_map` applies it to
+cached unit maps; `joint_sensitivity` tile by tile while it computes them).
+
 Reading the maps: eq 3 multiplies each coordinate's derivative by that
 coordinate's spread over the sequence, so the joints that move most score high
 even in an untrained network. What a trained model adds shows against
@@ -35,13 +40,16 @@ Every function takes a `SkeletonLSTM` or any model that follows its protocol
 (see `skvis_widgets.adapters`; wrap your own module with
 `as_recurrent_classifier`). They run the model in eval mode and restore its
 modes, never touch ``requires_grad`` or ``.grad``, work on the model's device
-and dtype, and return numpy arrays (float32, or float64 for a float64 model).
+and dtype (nothing goes to the host inside their loops: one copy per chunk of
+sequences), and return numpy arrays (float32, or float64 for a float64 model).
+A data set larger than memory streams through `iter_unit_sensitivity` or
+``unit_sensitivity(..., out=numpy.memmap(...))``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -53,43 +61,38 @@ from ._checks import (
     check_finite,
     check_index,
     check_layer,
+    check_lengths,
     check_model,
     check_positive_int,
     check_targets,
     eval_view,
 )
-from .adapters import (
-    RecurrentClassifier,
-    as_recurrent_classifier,
-    per_frame_jacobian,
-    run_layers,
-)
+from .adapters import LayerState, per_frame_jacobian, run_layers_from
 from .colors import COLORMAPS, sensitivity_colors  # re-exported: the colours live in colors
 from .errors import SkvisError
 from .limits import check_memory
-from .model import SkeletonLSTM
 from .skeleton import BODY_PARTS, Topology
 
 __all__ = [
     "unit_sensitivity",
+    "iter_unit_sensitivity",
     "instantaneous_jacobian",
     "joint_sensitivity",
     "class_map",
+    "sequence_spread",
+    "normalization_scales",
+    "sum_axes",
+    "weigh_units",
     "JointSensitivity",
     "UnitRanking",
     "rank_units",
     "body_part_totals",
     "sensitivity_colors",
     "COLORMAPS",
-    "as_recurrent_classifier",
-    "RecurrentClassifier",
 ]
 
 Mode = Literal["instantaneous", "through_time"]
 _MODES = ("instantaneous", "through_time")
-
-#: Per-chunk working set, in tensor elements, when ``chunk_size`` is left to us.
-_WORK = 2**25
 
 #: A standard deviation below ``_CONST * eps * (1 + max|v|)`` counts as zero: the
 #: values are constant up to rounding (eq 3 then gives 0, not inf or NaN).
@@ -105,6 +108,98 @@ def _check_mode(mode: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# The paper's eqs 3-5: one function each
+# ---------------------------------------------------------------------------------------------
+def sequence_spread(v: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Population standard deviation over a sequence's valid frames, 0 where constant.
+
+    The spread that eq 3 divides and multiplies by.
+
+    Parameters
+    ----------
+    v : Tensor, shape (N, T, K)
+        A unit's response ``h_t^u`` or a raw coordinate ``x_{t,j,d}`` per frame.
+    valid : Tensor of bool, shape (N, T), optional
+        Which frames count (all when None).
+
+    Returns
+    -------
+    Tensor, shape (N, K)
+        ``v``'s dtype. A std below ``16 * eps * (1 + max|v|)`` (constant up to rounding,
+        or a one-frame sequence) is returned as exactly 0.
+    """
+    if valid is None:
+        valid = torch.ones(v.shape[:2], dtype=torch.bool, device=v.device)
+    std, const = _masked_std(v, valid)
+    return torch.where(const, torch.zeros_like(std), std)
+
+
+def normalization_scales(
+    response_std: torch.Tensor, input_std: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eq 3, ``S' = S * sigma_x[j, d] / sigma_h[u]``, as its two factors.
+
+    Parameters
+    ----------
+    response_std : Tensor, shape (N, K)
+        ``sigma_h`` of each response (`sequence_spread`; 0 for a constant one).
+    input_std : Tensor, shape (N, F)
+        ``sigma_x`` of each raw coordinate (``F = J * 3``).
+
+    Returns
+    -------
+    row : Tensor, shape (N, K)
+        ``1 / sigma_h``, and 0 for a constant response (eq 3 then gives 0, not inf).
+    col : Tensor, shape (N, F)
+        ``sigma_x`` (0 for a constant coordinate).
+
+    ``S'[n, k, t, f] = S[n, k, t, f] * row[n, k] * col[n, f]``. Both are positive or
+    zero, so they commute with ``|.|``: the engine folds them into the small factors of
+    its products instead of passing over the ``(N, K, T, F)`` result again.
+    """
+    row = torch.where(response_std > 0, 1 / response_std, torch.zeros_like(response_std))
+    return row, input_std
+
+
+def sum_axes(sens: Any) -> Any:
+    """Eq 4: a joint's sensitivity, ``S_{t,j} = sum_d S'_{t,j,d}`` over the axes x, y, z.
+
+    Parameters
+    ----------
+    sens : ndarray or Tensor, shape (..., J, 3)
+
+    Returns
+    -------
+    ndarray or Tensor, shape (..., J)
+    """
+    return sens.sum(-1)
+
+
+def weigh_units(sens: Any, weights: Any) -> Any:
+    """Eq 5's sum over units: ``sum_u w^u S^u`` with ``w^u = |W_c^u|`` (FC weights).
+
+    Parameters
+    ----------
+    sens : ndarray or Tensor, shape (N, H, ...)
+        Per-unit maps (e.g. ``(N, H, T, J)`` from eq 4, or ``(N, H, T, J, 3)``).
+    weights : ndarray or Tensor, shape (N, H) or (H,)
+        The class's non-negative unit weights, per sample or shared.
+
+    Returns
+    -------
+    ndarray or Tensor, shape (N, ...), the type and dtype of ``sens``.
+    """
+    n, h = sens.shape[:2]
+    if torch.is_tensor(sens):
+        w = weights.to(sens.dtype).expand(n, h)[:, None, :]
+        return (w @ sens.reshape(n, h, -1)).reshape(n, *sens.shape[2:])
+    w = np.broadcast_to(np.asarray(weights, dtype=sens.dtype), (n, h))
+    # numpy's own einsum loop: a BLAS gemv is no faster here and, with its threads
+    # competing for busy cores, can be 50x slower
+    return np.einsum("nh,nhk->nk", w, sens.reshape(n, h, -1)).reshape(n, *sens.shape[2:])
+
+
+# ---------------------------------------------------------------------------------------------
 # The engine
 # ---------------------------------------------------------------------------------------------
 def _input_jacobian(model: Any, x: torch.Tensor) -> torch.Tensor:
@@ -112,8 +207,15 @@ def _input_jacobian(model: Any, x: torch.Tensor) -> torch.Tensor:
     fn = getattr(model, "preprocess_jacobian", None)
     if callable(fn):
         return fn(x)
-    if isinstance(model, SkeletonLSTM) and type(model).preprocess is SkeletonLSTM.preprocess:
-        return 1.0 / model.feature_std.to(x.dtype)  # (x - mean) / std, per feature
+    # SkeletonLSTM's own preprocess is the standardization (x - feature_mean) / feature_std.
+    # Recognised by name rather than isinstance so that saliency need not import model.py;
+    # a subclass that overrides preprocess falls through to the general Jacobian.
+    pre = getattr(type(model), "preprocess", None)
+    if (
+        getattr(pre, "__qualname__", "") == "SkeletonLSTM.preprocess"
+        and getattr(pre, "__module__", "") == "skvis_widgets.model"
+    ):
+        return 1.0 / model.feature_std.to(x.dtype)
     return per_frame_jacobian(model.preprocess, x)
 
 
@@ -148,13 +250,15 @@ def _weights(rnn: nn.RNNBase, k: int) -> tuple[torch.Tensor, ...]:
     return w_ih, w_hh, b_ih, b_hh
 
 
-def _affine_scan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``c_t = a_t * c_{t-1} + b_t`` along dim 1 from ``c_{-1} = 0``, in log2(T) steps.
+def _affine_scan(a: torch.Tensor, b: torch.Tensor, c0: torch.Tensor | None = None) -> torch.Tensor:
+    """``c_t = a_t * c_{t-1} + b_t`` along dim 1 from ``c_{-1} = c0`` (default 0), in log2(T) steps.
 
     A Hillis-Steele scan of the affine maps ``c -> a c + b``: products of the
     forget gates only (no division), so as stable as the sequential loop.
     """
     a, b = a.clone(), b.clone()
+    if c0 is not None:
+        b[:, 0] += a[:, 0] * c0
     d, t = 1, a.shape[1]
     while d < t:
         # the right-hand sides are new tensors made of the old values: no aliasing
@@ -165,13 +269,23 @@ def _affine_scan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return b
 
 
-def _shift(v: torch.Tensor) -> torch.Tensor:
-    """The previous frame's value along dim 1, zero before the first."""
-    return torch.cat([torch.zeros_like(v[:, :1]), v[:, :-1]], 1)
+def _shift(v: torch.Tensor, first: torch.Tensor | None = None) -> torch.Tensor:
+    """The previous frame's value along dim 1: ``first`` (default zero) before the first."""
+    head = torch.zeros_like(v[:, :1]) if first is None else first[:, None].to(v.dtype)
+    return torch.cat([head, v[:, :-1]], 1)
 
 
-def _local(kind: str, x_in: torch.Tensor, h: torch.Tensor, w: tuple[torch.Tensor, ...]) -> dict:
+def _local(
+    kind: str,
+    x_in: torch.Tensor,
+    h: torch.Tensor,
+    w: tuple[torch.Tensor, ...],
+    start: LayerState | None = None,
+) -> dict:
     """The gates at every frame and the local derivatives the engine needs, ``(N, T, ...)``.
+
+    ``start`` is the layer's state before the first frame (zero when None), for a
+    block of frames that continues a sequence.
 
     ``coef[n, t, g, u]`` is ``dh_t^u / da_g^u`` (``a_g`` gate ``g``'s pre-activation from
     the input, in PyTorch's gate order) with the previous state held fixed, so the
@@ -189,16 +303,19 @@ def _local(kind: str, x_in: torch.Tensor, h: torch.Tensor, w: tuple[torch.Tensor
         coef_z = (h' - n) z (1 - z)                 coef_n = (1 - z)(1 - n^2)
     """
     w_ih, w_hh, b_ih, b_hh = w
-    h_prev = _shift(h)
+    h0 = c0 = None
+    if start is not None:
+        h0, c0 = start if isinstance(start, tuple) else (start, None)
+    h_prev = _shift(h, h0)
     if kind == "lstm":
         both = torch.cat([x_in, h_prev], -1) @ torch.cat([w_ih, w_hh], 1).T
         ai, af, ag, ao = (both + (b_ih + b_hh)).chunk(4, -1)
         i, f, o = torch.sigmoid(ai), torch.sigmoid(af), torch.sigmoid(ao)
         g = torch.tanh(ag)
-        c = _affine_scan(f, i * g)
+        c = _affine_scan(f, i * g, c0)
         tc = torch.tanh(c)
         ko = o * (1 - tc * tc)  # dh/dc
-        cc = torch.stack([g * i * (1 - i), _shift(c) * f * (1 - f), i * (1 - g * g)], 2)
+        cc = torch.stack([g * i * (1 - i), _shift(c, c0) * f * (1 - f), i * (1 - g * g)], 2)
         bo = tc * o * (1 - o)  # dh/da_o
         coef = torch.cat([cc * ko[:, :, None], bo[:, :, None]], 2)
         return {"kind": kind, "coef": coef, "cc": cc, "bo": bo, "ko": ko, "f": f}
@@ -225,23 +342,20 @@ def _instantaneous(
     col_scale: torch.Tensor | None,
     valid: torch.Tensor,
 ) -> torch.Tensor:
-    """Signed, scaled ``dh_t^u / dx_t`` for the top layer's ``rows``: ``(N, K, T, F)``."""
+    """Signed, scaled ``dh_t^u / dx_t`` for the top layer's ``rows``: ``(N, K, T, F)``.
+
+    The general path (stacked layers, a preprocess with a full Jacobian); a single
+    layer with a diagonal preprocess goes through `_Tiles` instead.
+    """
     top = caches[-1]
     coef = top["coef"]  # (N, T, G, H)
     g = coef.shape[2]
     w = weights[-1][0].reshape(g, coef.shape[3], -1)  # (G, H, In)
     if rows is not None:
         coef, w = coef[..., rows], w[:, rows]
-    # Positive per-row and per-column scales commute with |.|: fold them into the small
-    # factors instead of passing over the (N, K, T, F) result again.
     coef = coef * valid[:, :, None, None].to(coef.dtype)
     if row_scale is not None:
         coef = coef * row_scale[:, None, None, :]
-    if len(caches) == 1 and pj.dim() == 1:
-        cols = pj if col_scale is None else pj * col_scale  # (F,) or (N, F)
-        if cols.dim() == 1:
-            return _gate_product(coef, w * cols)
-        return _gate_product(coef, w[None] * cols[:, None, None, :])
     m = _gate_product(coef, w)
     for cache, wl in zip(caches[-2::-1], weights[-2::-1], strict=True):
         c = cache["coef"]
@@ -257,13 +371,15 @@ def _bptt(
     t_end: int,
     inj: torch.Tensor | None,
     seed: torch.Tensor | None,
-    seed_mask: torch.Tensor | None,
+    seed_mask: torch.Tensor,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Backward through one layer for K cotangents side by side.
 
     ``inj`` ``(N, K, T, H)`` is dL/dh_t arriving from above at every frame; ``seed``
     ``(N, K, H)`` (rows of max-magnitude 1) arrives at the frames where ``seed_mask``
-    ``(N, T)`` is 1. Returns dL/d(layer input) ``(N, K, T, In)``.
+    ``(N, T)`` is 1. Returns dL/d(layer input) ``(N, K, T, In)``, written into ``out``
+    when given (a zeroed tensor of that shape, e.g. a view of the caller's result).
 
     Derivatives through time decay geometrically; once they reach subnormal floats,
     every CPU operation on them slows down ~100x. So the carried state and the
@@ -275,8 +391,11 @@ def _bptt(
     tiny = _flush_below(w_ih.dtype)
     n, t_all = cache["coef"].shape[:2]
     hdim = cache["coef"].shape[3]
-    k = (inj if inj is not None else seed).shape[1]
-    out = w_ih.new_zeros(n, k, t_all, w_ih.shape[1])
+    src = inj if inj is not None else seed
+    assert src is not None, "a seed or an injection"
+    k = src.shape[1]
+    if out is None:
+        out = w_ih.new_zeros(n, k, t_all, w_ih.shape[1])
     dh = w_ih.new_zeros(n, k, hdim)
     if cache["kind"] == "lstm":
         w_both = torch.cat([w_ih, w_hh], 1)  # one matmul per step for both paths
@@ -326,69 +445,153 @@ def _masked_std(v: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, tor
     return std, const
 
 
-def _sensitivity_chunk(
+class _Spread:
+    """`sequence_spread` of a sequence seen in blocks of frames.
+
+    Chan, Golub and LeVeque's pairwise update of count, mean and sum of squared
+    deviations, in float64, so the blocks give the one-pass value up to rounding.
+    """
+
+    def __init__(self) -> None:
+        self.cnt: torch.Tensor | None = None
+
+    def add(self, v: torch.Tensor, valid: torch.Tensor) -> None:
+        m = valid[..., None].to(torch.float64)
+        v64 = v.to(torch.float64)
+        cnt = m.sum(1)
+        mean = (v64 * m).sum(1) / cnt.clamp(min=1)
+        m2 = (((v64 - mean[:, None]) * m) ** 2).sum(1)
+        ref = (v64.abs() * m).amax(1)
+        if self.cnt is None:
+            self.cnt, self.mean, self.m2, self.ref = cnt, mean, m2, ref
+            return
+        tot = self.cnt + cnt
+        share = torch.where(tot > 0, cnt / tot.clamp(min=1), torch.zeros_like(tot))
+        d = mean - self.mean
+        self.mean = self.mean + d * share
+        self.m2 = self.m2 + m2 + d * d * self.cnt * share
+        self.cnt, self.ref = tot, torch.maximum(self.ref, ref)
+
+    def result(self, dtype: torch.dtype) -> torch.Tensor:
+        assert self.cnt is not None
+        std = (self.m2 / self.cnt).sqrt().to(dtype)
+        const = std <= _CONST * torch.finfo(dtype).eps * (1 + self.ref.to(dtype))
+        return torch.where(const, torch.zeros_like(std), std)
+
+
+#: Through-time working set per chunk of sequences, in tensor elements.
+_WORK = 2**25
+#: Per-frame state (gates, local derivatives) per chunk of sequences, in elements.
+_STATE = 2**22
+#: Elements per tile of a reduced (class or one-unit) map: per-unit values of one tile
+#: are made, weighed and dropped while they are in the cache, so a class map never
+#: holds its ``(H, T, J, 3)`` intermediate.
+_TILE = 2**18
+#: Per-frame state per block of frames when the result is a reduced map.
+_BLOCK_STATE = 2**19
+#: Floats of per-frame state per frame and unit (gates and local derivatives, ~14).
+_PER_FRAME = 14
+
+
+@dataclass
+class _Job:
+    """One call's checked inputs and what to produce (see `_compute`)."""
+
+    model: Any
+    x: torch.Tensor  # (N, T, J, 3) on the model's device and dtype
+    lens: torch.Tensor  # (N,) on the device
+    mode: str
+    layer: int
+    normalize: bool
+    signed: bool
+    rows: torch.Tensor | None  # one unit, or None for all units
+    weights: torch.Tensor | None  # (N, H) |W_c| per sample: eq 5 (instantaneous class)
+    cot: torch.Tensor | None  # (N, 1, H) W_c per sample: a class logit through time
+    kind: str
+    result: str  # "units": (N, K, T, F); "coords": (N, T, F)
+
+
+def _plan(job: _Job, chunk_size: int | None) -> tuple[int, int]:
+    """Sequences per chunk and frames per block.
+
+    The batch layout. A chunk of sequences runs the recurrent layer in one batched
+    call (amortizing its per-frame overhead); the products that make the ``(H, T, F)``
+    result of each sequence are then written one sequence (and, for a reduced map,
+    one tile of units and frames) at a time, straight into the caller's result. The
+    first engine made the whole chunk's ``(n, H, T, F)`` product, took ``|.|`` in a
+    second pass and copied it into the result in a third: with n of 4-10 NTU-size
+    sequences that intermediate (50-135 MiB) overflowed the 32 MiB cache, so every
+    pass ran at memory speed and a batch cost more per sequence than a loop of
+    one-sequence calls (exponent 1.14-1.28 in N). Now the per-chunk memory is the
+    per-frame state (`_STATE` elements) and one sequence's result, whatever N.
+    """
+    rnn = job.model.rnn
+    n, t = job.x.shape[:2]
+    hdim = rnn.hidden_size
+    if job.mode == "through_time":
+        k = 1 if (job.rows is not None or job.cot is not None) else hdim
+        width = max(job.x[0, 0].numel(), hdim, getattr(rnn, "input_size", 0))
+        per_sample = k * t * width * (2 if rnn.num_layers > 1 else 1) + 8 * t * hdim
+        default = max(1, _WORK // per_sample)
+        t_block = t
+    else:
+        layers = rnn.num_layers
+        per_frame = _PER_FRAME * hdim * layers
+        if layers > 1 or job.result == "units":
+            per_frame += (1 if job.rows is not None else hdim) * hdim * (layers - 1) * 2
+        if job.result == "units":
+            t_block = t  # the result dwarfs the state: one block
+            default = max(1, _STATE // (per_frame * t))
+        else:
+            # reduced maps: blocks of frames so that a long sequence's state stays
+            # bounded; then as many sequences as fit
+            t_block = max(1, min(t, _BLOCK_STATE // per_frame))
+            default = max(1, _BLOCK_STATE // (per_frame * t_block))
+    if chunk_size is None:
+        chunk_size = default
+    else:
+        chunk_size = check_positive_int(chunk_size, "chunk_size")
+    return min(chunk_size, n), t_block
+
+
+def _job(
     model: Any,
-    x: torch.Tensor,
-    lengths: torch.Tensor,
+    sequence: Any,
+    lengths: Any,
     *,
     mode: str,
     layer: int,
-    rows: torch.Tensor | None,
-    cot: torch.Tensor | None,
     normalize: bool,
-    signed: bool = False,
-) -> torch.Tensor:
-    """``|d response / dx|`` (eq 3-normalized if asked): ``(N, K, T, J*3)``, 0 past lengths.
-
-    ``signed=True`` (instantaneous mode only) skips the ``|.|``.
-
-    The responses are the units ``rows`` of ``layer`` (all when None), or for
-    ``mode="through_time"`` the combinations ``cot`` ``(N, K, H)`` of them (a class
-    logit minus its bias is ``W_c . h``).
-    """
-    rnn = model.rnn
-    n, t = x.shape[:2]
-    feats = model.preprocess(x)
-    pj = _input_jacobian(model, x)
-    outs = run_layers(rnn, feats, layer)
-    h = outs[layer]
-    valid = torch.arange(t, device=x.device) < lengths[:, None]
-    if cot is not None:
-        resp = h @ cot.transpose(1, 2)
-    elif rows is not None:
-        resp = h[..., rows]
-    else:
-        resp = h
-    row_scale = col_scale = None
-    if normalize:
-        std_h, const_h = _masked_std(resp, valid)
-        row_scale = torch.where(const_h, torch.zeros_like(std_h), 1 / std_h)
-        std_x, const_x = _masked_std(x.reshape(n, t, -1), valid)
-        col_scale = torch.where(const_x, torch.zeros_like(std_x), std_x)
+    units: int | None,
+    target: Any,
+    result: str,
+    name: str,
+    signed: bool,
+) -> tuple[_Job, bool]:
+    """Check a call's arguments once: the `_Job` for the whole batch, and ``single``."""
+    _check_mode(mode)
+    rnn, fc = check_model(model)
+    layer = check_layer(rnn.num_layers, layer)
+    x, lens, single = as_model_input(model, sequence, lengths, name)
+    hdim = rnn.hidden_size
+    rows = weights = cot = None
+    if units is not None:
+        rows = torch.tensor([check_index(units, hdim, "unit")], device=x.device)
+    if target is not None:
+        if layer != rnn.num_layers - 1:
+            raise SkvisError(
+                f"target {target!r} weighs the last layer's units by the FC layer; "
+                f"layer={layer} is not the last of {rnn.num_layers}"
+            )
+        targets = check_targets(target, x.shape[0], fc.out_features).to(x.device)
+        w = fc.weight.detach()[targets].to(x.dtype)  # (N, H)
+        if mode == "through_time":
+            cot = w[:, None, :]  # the logit minus its bias is W_c . h
+        else:
+            weights = w.abs()  # eq 5's |W_c^u|
     kind = "lstm" if isinstance(rnn, nn.LSTM) else "gru"
-    weights = [_weights(rnn, k) for k in range(layer + 1)]
-    ins = [feats, *outs[:-1]]
-    caches = [_local(kind, ins[k], outs[k], weights[k]) for k in range(layer + 1)]
-    if mode == "instantaneous":
-        out = _instantaneous(caches, weights, rows, pj, row_scale, col_scale, valid)
-        return out if signed else out.abs_()
-    hdim = h.shape[-1]
-    if cot is None:
-        eye = torch.eye(hdim, dtype=h.dtype, device=h.device)
-        cot = (eye if rows is None else eye[rows])[None].expand(n, -1, -1)
-    # Seeds of unit size (the flush threshold is relative to them); scales applied after.
-    seed_size = cot.abs().amax(-1)  # (N, K)
-    cot = cot / torch.where(seed_size > 0, seed_size, 1)[..., None]
-    out_scale = seed_size if row_scale is None else seed_size * row_scale
-    seed_mask = (torch.arange(t, device=x.device) == (lengths - 1)[:, None]).to(h.dtype)
-    t_end = int(lengths.max())
-    grad, inj = None, None
-    for k in range(layer, -1, -1):
-        grad = _bptt(caches[k], weights[k], t_end, inj, cot if k == layer else None, seed_mask)
-        inj = grad
-    grad = _chain_input(grad, pj)
-    cols = 1 if col_scale is None else col_scale[:, None, None, :]
-    return grad.mul_(out_scale[:, :, None, None] * cols).abs_()
+    job = _Job(model, x, lens, mode, layer, normalize, signed, rows, weights, cot, kind, result)
+    return job, single
 
 
 def _compute(
@@ -402,78 +605,317 @@ def _compute(
     chunk_size: int | None,
     units: int | None = None,
     target: Any = None,
-    reduce: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tensor],
+    result: str,
     name: str = "sequence",
     signed: bool = False,
-    all_units: bool = False,
+    out: Any = None,
+    t_block: int | None = None,
 ) -> tuple[np.ndarray, bool]:
-    """Run the engine chunk by chunk; ``reduce(sens (n,K,T,F), targets, slice)`` per chunk.
+    """Checked inputs -> the result ``(N, K, T, F)`` (``result="units"``) or ``(N, T, F)``.
 
-    ``all_units``: ``reduce`` keeps every unit (the result is ``(n, H, T, F)``), which
-    counts in the memory estimate checked before any work starts.
+    ``"units"``: every unit (``K = H``), or the one of ``units``; ``"coords"``: one
+    unit's, one class's (eq 5 before eq 4) or one class logit's per-coordinate map.
+    ``out``: the caller's array to fill, of the result's shape (without ``N`` for a
+    single sequence) and dtype, writeable and C-contiguous (e.g. a ``numpy.memmap``).
+    ``t_block`` overrides the frames per block (tests). Also returns ``single``.
     """
-    _check_mode(mode)
-    rnn, fc = check_model(model)
-    layer = check_layer(rnn.num_layers, layer)
-    x, lens, single = as_model_input(model, sequence, lengths, name)
-    n, t = x.shape[:2]
-    hdim = rnn.hidden_size
-    rows = cot_w = None
-    targets = torch.zeros(n, dtype=torch.int64)
-    if units is not None:
-        rows = torch.tensor([check_index(units, hdim, "unit")], device=x.device)
-    if target is not None:
-        if layer != rnn.num_layers - 1:
-            raise SkvisError(
-                f"target {target!r} weighs the last layer's units by the FC layer; "
-                f"layer={layer} is not the last of {rnn.num_layers}"
-            )
-        targets = check_targets(target, n, fc.out_features)
-        if mode == "through_time":
-            cot_w = fc.weight.detach()[targets.to(x.device)][:, None, :]  # (N, 1, H)
-    k = 1 if (rows is not None or cot_w is not None) else hdim
-    width = max(x[0, 0].numel(), hdim, getattr(rnn, "input_size", 0))
-    per_sample = k * t * width * (2 if rnn.num_layers > 1 else 1) + 8 * t * hdim
-    if chunk_size is None:
-        chunk_size = max(1, _WORK // per_sample)
-    else:
-        chunk_size = check_positive_int(chunk_size, "chunk_size")
-    itemsize = x.element_size()
-    result = n * (hdim if all_units else 1) * t * x[0, 0].numel() * itemsize
-    check_memory(
-        result + per_sample * min(chunk_size, n) * itemsize,
-        f"sensitivity of {n} sequence(s) of {t} frames"
-        + (f" for all {hdim} units" if all_units else ""),
-        "pass fewer sequences per call (a slice of the batch) or a smaller chunk_size"
-        + (", or one unit / class at a time (joint_sensitivity)" if all_units else ""),
+    job, single = _job(
+        model,
+        sequence,
+        lengths,
+        mode=mode,
+        layer=layer,
+        normalize=normalize,
+        units=units,
+        target=target,
+        result=result,
+        name=name,
+        signed=signed,
     )
-    out: np.ndarray | None = None
-    with eval_view(model) as model, torch.no_grad():
-        for start in range(0, n, chunk_size):
-            sl = slice(start, min(n, start + chunk_size))
-            sens = _sensitivity_chunk(
-                model,
-                x[sl],
-                lens[sl],
-                mode=mode,
-                layer=layer,
-                rows=rows,
-                cot=None if cot_w is None else cot_w[sl],
-                normalize=normalize,
-                signed=signed,
+    n, t = job.x.shape[:2]
+    f = job.x[0, 0].numel()
+    k = 1 if job.rows is not None else model.rnn.hidden_size
+    shape = (n, k, t, f) if result == "units" else (n, t, f)
+    dtype = _numpy_dtype(job.x.dtype)
+    chunk, tb = _plan(job, chunk_size)
+    if out is None:
+        per = k if result == "units" else 1
+        check_memory(
+            (n * per * t * f + chunk * per * t * f) * job.x.element_size(),
+            f"sensitivity of {n} sequence(s) of {t} frames"
+            + (f" for all {k} units" if per > 1 else ""),
+            "pass fewer sequences per call or stream them (iter_unit_sensitivity, or "
+            "out=numpy.memmap(...))"
+            + (", or one unit / class at a time (joint_sensitivity)" if per > 1 else ""),
+        )
+        res = np.empty(shape, dtype)
+    else:
+        public = (*shape[:-1], *job.x.shape[2:])  # (..., J, 3)
+        res = _check_out(out, public[1:] if single else public, dtype).reshape(shape)
+    _run(job, res, chunk, tb if t_block is None else t_block)
+    return res, single
+
+
+def _numpy_dtype(dtype: torch.dtype) -> np.dtype:
+    return np.dtype(np.float64 if dtype == torch.float64 else np.float32)
+
+
+def _check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    if not isinstance(out, np.ndarray):
+        raise SkvisError(f"out must be a numpy array (or numpy.memmap), got {type(out).__name__}")
+    want = tuple(int(s) for s in shape)
+    if out.shape != want or out.dtype != dtype:
+        raise SkvisError(
+            f"out of shape {out.shape} and dtype {out.dtype}: expected shape {want} and "
+            f"dtype {dtype}"
+        )
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise SkvisError(f"out of shape {out.shape} must be writeable and C-contiguous")
+    return out
+
+
+def _run(job: _Job, res: np.ndarray, chunk: int, t_block: int) -> None:
+    """Fill ``res`` (``(N, K, T, F)`` or ``(N, T, F)``) one chunk of sequences at a time.
+
+    Each chunk runs only up to its longest sequence. Where the result per sequence is
+    small next to the work (through time, or a reduced map) and lengths differ, the
+    chunks are taken in order of length, so that a chunk's sequences end close together
+    (a loop of one-sequence calls gets that for free); an all-unit instantaneous result
+    is written in place in the caller's order instead (reordering would cost a copy of
+    the largest array in the call).
+    """
+    n, t = job.x.shape[:2]
+    on_host = job.x.device.type == "cpu"
+    lens = job.lens.cpu()  # the one copy to the host before the loops
+    order: torch.Tensor | None = None
+    if (job.mode == "through_time" or job.result != "units") and n > chunk:
+        if bool((lens != lens[0]).any()):
+            order = torch.argsort(lens, stable=True)
+    with eval_view(job.model) as model, torch.no_grad():
+        for start in range(0, n, chunk):
+            stop = min(n, start + chunk)
+            idx: slice | np.ndarray = slice(start, stop)
+            if order is not None:
+                idx = order[start:stop].numpy()
+            t_max = int(lens[idx].max())
+            sel = torch.as_tensor(idx, device=job.x.device) if order is not None else idx
+            part = replace(
+                job,
+                model=model,
+                x=job.x[sel, :t_max],
+                lens=job.lens[sel],
+                weights=None if job.weights is None else job.weights[sel],
+                cot=None if job.cot is None else job.cot[sel],
             )
-            part = reduce(sens, targets[sl], sl).cpu().numpy()
-            if chunk_size >= n:  # one chunk: no copy
-                return part, single
-            if out is None:
-                out = np.empty((n, *part.shape[1:]), dtype=part.dtype)
-            out[sl] = part
-    assert out is not None
-    return out, single
+            # On the CPU, in the caller's order, the engine writes into the result itself;
+            # otherwise into a tensor on the device, copied to the host once per chunk.
+            direct = on_host and order is None
+            if direct:
+                whole = torch.from_numpy(res[idx])
+                dest = whole[..., :t_max, :]
+                if t_max < t:
+                    whole[..., t_max:, :] = 0
+            else:
+                shape = (stop - start, *res.shape[1:-2], t_max, res.shape[-1])
+                dest = torch.empty(shape, dtype=job.x.dtype, device=job.x.device)
+            if job.mode == "instantaneous":
+                _instantaneous_chunk(part, dest, t_block)
+            else:
+                _through_time_chunk(part, dest)
+            if not direct:
+                res[idx, ..., :t_max, :] = dest.cpu().numpy()
+                res[idx, ..., t_max:, :] = 0
 
 
-def _class_weights(model: Any, targets: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return model.fc.weight.detach()[targets.to(like.device)].abs().to(like.dtype)  # (n, H)
+def _responses(h: torch.Tensor, job: _Job) -> torch.Tensor:
+    """The responses whose spread eq 3 divides by: ``(N, T, K)``."""
+    if job.cot is not None:
+        return h @ job.cot.transpose(1, 2)
+    return h if job.rows is None else h[..., job.rows]
+
+
+def _instantaneous_chunk(job: _Job, dest: torch.Tensor, t_block: int) -> None:
+    """Instantaneous maps of one chunk of sequences into ``dest``, a block of frames at a time.
+
+    Blocks continue each other: every block's recurrent run starts from the state the
+    previous one ended in. With ``normalize``, eq 3's response spread over the whole
+    sequence comes first: from the same forward run when there is one block, else from
+    a forward-only pass over the blocks.
+    """
+    model, x = job.model, job.x
+    rnn = model.rnn
+    n, t = x.shape[:2]
+    weights = [_weights(rnn, k) for k in range(job.layer + 1)]
+    valid = torch.arange(t, device=x.device) < job.lens[:, None]
+    blocks = [(s, min(t, s + t_block)) for s in range(0, t, t_block)]
+    row_scale = col_scale = None
+    kept: tuple | None = None  # the one block's forward run, reused below
+    if job.normalize:
+        if len(blocks) == 1:
+            feats = model.preprocess(x)
+            outs, _ = run_layers_from(rnn, feats, None, job.layer)
+            kept = (feats, outs)
+            std_h = sequence_spread(_responses(outs[job.layer], job), valid)
+        else:
+            acc, carry = _Spread(), None
+            for t0, t1 in blocks:
+                feats = model.preprocess(x[:, t0:t1])
+                outs, carry = run_layers_from(rnn, feats, carry, job.layer)
+                acc.add(_responses(outs[job.layer], job), valid[:, t0:t1])
+            std_h = acc.result(x.dtype)
+        row_scale, col_scale = normalization_scales(
+            std_h, sequence_spread(x.reshape(n, t, -1), valid)
+        )
+    state: list | None = None  # each layer's state before the block
+    for t0, t1 in blocks:
+        xb = x[:, t0:t1]
+        if kept is not None:
+            (feats, outs), kept = kept, None
+            after = None
+        else:
+            feats = model.preprocess(xb)
+            outs, after = run_layers_from(rnn, feats, state, job.layer)
+        ins = [feats, *outs[:-1]]
+        caches = [
+            _local(job.kind, ins[k], outs[k], weights[k], None if state is None else state[k])
+            for k in range(job.layer + 1)
+        ]
+        pj = _input_jacobian(model, xb)
+        vb = valid[:, t0:t1]
+        if len(caches) == 1 and pj.dim() == 1:
+            _tiles(job, caches[0]["coef"], weights[0][0], pj, row_scale, col_scale, vb, dest, t0)
+        else:
+            m = _instantaneous(caches, weights, job.rows, pj, row_scale, col_scale, vb)
+            if not job.signed:
+                m.abs_()
+            _store(job, m, dest, t0)
+        state = after
+
+
+def _store(job: _Job, m: torch.Tensor, dest: torch.Tensor, t0: int) -> None:
+    """Frames ``t0..`` of ``m`` ``(n, K, tb, F)`` into ``dest`` as the job's result."""
+    tb = m.shape[2]
+    if job.result == "units":
+        dest[:, :, t0 : t0 + tb] = m
+    elif job.weights is not None:
+        dest[:, t0 : t0 + tb] = weigh_units(m, job.weights)  # eq 5
+    else:
+        dest[:, t0 : t0 + tb] = m[:, 0]
+
+
+def _tiles(
+    job: _Job,
+    coef: torch.Tensor,
+    w_ih: torch.Tensor,
+    pj: torch.Tensor,
+    row_scale: torch.Tensor | None,
+    col_scale: torch.Tensor | None,
+    valid: torch.Tensor,
+    dest: torch.Tensor,
+    t0: int,
+) -> None:
+    """One layer, a diagonal preprocess: ``sum_g coef[t, g, u] W_ih[g, u, f]`` tile by tile.
+
+    Every scale is positive, so it goes into a small factor: the valid-frame mask and
+    ``1 / sigma_h`` into ``coef`` ``(n, tb, G, H)``, the preprocess's Jacobian and
+    ``sigma_x`` into ``W_ih``. Each sequence's product is then one batched matmul
+    ``(K, tb, G) @ (K, G, F)`` written, for all units, straight into ``dest`` and
+    made non-negative in place while it is still in the cache; for a class (eq 5), a
+    tile of units at a time is made and weighed, so the ``(H, T, F)`` product never
+    exists.
+    """
+    n, tb, g, hdim = coef.shape
+    w = w_ih.reshape(g, hdim, -1)  # (G, H, F)
+    if job.rows is not None:
+        coef, w = coef[..., job.rows], w[:, job.rows]
+    scale = valid[:, :, None, None].to(coef.dtype)
+    if row_scale is not None:
+        scale = scale * row_scale[:, None, None, :]
+    lhs = (coef * scale).permute(0, 3, 1, 2).contiguous()  # (n, K, tb, G)
+    cols = pj if col_scale is None else pj * col_scale  # (F,) or (n, F)
+    f = w.shape[-1]
+    rhs = (w.transpose(0, 1)[None] * cols.reshape(-1, 1, 1, f)).contiguous()  # (1|n, K, G, F)
+    k = lhs.shape[1]
+    for i in range(n):
+        r = rhs[i if rhs.shape[0] > 1 else 0]
+        if job.result == "units":
+            d = dest[i, :, t0 : t0 + tb]
+            if d.is_contiguous():
+                torch.bmm(lhs[i], r, out=d)
+            else:
+                d.copy_(torch.bmm(lhs[i], r))
+            if not job.signed:
+                d.abs_()
+        elif job.weights is None:
+            p = torch.bmm(lhs[i], r)[0]
+            dest[i, t0 : t0 + tb] = p if job.signed else p.abs_()
+        else:
+            step = max(1, _TILE // (tb * f))
+            acc: torch.Tensor | None = None
+            for k0 in range(0, k, step):
+                p = torch.bmm(lhs[i, k0 : k0 + step], r[k0 : k0 + step]).abs_()
+                part = weigh_units(p[None], job.weights[i : i + 1, k0 : k0 + step])[0]  # eq 5
+                acc = part if acc is None else acc.add_(part)
+            assert acc is not None
+            dest[i, t0 : t0 + tb] = acc
+
+
+def _through_time_chunk(job: _Job, dest: torch.Tensor) -> None:
+    """Through-time maps of one chunk of sequences into ``dest`` (one backward pass)."""
+    model, x, lens = job.model, job.x, job.lens
+    rnn = model.rnn
+    n, t = x.shape[:2]
+    feats = model.preprocess(x)
+    pj = _input_jacobian(model, x)
+    outs, _ = run_layers_from(rnn, feats, None, job.layer)
+    h = outs[job.layer]
+    valid = torch.arange(t, device=x.device) < lens[:, None]
+    row_scale = col_scale = None
+    if job.normalize:
+        std_h = sequence_spread(_responses(h, job), valid)
+        row_scale, col_scale = normalization_scales(
+            std_h, sequence_spread(x.reshape(n, t, -1), valid)
+        )
+    weights = [_weights(rnn, k) for k in range(job.layer + 1)]
+    ins = [feats, *outs[:-1]]
+    caches = [_local(job.kind, ins[k], outs[k], weights[k]) for k in range(job.layer + 1)]
+    cot = job.cot
+    if cot is None:
+        eye = torch.eye(h.shape[-1], dtype=h.dtype, device=h.device)
+        cot = (eye if job.rows is None else eye[job.rows])[None].expand(n, -1, -1)
+    # Seeds of unit size (the flush threshold is relative to them); scales applied after.
+    seed_size = cot.abs().amax(-1)  # (N, K)
+    cot = cot / torch.where(seed_size > 0, seed_size, 1)[..., None]
+    out_scale = seed_size if row_scale is None else seed_size * row_scale
+    seed_mask = (torch.arange(t, device=x.device) == (lens - 1)[:, None]).to(h.dtype)
+    t_end = int(lens.max())
+    # all units, one layer, a diagonal preprocess: the backward pass writes the result itself
+    direct = job.result == "units" and job.layer == 0 and pj.dim() == 1
+    if direct:
+        dest[:, :, t_end:] = 0
+    inj: torch.Tensor | None = None
+    for k in range(job.layer, -1, -1):
+        inj = _bptt(
+            caches[k],
+            weights[k],
+            t_end,
+            inj,
+            cot if k == job.layer else None,
+            seed_mask,
+            dest if direct else None,
+        )
+    assert inj is not None
+    grad = inj
+    if pj.dim() == 1:
+        cols = pj if col_scale is None else pj * col_scale
+        grad.mul_(out_scale[:, :, None, None] * cols.reshape(-1, 1, 1, cols.shape[-1])).abs_()
+    else:
+        grad = _chain_input(grad, pj)
+        if col_scale is not None:
+            grad.mul_(col_scale[:, None, None, :])
+        grad.mul_(out_scale[:, :, None, None]).abs_()
+    if not direct:
+        dest.copy_(grad if job.result == "units" else grad[:, 0])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -488,6 +930,7 @@ def unit_sensitivity(
     layer: int = -1,
     lengths: Any = None,
     chunk_size: int | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Sensitivity of every hidden unit to every input coordinate (eqs 1-3).
 
@@ -502,20 +945,25 @@ def unit_sensitivity(
         fixed (the paper's eq 1-2). ``"through_time"``: ``|dh_{L-1}^u / dx_{t,j,d}|``,
         the response at the last valid frame through the recurrence.
     normalize : bool
-        Eq 3: multiply by ``sigma_x[j, d] / sigma_h[u]``, the population standard
-        deviations over the sequence's valid frames of the raw coordinate and of the
-        unit's response ``h_t^u``. A constant coordinate or unit (std below
-        ``16 * eps * (1 + max|v|)``) gives 0, never inf or NaN; so does a one-frame
-        sequence.
+        Eq 3 (`normalization_scales`): multiply by ``sigma_x[j, d] / sigma_h[u]``, the
+        population standard deviations over the sequence's valid frames of the raw
+        coordinate and of the unit's response ``h_t^u``. A constant coordinate or unit
+        (std below ``16 * eps * (1 + max|v|)``) gives 0, never inf or NaN; so does a
+        one-frame sequence.
     layer : int
         Which recurrent layer's units (default the last). For ``layer > 0`` the
         instantaneous Jacobian is the product of the per-layer ones down the stack.
     lengths : array of N ints, optional
         Valid frames of each sequence of a batch; frames past them are 0.
     chunk_size : int, optional
-        Sequences per chunk; the default keeps the working set near 2**25 elements
-        (128 MiB in float32) whatever the batch. The result itself is
-        ``N * H * T * J * 3`` values.
+        Sequences per batched recurrent run; the default bounds the per-frame state
+        (gates, local derivatives) near 2**22 elements, and through time the working
+        set near 2**25. The result, ``N * H * T * J * 3`` values, is written in place
+        one sequence at a time.
+    out : ndarray, optional
+        Where to write the result: a writeable, C-contiguous array of the result's
+        shape and dtype, e.g. a ``numpy.memmap`` for a data set larger than memory
+        (see also `iter_unit_sensitivity`). Returned.
 
     Returns
     -------
@@ -528,11 +976,7 @@ def unit_sensitivity(
     >>> unit_sensitivity(model, np.random.rand(30, 20, 3)).shape
     (16, 30, 20, 3)
     """
-
-    def reduce(s: torch.Tensor, _t: torch.Tensor, _sl: slice) -> torch.Tensor:
-        return s.reshape(*s.shape[:3], -1, 3)
-
-    out, single = _compute(
+    res, single = _compute(
         model,
         sequence,
         lengths,
@@ -540,10 +984,99 @@ def unit_sensitivity(
         layer=layer,
         normalize=normalize,
         chunk_size=chunk_size,
-        reduce=reduce,
-        all_units=True,
+        result="units",
+        out=out,
     )
-    return out[0] if single else out
+    if out is not None:
+        return out
+    res = res.reshape(*res.shape[:3], -1, 3)
+    return res[0] if single else res
+
+
+def iter_unit_sensitivity(
+    model: Any,
+    sequences: Any,
+    *,
+    lengths: Any = None,
+    batch_size: int | None = None,
+    mode: Mode = "instantaneous",
+    normalize: bool = True,
+    layer: int = -1,
+    progress: bool = False,
+) -> Iterator[tuple[slice, np.ndarray]]:
+    """`unit_sensitivity` of a data set, one batch at a time: memory bounded by the batch.
+
+    Parameters
+    ----------
+    model, mode, normalize, layer
+        As in `unit_sensitivity`.
+    sequences : array, shape (N, T, J, 3)
+        Any array that slices along its first axis without loading the rest (a
+        ``numpy.memmap``, an HDF5 or zarr dataset, a list of equal-length sequences).
+    lengths : array of N ints, optional
+        Valid frames per sequence.
+    batch_size : int, optional
+        Sequences per yielded batch; default: a result of about 2**25 values (128 MiB
+        in float32), at least one sequence.
+    progress : bool
+        Show a tqdm bar over the sequences.
+
+    Yields
+    ------
+    sl : slice
+        Which sequences of ``sequences`` the batch holds.
+    units : ndarray, shape (n, H, T, J, 3)
+        Their unit sensitivities, as `unit_sensitivity` gives them (each batch is a
+        fresh array; reduce or store it, e.g. into a ``numpy.memmap``, and drop it).
+
+    Stopping the iteration (``break``, or closing the generator) stops the work; no
+    state is left behind.
+
+    Examples
+    --------
+    >>> store = np.lib.format.open_memmap("units.npy", "w+", np.float32, (n, h, t, j, 3))
+    >>> for sl, units in iter_unit_sensitivity(model, data):
+    ...     store[sl] = units
+    """
+    rnn, _ = check_model(model)
+    shape = getattr(sequences, "shape", None)
+    if shape is None:
+        sequences = np.asarray(sequences)
+        shape = sequences.shape
+    if len(shape) != 4 or shape[-1] != 3:
+        raise SkvisError(f"sequences: expected shape (N, T, J, 3), got {tuple(shape)}")
+    n, t = int(shape[0]), int(shape[1])
+    if n == 0:
+        raise SkvisError(f"sequences: empty data set (shape {tuple(shape)})")
+    if lengths is not None:
+        lengths = check_lengths(lengths, n, t, tuple(shape)).numpy()
+    if batch_size is None:
+        per = rnn.hidden_size * t * int(np.prod(shape[2:]))
+        batch_size = max(1, 2**25 // per)
+    else:
+        batch_size = check_positive_int(batch_size, "batch_size")
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm  # type: ignore[import-untyped]
+
+        bar = tqdm(total=n, desc="unit sensitivity", unit="seq")
+    try:
+        for start in range(0, n, batch_size):
+            sl = slice(start, min(n, start + batch_size))
+            units = unit_sensitivity(
+                model,
+                sequences[sl],
+                mode=mode,
+                normalize=normalize,
+                layer=layer,
+                lengths=None if lengths is None else lengths[sl],
+            )
+            if bar is not None:
+                bar.update(sl.stop - sl.start)
+            yield sl, units
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def instantaneous_jacobian(
@@ -572,11 +1105,7 @@ def instantaneous_jacobian(
         Units of the layer's output per metre; float32 (float64 for a float64 model);
         0 past a sequence's length.
     """
-
-    def reduce(s: torch.Tensor, _t: torch.Tensor, _sl: slice) -> torch.Tensor:
-        return s.reshape(*s.shape[:3], -1, 3)
-
-    out, single = _compute(
+    res, single = _compute(
         model,
         sequence,
         lengths,
@@ -584,11 +1113,11 @@ def instantaneous_jacobian(
         layer=layer,
         normalize=False,
         chunk_size=chunk_size,
-        reduce=reduce,
+        result="units",
         signed=True,
-        all_units=True,
     )
-    return out[0] if single else out
+    res = res.reshape(*res.shape[:3], -1, 3)
+    return res[0] if single else res
 
 
 def _coordinate_maps(
@@ -603,6 +1132,7 @@ def _coordinate_maps(
     lengths: Any,
     chunk_size: int | None,
     name: str = "sequence",
+    t_block: int | None = None,
 ) -> tuple[np.ndarray, bool]:
     """Per-coordinate maps ``(N, T, J*3)``: eq 3 for a unit, eq 5 before the sum over d."""
     if (target is None) == (unit is None):
@@ -610,14 +1140,6 @@ def _coordinate_maps(
             f"give exactly one of target= (a class) and unit= (a hidden unit); "
             f"got target={target!r}, unit={unit!r}"
         )
-    instantaneous_class = target is not None and mode == "instantaneous"
-
-    def reduce(s: torch.Tensor, targets: torch.Tensor, _sl: slice) -> torch.Tensor:
-        if instantaneous_class:  # eq 5: sum_u |W_c^u| S'^u
-            w = _class_weights(model, targets, s)[:, None, :]  # (n, 1, H)
-            return (w @ s.reshape(*s.shape[:2], -1)).reshape(s.shape[0], *s.shape[2:])
-        return s[:, 0]
-
     return _compute(
         model,
         sequence,
@@ -628,8 +1150,9 @@ def _coordinate_maps(
         chunk_size=chunk_size,
         units=unit,
         target=target,
-        reduce=reduce,
+        result="coords",
         name=name,
+        t_block=t_block,
     )
 
 
@@ -662,7 +1185,10 @@ def joint_sensitivity(
     layer : int
         With ``unit`` only; a ``target`` always refers to the last layer.
 
-    Exactly one of ``target`` and ``unit`` is given.
+    Exactly one of ``target`` and ``unit`` is given. A class map is made a tile of
+    units and frames at a time (and a long sequence a block of frames at a time), so
+    its memory is a small multiple of its result plus a working set that does not
+    grow with the sequence, never the ``(H, T, J, 3)`` of every unit.
 
     Returns
     -------
@@ -679,7 +1205,7 @@ def joint_sensitivity(
         lengths=lengths,
         chunk_size=chunk_size,
     )
-    out = maps.reshape(*maps.shape[:2], -1, 3).sum(-1)
+    out = sum_axes(maps.reshape(*maps.shape[:2], -1, 3))
     return out[0] if single else out
 
 
@@ -734,14 +1260,9 @@ def class_map(unit_sens: Any, model_or_fc_weight: Any, target: int) -> np.ndarra
             f"the FC layer has {w.shape[1]}"
         )
     c = check_index(target, w.shape[0], "target")
-    weights = np.abs(w[c]).astype(s.dtype, copy=False)
-    flat = s.reshape(s.shape[0], s.shape[1], -1)
-    # numpy's own einsum loop: a BLAS gemv is no faster here and, with its threads
-    # competing for busy cores, can be 50x slower
-    out = np.einsum("h,nhk->nk", weights, flat)
-    out = out.reshape(s.shape[0], *s.shape[2:])
+    out = weigh_units(s, np.abs(w[c]))  # eq 5
     if s.ndim == 5:
-        out = out.sum(-1)
+        out = sum_axes(out)  # eq 4
     # every entry of unit_sens reaches the result times a finite weight, so a NaN or
     # inf anywhere shows here, in the small result
     if not np.isfinite(out).all():

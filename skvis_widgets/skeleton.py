@@ -45,6 +45,9 @@ __all__ = [
     "model_topology",
     "check_same_joints",
     "check_model_topology",
+    "display_name",
+    "rest_pose",
+    "REST_POSE",
 ]
 
 #: Body parts as canonical joint names; a topology keeps the names it has.
@@ -180,8 +183,14 @@ class Topology:
         return next(p for p, names in BODY_PARTS.items() if name in names)
 
     def pretty(self, joint: int) -> str:
-        """``"elbow_left"`` -> ``"elbow left"`` for display."""
-        return self.joint_names[joint].replace("_", " ")
+        """Joint ``joint``'s name for display: ``"elbow_left"`` -> ``"elbow left"``."""
+        return display_name(self.joint_names[joint])
+
+
+def display_name(joint_name: str) -> str:
+    """A joint name for display: ``"elbow_left"`` -> ``"elbow left"`` (what every label,
+    axis tick and tooltip shows; `Topology.pretty` for an index)."""
+    return str(joint_name).replace("_", " ")
 
 
 def _topology(name: str, label: str, joints: list[str], bones: list[tuple[str, str]]) -> Topology:
@@ -321,6 +330,53 @@ _ALIASES = {
 #: Every known topology by name: the built-ins and those added by `register_topology`
 #: (a read-only view of the registry).
 TOPOLOGIES: Mapping[str, Topology] = MappingProxyType(_REGISTRY)
+
+
+def _rest_pose() -> dict[str, tuple[float, float, float]]:
+    pose = {
+        "spine_base": (0.0, 0.0, 0.0),
+        "spine_mid": (0.0, 0.25, 0.0),
+        "spine_shoulder": (0.0, 0.5, 0.0),
+        "neck": (0.0, 0.58, 0.0),
+        "head": (0.0, 0.72, 0.0),
+    }
+    for sx, side in ((-1.0, "left"), (1.0, "right")):
+        pose |= {
+            f"shoulder_{side}": (0.18 * sx, 0.48, 0.0),
+            f"elbow_{side}": (0.20 * sx, 0.22, 0.0),
+            f"wrist_{side}": (0.20 * sx, -0.02, 0.0),
+            f"hand_{side}": (0.20 * sx, -0.10, 0.0),
+            f"hand_tip_{side}": (0.20 * sx, -0.16, 0.0),
+            f"thumb_{side}": (0.17 * sx, -0.08, -0.02),
+            f"hip_{side}": (0.09 * sx, -0.05, -0.03),
+            f"knee_{side}": (0.09 * sx, -0.45, -0.03),
+            f"ankle_{side}": (0.09 * sx, -0.85, -0.03),
+            f"foot_{side}": (0.09 * sx, -0.90, -0.13),
+        }
+    return pose
+
+
+#: An upright rest pose by canonical joint name (metres; x to the subject's right side of
+#: the image, y up, z away from the camera, as in the recordings; spine base at the
+#: origin): straight spine and arms, shoulders at 167 deg, hips at 122 deg and a little
+#: in front of the spine base. It satisfies every anatomical constraint.
+REST_POSE: Mapping[str, tuple[float, float, float]] = MappingProxyType(_rest_pose())
+
+
+def rest_pose(topology: Topology | str) -> np.ndarray:
+    """`REST_POSE` in ``topology``'s joint order: ``(J, 3)`` float64, metres.
+
+    Raises `SkvisError` naming the joints `REST_POSE` does not know (a registered
+    topology with joint names outside the canonical vocabulary).
+    """
+    topo = get_topology(topology)
+    missing = [n for n in topo.joint_names if n not in REST_POSE]
+    if missing:
+        raise SkvisError(
+            f"topology {topo.name!r}: no rest position for joint(s) {missing}; the rest "
+            f"pose knows {sorted(REST_POSE)}"
+        )
+    return np.array([REST_POSE[n] for n in topo.joint_names], dtype=np.float64)
 
 
 def _key(name: str) -> str:

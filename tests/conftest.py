@@ -479,3 +479,112 @@ def hover_a_joint(page, canvas, img, ramp_mask, waits) -> str:
         except AssertionError:
             continue
     raise AssertionError("no joint name appeared while hovering the joints")
+# ---------------------------------------------------------------------------------------------
+# Models, rest poses and the compiled solver, shared by the numerical tests
+#
+# skvis_widgets is imported inside the fixtures: a browser-only session needs no torch.
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def make_model():
+    """A factory of small `SkeletonLSTM`s, reproducible from ``seed``.
+
+    ``make_model(num_joints=20, num_classes=7, hidden_size=16, *, cell="lstm",
+    num_layers=1, dropout=0.0, seed=0, topology=None, wide=False, standardize=False,
+    dtype=torch.float32, train=False)``. The weights come from ``torch.manual_seed(seed)``
+    inside ``torch.random.fork_rng`` (the global random state is left alone).
+    ``wide``: every parameter uniform in [-0.8, 0.8] (gates away from 0.5, the nonlinear
+    regime the engines must get right); ``standardize``: feature statistics drawn from
+    ``numpy.random.default_rng(seed)`` (mean N(0, 0.2), std U(0.5, 1.5)). The model is in
+    eval mode unless ``train``.
+    """
+    import numpy as np
+    import torch
+
+    from skvis_widgets.model import SkeletonLSTM
+
+    def make(
+        num_joints: int = 20,
+        num_classes: int = 7,
+        hidden_size: int = 16,
+        *,
+        cell: str = "lstm",
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        seed: int = 0,
+        topology=None,
+        wide: bool = False,
+        standardize: bool = False,
+        dtype=torch.float32,
+        train: bool = False,
+    ) -> SkeletonLSTM:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = SkeletonLSTM(
+                num_joints,
+                num_classes,
+                hidden_size,
+                cell=cell,
+                num_layers=num_layers,
+                dropout=dropout,
+                topology=topology,
+            )
+            if wide:
+                for p in model.parameters():
+                    torch.nn.init.uniform_(p, -0.8, 0.8)
+        if standardize:
+            rng = np.random.default_rng(seed)
+            f = 3 * num_joints
+            model.set_standardization(rng.normal(0, 0.2, f), rng.uniform(0.5, 1.5, f))
+        return model.to(dtype).train(train)
+
+    return make
+
+
+@pytest.fixture
+def lstm_model(make_model):
+    """A small 20-joint LSTM (7 classes, 16 units), float32, eval mode."""
+    return make_model(20, 7, 16, cell="lstm")
+
+
+@pytest.fixture
+def gru_model(make_model):
+    """A small 20-joint GRU (7 classes, 16 units), float32, eval mode."""
+    return make_model(20, 7, 16, cell="gru")
+
+
+@pytest.fixture
+def ntu_model(make_model):
+    """An untrained model of NTU RGB+D's size: Kinect v2's 25 joints (recorded in its
+    metadata), 60 classes, 128 units."""
+    return make_model(25, 60, 128, topology="kinect_v2")
+
+
+@pytest.fixture
+def pretrained_model():
+    """The shipped MSR Action3D model (a fresh copy: a test may change it)."""
+    from skvis_widgets.model import load_pretrained
+
+    return load_pretrained("msr_action3d")
+
+
+@pytest.fixture(scope="session")
+def rest_pose():
+    """``rest_pose(topology, frames=1)``: `skvis_widgets.skeleton.rest_pose` repeated over
+    ``frames``, ``(frames, J, 3)`` float64 (a fresh array each call)."""
+    import numpy as np
+
+    from skvis_widgets.skeleton import rest_pose as one
+
+    def make(topology, frames: int = 1):
+        return np.repeat(one(topology)[None], frames, axis=0)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def compiled_solver() -> bool:
+    """The projection's compiled solver, compiled (or loaded from numba's cache) once per
+    session, so that no test's own time includes it; whether it is available."""
+    from skvis_widgets.anatomy import prepare_solver
+
+    return prepare_solver()

@@ -436,11 +436,11 @@ def test_dtype_follows_the_input():
 @pytest.mark.parametrize(
     ("shape", "fill", "match"),
     [
-        ((5, 24, 3), 0.1, r"\(5, 24, 3\).*\(T, 25, 3\)"),
-        ((25, 3), 0.1, r"\(25, 3\).*\(T, 25, 3\)"),
-        ((0, 25, 3), 0.1, r"\(0, 25, 3\).*no frames"),
-        ((2, 25, 3), np.nan, r"non-finite.*frame 0, joint 0 'spine_base'"),
-        ((2, 25, 3), np.inf, r"non-finite"),
+        ((5, 24, 3), 0.1, r"24 joints \(shape \(5, 24, 3\)\).*'kinect_v2' expects 25"),
+        ((25, 3), 0.1, r"expected shape \(T, J, 3\) with J = 25.*got \(25, 3\)"),
+        ((0, 25, 3), 0.1, r"zero frames \(shape \(0, 25, 3\)\)"),
+        ((2, 25, 3), np.nan, r"NaN or infinite.*frame 0, joint 0 'spine_base'"),
+        ((2, 25, 3), np.inf, r"NaN or infinite"),
     ],
 )
 def test_bad_sequences_raise(shape, fill, match):
@@ -522,35 +522,45 @@ def test_bad_parameters_of_the_other_functions_raise_skvis_errors():
 
 
 def test_the_compiled_program_is_kept_for_the_same_constraints_and_lengths():
-    # project rebuilt `_compile` and `_sqp.plan` on every call (a tenth of its time in
+    # project rebuilt the program and the plan on every call (a tenth of its time in
     # activation maximization, which projects with the same ones at every step).
-    from skvis_widgets import anatomy
+    from skvis_widgets.anatomy.program import program
 
     ref = reference_bone_lengths(load_msr("a06_s02_e01_skeleton3D.txt"), MSR_ACTION3D)
-    prog, pl = anatomy._program(anatomical_constraints(MSR_ACTION3D), ref)
-    again = anatomy._program(anatomical_constraints(MSR_ACTION3D), list(ref))
+    prog, pl = program(anatomical_constraints(MSR_ACTION3D), ref)
+    again = program(anatomical_constraints(MSR_ACTION3D), list(ref))
     assert again[0] is prog and again[1] is pl
-    other = anatomy._program(anatomical_constraints(MSR_ACTION3D), ref * 1.01)
+    other = program(anatomical_constraints(MSR_ACTION3D), ref * 1.01)
     assert other[0] is not prog
     np.testing.assert_array_equal(other[0].length, ref * 1.01)
     relaxed = anatomical_constraints(MSR_ACTION3D, angle_limits={"angle:spine": (100, 180)})
-    assert anatomy._program(relaxed, ref)[0] is not prog
+    assert program(relaxed, ref)[0] is not prog
 
 
-def test_fast_solver_matches_the_bone_coordinate_solver_on_real_frames():
-    # project runs _newton_z first and hands what it leaves to _newton; on real noisy
-    # frames (active angle and plane bounds included) it should finish them itself, at
-    # the same poses.
-    from skvis_widgets.anatomy import _compile, _newton, _newton_z
-
-    ntu = load_ntu("S001C001P001R001A001.skeleton")
-    cs = anatomical_constraints(KINECT_V2)
-    ref = reference_bone_lengths(ntu, KINECT_V2)
-    x0 = ntu[::5] + np.random.default_rng(3).normal(0, 0.04, ntu[::5].shape)
-    prog = _compile(cs, ref)
-    xz, conv_z, _ = _newton_z(x0, prog, 1e-6, 40)
-    xb, conv_b, _ = _newton(x0, prog, 1e-6, 40)
-    assert conv_z.all() and conv_b.all()
-    assert_valid(xz, cs, ref)
-    fz, fb = (((x - x0) ** 2).sum(axis=(1, 2)) for x in (xz, xb))
-    assert (fz <= 1.001 * fb + 1e-12).all()
+def test_widened_to_relaxes_exactly_the_limits_the_sequence_breaks():
+    seq = load_msr("a06_s02_e01_skeleton3D.txt")
+    paper = anatomical_constraints(MSR_ACTION3D)
+    wide = paper.widened_to(seq)
+    res = constraint_residuals(seq, wide)
+    assert res[:, [not n.startswith("bone:") for n in wide.names]].max() == 0.0  # input valid
+    for con in paper.of_kind("angle"):
+        a, v, c = (seq[:, j] for j in con.joints)
+        u, w = a - v, c - v  # the angle by arccos, a computation of its own
+        cos = (u * w).sum(1) / np.linalg.norm(u, axis=1) / np.linalg.norm(w, axis=1)
+        ang = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+        lo, hi = wide[con.name].limits
+        if ang.min() >= con.limits[0]:
+            assert lo == con.limits[0]  # a limit the input respects stays the paper's
+        else:
+            assert ang.min() - 0.1 - 1e-6 <= lo <= ang.min() + 1e-6 and lo == round(lo, 1)
+        assert hi == con.limits[1]
+    assert wide["angle:spine"].limits[0] < 160.0  # MSR's spine is bent
+    # A sequence that already holds every limit changes nothing; a pelvis it breaks is
+    # dropped.
+    assert wide.widened_to(seq) is wide
+    flipped = seq.copy()
+    hr, hl = MSR_ACTION3D.index("hip_right"), MSR_ACTION3D.index("hip_left")
+    flipped[:, [hr, hl]] = seq[:, [hl, hr]]
+    dropped = paper.widened_to(flipped)
+    assert "plane:pelvis" not in dropped and dropped.dropped[-1][0] == "plane:pelvis"
+    assert f"on {len(seq)} of {len(seq)} frames" in dropped.dropped[-1][1]

@@ -10,7 +10,7 @@ import torch
 
 from skvis_widgets import KINECT_V1, MSR_ACTION3D, SkvisError, Topology, skeleton
 from skvis_widgets.data import SkeletonDataset
-from skvis_widgets.model import SkeletonLSTM, accuracy, load_model, save_model, train_model
+from skvis_widgets.model import SkeletonLSTM, accuracy, load_model, save_model
 from skvis_widgets.optimize import maximize_activation
 from skvis_widgets.skeleton import (
     OPENNI_15,
@@ -20,6 +20,7 @@ from skvis_widgets.skeleton import (
     register_topology,
     reorder,
 )
+from skvis_widgets.train import train_model
 
 # -- a standing body that waves, written once by joint name, in any topology's order --
 
@@ -68,14 +69,18 @@ def dataset_arrays(topology, n=8, frames=12):
     return seqs, np.arange(n) % 2
 
 
-def tiny(topology, classes=2, record=True):
-    """A small untrained model; ``record``: with its topology in the metadata."""
-    topo = get_topology(topology)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        return SkeletonLSTM(
-            topo.num_joints, classes, hidden_size=8, topology=topo if record else None
+@pytest.fixture
+def tiny(make_model):
+    """``tiny(topology, classes=2, record=True)``: a small untrained model; ``record``:
+    with its topology in the metadata."""
+
+    def make(topology, classes=2, record=True):
+        topo = get_topology(topology)
+        return make_model(
+            topo.num_joints, classes, 8, topology=topo if record else None, train=True
         )
+
+    return make
 
 
 def data(topology, n=6, frames=10):
@@ -84,7 +89,7 @@ def data(topology, n=6, frames=10):
 
 
 # -- 1. the model carries its skeleton ----------------------------------------------------
-def test_train_model_records_topology_and_maximization_needs_no_topology(tmp_path):
+def test_train_model_records_topology_and_maximization_needs_no_topology(tmp_path, tiny):
     ds = data("kinect_v1")
     model = tiny("kinect_v1", record=False)
     train_model(model, ds, epochs=1, progress=False)
@@ -99,7 +104,7 @@ def test_train_model_records_topology_and_maximization_needs_no_topology(tmp_pat
     assert r.constraint_set.topology is KINECT_V1
 
 
-def test_disagreeing_topology_raises_naming_both():
+def test_disagreeing_topology_raises_naming_both(tiny):
     model = tiny("kinect_v1")
     msr = data("msr_action3d", n=2)
     seq = msr.sequences[0]
@@ -117,7 +122,7 @@ def test_disagreeing_topology_raises_naming_both():
         SkeletonLSTM(20, 2, topology="kinect_v2")
 
 
-def test_explorer_refuses_a_dataset_of_another_joint_order():
+def test_explorer_refuses_a_dataset_of_another_joint_order(tiny):
     pytest.importorskip("ipywidgets")
     from skvis_widgets.widgets import SkeletonVis
 
@@ -126,7 +131,7 @@ def test_explorer_refuses_a_dataset_of_another_joint_order():
         SkeletonVis(model, data("kinect_v1", n=2))
 
 
-def test_custom_topology_in_a_checkpoint_is_rebuilt(tmp_path):
+def test_custom_topology_in_a_checkpoint_is_rebuilt(tmp_path, tiny):
     topo = Topology("three_joints_ckpt", ("spine_base", "spine_mid", "head"), ((0, 1), (1, 2)))
     model = tiny(topo)
     back = load_model(save_model(model, tmp_path / "m.pt"))
@@ -139,7 +144,7 @@ def test_custom_topology_in_a_checkpoint_is_rebuilt(tmp_path):
 
 
 # -- 2. topologies ------------------------------------------------------------------------
-def test_register_topology_makes_a_name_usable_everywhere(request):
+def test_register_topology_makes_a_name_usable_everywhere(request, tiny):
     topo = Topology(
         "my_five",
         ("spine_base", "spine_mid", "head", "hip_left", "hip_right"),
@@ -165,7 +170,7 @@ def test_register_topology_makes_a_name_usable_everywhere(request):
     accuracy(model, ds)
 
 
-def test_openni_15_topology_normalizes_and_constrains():
+def test_openni_15_topology_normalizes_and_constrains(tiny):
     assert OPENNI_15.num_joints == 15 and get_topology("openni") is OPENNI_15
     seq = wave(OPENNI_15, 6)
     ds = SkeletonDataset.from_arrays([seq], [0], "openni_15", ["a"])
@@ -364,7 +369,7 @@ def test_metadata_columns_and_split_by():
         )
 
 
-def test_training_defaults_are_the_shipped_recipe_and_threads_are_set():
+def test_training_defaults_are_the_shipped_recipe_and_threads_are_set(tiny):
     import inspect
 
     from skvis_widgets.train import DEFAULTS
@@ -398,7 +403,7 @@ def test_training_defaults_are_the_shipped_recipe_and_threads_are_set():
 
 
 # -- 6. maximization that explains itself ---------------------------------------------------
-def test_maximization_says_why_no_step_beat_the_input():
+def test_maximization_says_why_no_step_beat_the_input(tiny):
     from skvis_widgets.anatomy import project, reference_bone_lengths
     from skvis_widgets.optimize import default_constraints
 
@@ -423,7 +428,7 @@ def test_maximization_says_why_no_step_beat_the_input():
     assert free.iterations_run >= 1 and "no step beat" not in free.message and free.message
 
 
-def test_input_violation_rates_of_the_papers_constraints():
+def test_input_violation_rates_of_the_papers_constraints(tiny):
     model = tiny("kinect_v1")
     x0 = wave("kinect_v1", 10)
     for name in ("hip_left", "hip_right"):
@@ -441,7 +446,7 @@ def test_input_violation_rates_of_the_papers_constraints():
 
 
 # -- 7. results that persist, data-set-wide runners -----------------------------------------
-def test_save_and_load_results_without_pickle(tmp_path):
+def test_save_and_load_results_without_pickle(tmp_path, tiny):
     from skvis_widgets.metrics import deletion_curve
     from skvis_widgets.results import load_results, save_results
     from skvis_widgets.saliency import joint_sensitivity
@@ -478,7 +483,7 @@ def test_save_and_load_results_without_pickle(tmp_path):
         load_results(tmp_path / "plain.npz")
 
 
-def test_dataset_runners_progress_and_cancel():
+def test_dataset_runners_progress_and_cancel(tiny):
     import threading
 
     from skvis_widgets.runners import body_part_summary, deletion_curves, maximize_dataset

@@ -27,12 +27,6 @@ from skvis_widgets.saliency import (
 J, C, H, T = 20, 4, 12, 15
 
 
-def dropout_model(seed: int = 0) -> SkeletonLSTM:
-    """Two layers and dropout 0.5: in train mode every forward differs."""
-    torch.manual_seed(seed)
-    return SkeletonLSTM(J, C, H, num_layers=2, dropout=0.5).train()
-
-
 def sequence(seed: int = 1, t: int = T) -> np.ndarray:
     return np.random.default_rng(seed).normal(0, 0.3, (t, J, 3)).astype(np.float32)
 
@@ -44,13 +38,15 @@ def flags(model: torch.nn.Module) -> list[bool]:
 # ---------------------------------------------------------------------------------------------
 # Eval mode that never writes the caller's flags
 # ---------------------------------------------------------------------------------------------
-def test_engines_leave_a_training_model_untouched_across_threads():
+def test_engines_leave_a_training_model_untouched_across_threads(make_model):
     """Three threads of engines on one model in train mode while a fourth watches its
     flags: nothing ever switches them, and every result is the eval-mode one."""
-    model = dropout_model()
+    model = make_model(J, C, H, num_layers=2, dropout=0.5, train=True)
     seq = sequence()
     sal = np.abs(seq).sum(-1)
-    ref_model = dropout_model().eval()  # same seed: the same weights, in eval mode
+    ref_model = make_model(
+        J, C, H, num_layers=2, dropout=0.5
+    )  # same seed: the same weights, in eval mode
     ref_map = joint_sensitivity(ref_model, seq, target=1)
     ref_curve = deletion_curve(ref_model, seq, sal, target=1, steps=6).probabilities
     ref_probs = ref_model.classify(seq)
@@ -101,10 +97,10 @@ def test_engines_leave_a_training_model_untouched_across_threads():
         np.testing.assert_allclose(out, ref_probs, rtol=1e-5, atol=1e-9)
 
 
-def test_eval_view_shares_the_weights_and_follows_updates():
+def test_eval_view_shares_the_weights_and_follows_updates(make_model):
     from skvis_widgets._checks import eval_view
 
-    model = dropout_model()
+    model = make_model(J, C, H, num_layers=2, dropout=0.5, train=True)
     with eval_view(model) as view:
         assert view is not model and not view.training and model.training
         assert view.rnn.weight_ih_l0 is model.rnn.weight_ih_l0
@@ -148,8 +144,8 @@ def test_eval_view_falls_back_to_a_lock_for_modules_that_refuse_copying():
         ("abc", None, "cannot convert"),
     ],
 )
-def test_forward_rejects_bad_input(x, lengths, match):
-    model = SkeletonLSTM(J, C, H).eval()
+def test_forward_rejects_bad_input(x, lengths, match, make_model):
+    model = make_model(J, C, H)
     inp = torch.as_tensor(x) if isinstance(x, np.ndarray) else x
     with pytest.raises(SkvisError, match=match):
         model(inp, lengths)
@@ -157,8 +153,8 @@ def test_forward_rejects_bad_input(x, lengths, match):
         model.frame_logits(inp, lengths)
 
 
-def test_forward_accepts_flat_features_and_keeps_gradients():
-    model = SkeletonLSTM(J, C, H).eval()
+def test_forward_accepts_flat_features_and_keeps_gradients(make_model):
+    model = make_model(J, C, H)
     x = torch.as_tensor(sequence()[None]).requires_grad_()
     out = model(x)
     out[0, 1].backward()
@@ -166,20 +162,20 @@ def test_forward_accepts_flat_features_and_keeps_gradients():
     torch.testing.assert_close(model(x.detach().reshape(1, T, J * 3)), out.detach())
 
 
-def test_hidden_states_layer_out_of_range():
-    model = SkeletonLSTM(J, C, H, num_layers=2)
+def test_hidden_states_layer_out_of_range(make_model):
+    model = make_model(J, C, H, num_layers=2, train=True)
     with pytest.raises(SkvisError, match=r"layer 5 out of range for 2 layer"):
         model.hidden_states(torch.zeros(1, T, J, 3), layer=5)
     with pytest.raises(SkvisError, match="layer must be an int"):
         model.hidden_states(torch.zeros(1, T, J, 3), layer=1.0)
 
 
-def test_predict_checks_every_sequence_and_pads_like_forward():
-    model = dropout_model()
+def test_predict_checks_every_sequence_and_pads_like_forward(make_model):
+    model = make_model(J, C, H, num_layers=2, dropout=0.5, train=True)
     seqs = [sequence(1, 9), sequence(2, T)]
     probs = model.predict(seqs)
     assert model.training  # left as it was
-    ref = dropout_model().eval()
+    ref = make_model(J, C, H, num_layers=2, dropout=0.5)
     np.testing.assert_allclose(probs[0], ref.classify(seqs[0]), rtol=1e-5)
     np.testing.assert_allclose(probs[1], ref.classify(seqs[1]), rtol=1e-5)
     bad = sequence(3).copy()
@@ -200,8 +196,8 @@ def small_limit():
     skvis_widgets.set_memory_limit(previous)
 
 
-def test_all_unit_sensitivity_refuses_a_result_over_the_limit(small_limit):
-    model = SkeletonLSTM(J, C, H).eval()
+def test_all_unit_sensitivity_refuses_a_result_over_the_limit(small_limit, make_model):
+    model = make_model(J, C, H)
     batch = np.zeros((300, 200, J, 3), np.float32)  # result: 300*12*200*60*4 = 173 MB
     with pytest.raises(SkvisError, match=r"fewer sequences per call") as err:
         unit_sensitivity(model, batch)
@@ -211,8 +207,8 @@ def test_all_unit_sensitivity_refuses_a_result_over_the_limit(small_limit):
     assert joint_sensitivity(model, batch[:2], target=0).shape == (2, 200, J)
 
 
-def test_maximization_history_over_the_limit(small_limit):
-    model = SkeletonLSTM(J, C, H).eval()
+def test_maximization_history_over_the_limit(small_limit, make_model):
+    model = make_model(J, C, H)
     seq = sequence(t=2000)  # 480 kB a step
     with pytest.raises(SkvisError, match=r"history of 200 iterations.*fewer iterations"):
         maximize_activation(model, seq, target=0, iterations=200, constraints=False)
@@ -241,8 +237,8 @@ def test_memory_limit_default_and_validation(monkeypatch):
         skvis_widgets.set_memory_limit(previous)
 
 
-def test_deletion_curve_bounds_steps_and_streams_its_batch():
-    model = SkeletonLSTM(J, C, H).eval()
+def test_deletion_curve_bounds_steps_and_streams_its_batch(make_model):
+    model = make_model(J, C, H)
     seq = sequence(t=54)
     sal = np.abs(seq).sum(-1)
     with pytest.raises(SkvisError, match=r"steps can be at most 1080"):
@@ -258,8 +254,8 @@ def test_deletion_curve_bounds_steps_and_streams_its_batch():
 # ---------------------------------------------------------------------------------------------
 # Small holes
 # ---------------------------------------------------------------------------------------------
-def test_small_validation_holes():
-    model = SkeletonLSTM(J, C, H).eval()
+def test_small_validation_holes(make_model):
+    model = make_model(J, C, H)
     seq = sequence()
     with pytest.raises(SkvisError, match="chunk_size must be a positive int"):
         joint_sensitivity(model, seq, target=0, chunk_size=True)
@@ -296,8 +292,8 @@ def test_dataset_labels_and_subsets():
         ds.subset([0.5])
 
 
-def test_maximization_runs_inside_inference_mode():
-    model = SkeletonLSTM(J, C, H).eval()
+def test_maximization_runs_inside_inference_mode(make_model):
+    model = make_model(J, C, H)
     seq = sequence()
     ref = maximize_activation(model, seq, target=1, iterations=2, constraints=False)
     with torch.inference_mode():
@@ -382,10 +378,10 @@ def test_as_sequence_names_the_first_non_finite_joint():
     assert np.isfinite(as_sequence(big, dtype=np.float64)).all()
 
 
-def test_as_model_sequence_copies_in_the_models_dtype():
+def test_as_model_sequence_copies_in_the_models_dtype(make_model):
     from skvis_widgets._checks import as_model_sequence
 
-    model = SkeletonLSTM(J, C, H).eval()
+    model = make_model(J, C, H)
     seq = sequence().astype(np.float64) + 1e-9  # not representable in float32
     out = as_model_sequence(model, seq)
     assert out.dtype == np.float32 and not np.shares_memory(out, seq)
@@ -394,7 +390,7 @@ def test_as_model_sequence_copies_in_the_models_dtype():
     np.testing.assert_array_equal(wide, seq.astype(np.float32).astype(np.float64))
     same = sequence()
     assert not np.shares_memory(as_model_sequence(model, same), same)
-    m64 = SkeletonLSTM(J, C, H).double().eval()
+    m64 = make_model(J, C, H, dtype=torch.float64)
     assert as_model_sequence(m64, seq).dtype == np.float64
     np.testing.assert_array_equal(as_model_sequence(m64, seq), seq)
     with pytest.raises(SkvisError, match=r"walk: expected shape \(T, J, 3\), got \(2, 15"):
@@ -435,7 +431,7 @@ def test_lengths_index_and_target_checks():
         check_targets([0, 4], 2, 4)
 
 
-def test_the_model_contract_protocol():
+def test_the_model_contract_protocol(make_model):
     from skvis_widgets._checks import SkeletonClassifier, check_model
     from skvis_widgets.adapters import as_recurrent_classifier
 
@@ -445,7 +441,7 @@ def test_the_model_contract_protocol():
             self.lstm = torch.nn.LSTM(J * 3, H)
             self.out = torch.nn.Linear(H, C)
 
-    lstm = SkeletonLSTM(J, C, H)
+    lstm = make_model(J, C, H)
     wrapped = as_recurrent_classifier(Net(), recurrent="lstm", head="out")
     for model in (lstm, wrapped):
         assert isinstance(model, SkeletonClassifier)
@@ -454,7 +450,26 @@ def test_the_model_contract_protocol():
     assert not isinstance(Net(), SkeletonClassifier)  # no rnn / fc / preprocess
     with pytest.raises(SkvisError, match="Net has no 'preprocess'"):
         check_model(Net())
-    bi = SkeletonLSTM(J, C, H)
+    bi = make_model(J, C, H)
     bi.rnn = torch.nn.LSTM(J * 3, H, bidirectional=True)
     with pytest.raises(SkvisError, match="bidirectional"):
         check_model(bi)
+
+
+def test_fc_weight_from_a_model_a_layer_or_an_array(make_model):
+    from skvis_widgets._checks import fc_weight
+
+    model = make_model(J, C, H)
+    w = model.fc.weight.detach().numpy()
+    for given in (model, model.fc, model.fc.weight, w):
+        got = fc_weight(given)
+        assert got.shape == (C, H)
+        np.testing.assert_array_equal(got, w)
+    with pytest.raises(SkvisError, match="Sequential has no `fc` layer.*as_recurrent_classifier"):
+        fc_weight(torch.nn.Sequential())
+    with pytest.raises(SkvisError, match=r"\(C, H\) array of numbers, got shape \(3,\)"):
+        fc_weight(np.ones(3))
+    bad = w.copy()
+    bad[1, 2] = np.inf
+    with pytest.raises(SkvisError, match=r"FC weight .*NaN or infinite .*index \(1, 2\)"):
+        fc_weight(bad)

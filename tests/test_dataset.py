@@ -66,3 +66,24 @@ def test_bad_arrays():
     ds = SkeletonDataset.from_arrays(seqs, [0] * 6, KINECT_V2, ["a"])
     with pytest.raises(SkvisError, match="subjects are unknown"):
         ds.split_cross_subject()
+
+
+def test_pad_sequences_is_the_one_padder():
+    from skvis_widgets.data import pad_sequences
+
+    rng = np.random.default_rng(0)
+    seqs = [rng.normal(size=(t, 4, 3)) for t in (3, 1, 5)]
+    batch, lengths = pad_sequences(seqs)
+    assert batch.shape == (3, 5, 4, 3) and batch.dtype == np.float32
+    assert lengths.dtype == np.int64 and lengths.tolist() == [3, 1, 5]
+    for k, s in enumerate(seqs):  # each row: the sequence, then zeros
+        np.testing.assert_array_equal(batch[k, : len(s)], s.astype(np.float32))
+        assert not batch[k, len(s) :].any()
+    wide, _ = pad_sequences(seqs, dtype=np.float64)
+    np.testing.assert_array_equal(wide[2], seqs[2])  # no float32 rounding
+    empty, none = pad_sequences([], num_joints=4)
+    assert empty.shape == (0, 1, 4, 3) and none.shape == (0,)
+    with pytest.raises(SkvisError, match="no sequences and no num_joints"):
+        pad_sequences([])
+    with pytest.raises(SkvisError, match=r"sequence 1 has shape \(2, 5, 3\); expected \(T, 4, 3\)"):
+        pad_sequences([seqs[0], np.zeros((2, 5, 3))])

@@ -578,3 +578,99 @@ def test_results_are_frozen():
         res.names = ()
     with pytest.raises(ValueError, match="read-only"):
         res.correlation[0] = 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# compare_methods: the verdict table
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def compared():
+    from skvis_widgets.metrics import compare_methods
+
+    model = load_pretrained("msr_action3d")
+    test = load_msr_action3d().split_cross_subject()[1]
+    table = compare_methods(
+        model, test, methods=["paper", "gradient"], samples=30, randomization_samples=6,
+        stability_samples=2, perturbations=2, progress=False, seed=1,
+    )  # fmt: skip
+    return model, test, table
+
+
+def test_compare_methods_table_rows_and_values(compared):
+    from skvis_widgets.metrics import verdict_line
+
+    _, _, table = compared
+    assert [r.method for r in table.rows] == ["paper", "gradient", "motion", "random"]
+    assert dict(table.settings)["samples"] == 30
+    rnd, motion, grad = table["random"], table["motion"], table["gradient"]
+    # the random map is the metric's calibration: its AUC is the random orders' and it
+    # beats them about half the time (30 sequences: 0.5 +- 3 standard errors)
+    assert abs(rnd.deletion_beats - 0.5) < 0.28 and abs(rnd.insertion_beats - 0.5) < 0.28
+    assert rnd.deletion_auc == pytest.approx(rnd.deletion_random_auc, abs=0.05)
+    # model-free maps survive randomization exactly; the gradient does not
+    assert rnd.rho_full == pytest.approx(1.0) and motion.rho_full == pytest.approx(1.0)
+    # the gradient depends on the learned weights more than the paper's eq-3 map does
+    assert grad.rho_full < table["paper"].rho_full - 0.1
+    assert grad.deletion_beats > 0.75 and grad.deletion_auc < rnd.deletion_auc
+    assert np.isnan(grad.planted_top1)  # no planted model given
+    assert 0 <= grad.stability_change < 1 and rnd.stability_change == pytest.approx(0.0)
+    same = {r.deletion_random_auc for r in table.rows}  # same sequences, same random orders
+    assert max(same) - min(same) < 1e-12
+    md = table.to_markdown().splitlines()
+    assert len(md) == 2 + 4 and md[2].startswith("| eq 5, instantaneous (the paper's) |")
+    line = verdict_line(table["paper"], table)
+    assert "randomization check" in line or "ranks joints mostly by their motion" in line
+    assert ("passes the randomization" in verdict_line(grad, table)) == (grad.rho_full < 0.5)
+    assert "calibration" in verdict_line(rnd, table)
+    assert table.recommended() in ("paper", "gradient")
+    with pytest.raises(SkvisError, match="no row"):
+        table["occlusion"]
+
+
+def test_verdict_line_names_a_motion_map():
+    from skvis_widgets.metrics import CompareRow, CompareTable, verdict_line
+
+    def row(method, label, beats, rho):
+        return CompareRow(method, label, 0.4, 0.7, beats, 0.7, 0.7, 0.5, rho, 0.2, 0.6, 1.0, 0)
+
+    t = CompareTable(
+        rows=(row("paper", "paper", 0.83, 0.91), row("motion", "motion", 0.81, 1.0)),
+        settings=(),
+    )
+    line = verdict_line(t["paper"], t)
+    assert "ranks joints mostly by their motion" in line
+    assert "misses the planted joint (20%)" in line and "unstable" in line
+    assert "fails the randomization check" in verdict_line(t["paper"])  # no motion row to compare
+
+
+def test_compare_methods_cancel_and_validation(compared):
+    import threading
+
+    from skvis_widgets.metrics import compare_methods
+
+    model, test, _ = compared
+    ev = threading.Event()
+    ev.set()
+    t = compare_methods(model, test, methods=["gradient"], samples=3, cancel=ev, progress=False,
+                        stability_samples=0)  # fmt: skip
+    assert t.cancelled and t.rows == ()
+    with pytest.raises(SkvisError, match="unknown methods"):
+        compare_methods(model, test, methods=["lrp"], progress=False)
+    with pytest.raises(SkvisError, match="cancel"):
+        compare_methods(model, test, methods=["gradient"], cancel=1, progress=False)
+
+
+def test_fill_removed_is_the_deletion_curves_fill():
+    rng = np.random.default_rng(0)
+    seq = rng.normal(0, 0.3, (8, 20, 3))
+    removed = rng.random((3, 8, 20)) < 0.4
+    from skvis_widgets.metrics import fill_removed
+
+    out = fill_removed(seq, removed)
+    np.testing.assert_array_equal(out[~removed], np.broadcast_to(seq, out.shape)[~removed])
+    # a removed cell between kept frames is on the line between them
+    b, t, j = np.argwhere(removed[:, 1:-1] & ~removed[:, :-2] & ~removed[:, 2:])[0]
+    np.testing.assert_allclose(out[b, t + 1, j], (seq[t, j] + seq[t + 2, j]) / 2)
+    np.testing.assert_array_equal(fill_removed(seq, removed[0]), out[0])
+    with pytest.raises(SkvisError, match="fill_removed"):
+        fill_removed(seq, removed[:, :5])

@@ -21,16 +21,16 @@ from skvis_widgets.model import (
     load_model,
     load_pretrained,
     save_model,
-    train_model,
 )
+from skvis_widgets.train import train_model
 
 
 @pytest.fixture(params=[("lstm", 1), ("gru", 1), ("lstm", 2)], ids=["lstm", "gru", "lstm2"])
-def model(request):
+def model(request, make_model):
     cell, layers = request.param
-    torch.manual_seed(0)
-    m = SkeletonLSTM(20, 7, hidden_size=16, cell=cell, num_layers=layers).eval()
+    m = make_model(20, 7, 16, cell=cell, num_layers=layers)
     m.set_standardization(np.linspace(-0.1, 0.1, 60), np.linspace(0.5, 1.5, 60))
+    torch.manual_seed(0)  # the tests' own random inputs
     return m
 
 
@@ -61,9 +61,9 @@ def test_lengths_equal_unpadded_runs(model):
     torch.testing.assert_close(model.fc(last), logits, atol=1e-5, rtol=1e-5)
 
 
-def test_hidden_states_of_lower_layer_are_differentiable():
+def test_hidden_states_of_lower_layer_are_differentiable(make_model):
+    m = make_model(20, 4, 8, num_layers=2, seed=1)
     torch.manual_seed(1)
-    m = SkeletonLSTM(20, 4, hidden_size=8, num_layers=2).eval()
     x = torch.randn(1, 5, 20, 3, requires_grad=True)
     h0 = m.hidden_states(x, layer=0)
     ref = torch.nn.LSTM(60, 8, batch_first=True)
@@ -108,9 +108,8 @@ def test_checkpoint_cannot_run_code(tmp_path):
 
 # -- tampered checkpoints: every one a SkvisError naming the key --------------------------------
 @pytest.fixture(scope="module")
-def small_checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    m = SkeletonLSTM(20, 7, hidden_size=16).eval()
+def small_checkpoint(tmp_path_factory, make_model):
+    m = make_model(20, 7, 16)
     m.metadata = {"class_names": list("abcdefg")}
     return save_model(m, tmp_path_factory.mktemp("ckpt") / "small.pt")
 
@@ -464,8 +463,8 @@ def test_training_rejects_mismatched_data():
         train_model(SkeletonLSTM(20, 3), _toy(), epochs=1, progress=False)
 
 
-def test_pretrained_msr_action3d_accuracy():
-    model = load_pretrained("msr_action3d")
+def test_pretrained_msr_action3d_accuracy(pretrained_model):
+    model = pretrained_model
     assert not model.training
     md = model.metadata
     assert md["dataset"] == "MSR Action3D" and md["topology"] == "msr_action3d"
@@ -480,8 +479,46 @@ def test_pretrained_msr_action3d_accuracy():
         load_pretrained("ntu120")
 
 
-def test_lower_layer_states_leave_the_global_rng_alone():
-    m = SkeletonLSTM(20, 4, hidden_size=8, num_layers=2).eval()
+def test_lower_layer_states_leave_the_global_rng_alone(make_model):
+    m = make_model(20, 4, 8, num_layers=2)
     before = torch.random.get_rng_state()
     m.hidden_states(torch.zeros(1, 3, 20, 3), layer=0)
     assert torch.equal(torch.random.get_rng_state(), before)
+
+
+def test_probabilities_is_the_softmax_of_each_sequence_alone(model):
+    """Batched, padded, with lengths: equal to a softmax written here of each
+    sequence's logits run alone, for any model of the contract."""
+    from skvis_widgets.adapters import as_recurrent_classifier
+    from skvis_widgets.model import probabilities
+
+    rng = np.random.default_rng(3)
+    seqs = [rng.normal(0, 0.3, (t, 20, 3)).astype(np.float32) for t in (6, 1, 9, 4, 9)]
+    wrapped = as_recurrent_classifier(
+        model, recurrent="rnn", head="fc", preprocess=model.preprocess
+    )
+    for m in (model, wrapped):
+        got = probabilities(m, seqs, batch_size=2)
+        assert got.shape == (5, 7) and got.dtype == np.float64
+        for k, s in enumerate(seqs):
+            with torch.no_grad():
+                z = m(torch.from_numpy(s)[None])[0].double().numpy()
+            ref = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+            np.testing.assert_allclose(got[k], ref, rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(model.predict(seqs), probabilities(model, seqs))
+    np.testing.assert_array_equal(model.classify(seqs[2]), probabilities(model, seqs[2:3])[0])
+    assert probabilities(model, []).shape == (0, 7)
+    with pytest.raises(SkvisError, match=r"walks\[1\]: .*19 joints"):
+        probabilities(model, [seqs[0], seqs[1][:, :19]], name="walks")
+    with pytest.raises(SkvisError, match="batch_size must be a positive int"):
+        probabilities(model, seqs, batch_size=0)
+
+
+def test_training_names_still_importable_from_model_with_a_warning():
+    import skvis_widgets.train as train
+
+    with pytest.warns(DeprecationWarning, match="moved to skvis_widgets.train.train_model"):
+        from skvis_widgets.model import train_model as old
+    assert old is train.train_model
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        model_module.nothing  # noqa: B018

@@ -23,13 +23,13 @@ from skvis_widgets.anatomy import anatomical_constraints, project
 from skvis_widgets.model import SkeletonLSTM
 from skvis_widgets.optimize import (
     MaximizationResult,
-    _acceleration,
-    _bound_acceleration,
     ascent_direction,
     default_constraints,
     maximize_activation,
 )
 from skvis_widgets.saliency import instantaneous_jacobian
+from skvis_widgets.sequence_constraints import acceleration as _acceleration
+from skvis_widgets.sequence_constraints import bound_acceleration as _bound_acceleration
 
 THROW = 5
 FEET = [MSR_ACTION3D.index(n) for n in ("foot_left", "foot_right", "ankle_left", "ankle_right")]
@@ -469,3 +469,68 @@ def test_bad_input_raises_skvis_error(model, throw):
         call(constraints=anatomical_constraints(KINECT_V1))
     paper = anatomical_constraints(MSR_ACTION3D)
     assert call(constraints=paper, iterations=1).constraint_set is paper
+
+
+def test_constraint_objects_give_the_keywords_results(model, throw):
+    from skvis_widgets.optimize import Acceleration, Anatomy, Support
+
+    seq = throw[:40]
+    kw = maximize_activation(
+        model, seq, target=THROW, iterations=2, support="floor", temporal=0.02, progress=False
+    )
+    objs = maximize_activation(
+        model,
+        seq,
+        target=THROW,
+        iterations=2,
+        constraints=[Anatomy(), Acceleration(0.02), Support("floor")],
+        progress=False,
+    )
+    np.testing.assert_array_equal(kw.history, objs.history)
+    np.testing.assert_array_equal(kw.residuals, objs.residuals)
+    assert kw.constraint_names == objs.constraint_names
+    assert (objs.support, objs.temporal, objs.constrained) == ("floor", 0.02, True)
+
+
+def test_a_new_constraint_needs_no_change_to_the_optimizer(model, throw):
+    # A constraint written outside the package: the wrists never rise above the head.
+    from dataclasses import dataclass
+
+    head = MSR_ACTION3D.index("head")
+    hands = [MSR_ACTION3D.index(n) for n in ("hand_left", "hand_right")]
+
+    @dataclass(frozen=True)
+    class Bound:
+        kind = "pose"
+        names = ("hands:below_head",)
+        enforced = True
+
+        def residuals(self, x):
+            over = x[:, hands, 1] - x[:, head, 1][:, None]
+            return np.maximum(over, 0.0).max(axis=1, keepdims=True)
+
+        def apply(self, y, pose):
+            y = y.copy()
+            y[:, hands, 1] = np.minimum(y[:, hands, 1], y[:, head, 1][:, None])
+            return y
+
+        def holds(self, y):
+            return True
+
+    class HandsBelowHead:
+        kind = "pose"
+
+        def bind(self, x0, topology, pose):
+            return Bound()
+
+    r = maximize_activation(
+        model,
+        throw[:40],
+        target=THROW,
+        iterations=2,
+        constraints=[HandsBelowHead()],
+        progress=False,
+    )
+    assert r.constraint_names[-1] == "hands:below_head"
+    assert r.residuals[1:, :, -1].max() == 0.0
+    assert not r.constrained  # the anatomical constraints are measured, not enforced

@@ -31,6 +31,7 @@ from skvis_widgets.saliency import (
     JointSensitivity,
     body_part_totals,
     class_map,
+    instantaneous_jacobian,
     joint_sensitivity,
     rank_units,
     sensitivity_colors,
@@ -526,3 +527,169 @@ def test_long_float32_backward_stays_off_subnormals_and_matches_float64():
     sequence = np.ascontiguousarray(x, dtype=np.float32)
     sequence.flags.writeable = False  # a read-only input is fine and left as it was
     np.testing.assert_array_equal(unit_sensitivity(model32, sequence), unit_sensitivity(model32, x))
+
+
+# -- batches against loops, blocks of frames, streaming, memory --------------------------------
+def _ragged(n: int = 5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    xs = np.stack([make_seq(seed=seed + s) for s in range(n)])
+    lengths = np.array([T, 5, 2, T, 6][:n])
+    xs[1, 5:] = 1e3  # padding content must not matter
+    return xs, lengths
+
+
+@pytest.mark.parametrize("cell,layers", CONFIGS)
+@pytest.mark.parametrize("mode", ["instantaneous", "through_time"])
+def test_every_batched_function_equals_a_loop_over_sequences(cell, layers, mode):
+    """Batch == one sequence at a time (1e-12 abs on O(1) float64 values), any chunk size."""
+    model = make_model(cell, layers)
+    xs, lengths = _ragged()
+    calls = {
+        "unit_sensitivity": lambda s, **kw: unit_sensitivity(model, s, mode=mode, **kw),
+        "class": lambda s, **kw: joint_sensitivity(model, s, target=2, mode=mode, **kw),
+        "unit": lambda s, **kw: joint_sensitivity(model, s, unit=3, mode=mode, **kw),
+    }
+    if mode == "instantaneous":
+        calls["instantaneous_jacobian"] = lambda s, **kw: instantaneous_jacobian(model, s, **kw)
+    for name, call in calls.items():
+        for chunk in (None, 1, 2):
+            batch = call(xs, lengths=lengths, chunk_size=chunk)
+            for n, length in enumerate(lengths):
+                alone = call(xs[n, :length])
+                got = (
+                    batch[n, :, :length]
+                    if name.endswith(("sensitivity", "jacobian"))
+                    else (batch[n, :length])
+                )
+                np.testing.assert_allclose(got, alone, rtol=0, atol=EXACT, err_msg=name)
+                past = batch[n, :, length:] if got.ndim == 4 else batch[n, length:]
+                assert not past.any(), name
+
+
+@pytest.mark.parametrize("cell,layers", CONFIGS)
+@pytest.mark.parametrize("normalize", [True, False])
+def test_blocks_of_frames_equal_one_block(cell, layers, normalize):
+    """A long sequence's class and unit maps, computed a few frames at a time, carrying the
+    recurrent state and the eq-3 spreads across blocks, equal the one-block result."""
+    from skvis_widgets.saliency import _coordinate_maps
+
+    model = make_model(cell, layers)
+    xs, lengths = _ragged(3)
+    for kw in ({"target": [0, 2, 1], "unit": None}, {"target": None, "unit": 4}):
+        maps = [
+            _coordinate_maps(
+                model,
+                xs,
+                mode="instantaneous",
+                normalize=normalize,
+                layer=-1,
+                lengths=lengths,
+                chunk_size=None,
+                t_block=t_block,
+                **kw,
+            )[0]
+            for t_block in (None, 1, 2, 3)
+        ]
+        for got in maps[1:]:
+            np.testing.assert_allclose(got, maps[0], rtol=0, atol=EXACT)
+
+
+def test_class_maps_are_eq5_of_the_unit_maps_on_a_float32_batch():
+    """The tiled eq 5 inside joint_sensitivity == class_map of the all-unit maps (float32,
+    rtol 1e-5: the same sum in another order), on sequences long enough for several blocks
+    of frames and tiles of units."""
+    from skvis_widgets import saliency
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        model = SkeletonLSTM(J, C, 40).eval()
+    xs = np.random.default_rng(4).normal(0, 0.4, (3, 90, J, 3)).astype(np.float32)
+    lengths = np.array([90, 61, 30])
+    units = unit_sensitivity(model, xs, lengths=lengths)
+    old = saliency._BLOCK_STATE, saliency._TILE
+    saliency._BLOCK_STATE, saliency._TILE = 4096, 2048  # several blocks and tiles
+    try:
+        maps = joint_sensitivity(model, xs, target=[1, 0, 2], lengths=lengths)
+    finally:
+        saliency._BLOCK_STATE, saliency._TILE = old
+    for n, c in enumerate([1, 0, 2]):
+        np.testing.assert_allclose(maps[n], class_map(units[n], model, c), rtol=1e-5, atol=1e-7)
+
+
+def test_streaming_equals_one_call(tmp_path):
+    """iter_unit_sensitivity and out= (an array, a numpy.memmap) give exactly one call's maps."""
+    from skvis_widgets.saliency import iter_unit_sensitivity
+
+    model = make_model("lstm", 1)
+    xs, lengths = _ragged()
+    whole = unit_sensitivity(model, xs, lengths=lengths)
+    seen = []
+    for sl, units in iter_unit_sensitivity(model, xs, lengths=lengths, batch_size=2):
+        seen.append(sl)
+        np.testing.assert_array_equal(units, unit_sensitivity(model, xs[sl], lengths=lengths[sl]))
+        np.testing.assert_allclose(units, whole[sl], rtol=0, atol=EXACT)
+    assert seen == [slice(0, 2), slice(2, 4), slice(4, 5)]
+    store = np.lib.format.open_memmap(tmp_path / "u.npy", "w+", np.float64, whole.shape)
+    assert unit_sensitivity(model, xs, lengths=lengths, out=store) is store
+    store.flush()
+    np.testing.assert_array_equal(np.load(tmp_path / "u.npy"), whole)
+    one = np.empty(whole.shape[1:])
+    unit_sensitivity(model, xs[0], out=one)
+    np.testing.assert_array_equal(one, unit_sensitivity(model, xs[0]))
+    with pytest.raises(SkvisError, match=r"out of shape \(5, 5, 7, 4, 3\).*float32"):
+        unit_sensitivity(model, xs, lengths=lengths, out=np.empty(whole.shape, np.float32))
+    with pytest.raises(SkvisError, match="expected shape"):
+        unit_sensitivity(model, xs, lengths=lengths, out=np.empty((5, H, T, J)))
+    with pytest.raises(SkvisError, match="batch_size"):
+        next(iter_unit_sensitivity(model, xs, batch_size=0))
+    with pytest.raises(SkvisError, match=r"\(N, T, J, 3\)"):
+        next(iter_unit_sensitivity(model, xs[0]))
+
+
+_PEAK = """
+import sys, threading, time
+import numpy as np, torch
+from skvis_widgets.model import load_pretrained
+from skvis_widgets.saliency import joint_sensitivity
+
+def anon():
+    # anonymous resident memory: what allocations take (file-backed pages of the shared
+    # libraries, which a loaded machine evicts and faults back, are left out)
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) * 1024 for l in f if l.startswith("RssAnon:"))
+
+model = load_pretrained("msr_action3d")
+rng = np.random.default_rng(0)
+def walk(t):
+    steps = np.cumsum(rng.normal(0, 0.01, (t, 20, 3)), 0)
+    return (rng.normal(0, 0.3, (1, 20, 3)) + steps).astype(np.float32)
+joint_sensitivity(model, walk(50), target=3)  # first-call allocations
+x = walk(int(sys.argv[1]))
+before = peak = anon()
+done = threading.Event()
+def watch():
+    global peak
+    while not done.is_set():
+        peak = max(peak, anon())
+        time.sleep(0.0005)
+watcher = threading.Thread(target=watch)
+watcher.start()
+out = joint_sensitivity(model, x, target=3)
+done.set()
+watcher.join()
+print(max(peak, anon()) - before, out.nbytes)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+@pytest.mark.parametrize("frames", [3000, 6000])
+def test_class_map_peak_memory_does_not_grow_with_units_times_frames(frames):
+    """eq 5 on one long sequence (MSR model, H=256): the first engine built the (H, T, J, 3)
+    intermediate (282 MiB at T=3000 measured this way on the first engine); now the peak
+    is the input, the result and a working set that does not grow with T."""
+    run = subprocess.run(
+        [sys.executable, "-c", _PEAK, str(frames)], capture_output=True, text=True, check=True
+    )
+    grew, out_bytes = map(int, run.stdout.split())
+    whole = 256 * frames * 20 * 3 * 4  # the all-unit intermediate, for scale
+    assert grew < 32 * 2**20, f"peak grew {grew / 2**20:.1f} MiB for a {out_bytes} B result"
+    assert grew < whole / 8

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from skvis_widgets import KINECT_V1, KINECT_V2, MSR_ACTION3D, SkvisError, Topology, get_topology
@@ -127,3 +128,29 @@ def test_frozen_and_validating():
         Topology("cycle", ("a", "b", "c"), ((0, 1), (1, 2), (2, 0)))
     with pytest.raises(SkvisError, match="unique"):
         Topology("dup", ("a", "a"), ((0, 1),))
+
+
+@pytest.mark.parametrize("topo", list(TOPOLOGIES.values()), ids=lambda t: t.name)
+def test_rest_pose_in_every_topology(topo):
+    from skvis_widgets.skeleton import REST_POSE, rest_pose
+
+    pose = rest_pose(topo)
+    assert pose.shape == (topo.num_joints, 3) and pose.dtype == np.float64
+    for j, name in enumerate(topo.joint_names):
+        assert tuple(pose[j]) == REST_POSE[name]
+    # upright and symmetric: the head above the spine base, left mirrors right in x
+    assert pose[topo.index("head"), 1] > pose[topo.index("knee_left"), 1] + 1.0
+    left, right = pose[topo.index("elbow_left")], pose[topo.index("elbow_right")]
+    np.testing.assert_array_equal(left * [-1, 1, 1], right)
+    pose[0] = 9.0  # a fresh array: the next call is unchanged
+    assert rest_pose(topo)[0, 0] != 9.0
+
+
+def test_rest_pose_names_unknown_joints_and_display_names():
+    from skvis_widgets.skeleton import display_name, rest_pose
+
+    odd = Topology("odd", ("spine_base", "tail"), ((0, 1),))
+    with pytest.raises(SkvisError, match=r"'odd': no rest position for joint\(s\) \['tail'\]"):
+        rest_pose(odd)
+    assert display_name("hand_tip_left") == "hand tip left"
+    assert [KINECT_V2.pretty(j) for j in range(2)] == ["spine base", "spine mid"]

@@ -1,7 +1,8 @@
-"""The compiled projection solver (`skvis_widgets._sqp`) against independent computations:
-its Lagrangian Hessian against finite differences of gradients written separately (the
-constraint rows of `anatomy._evaluate`), its block factorisation against a dense solve,
-and `project` with it against `project` with the batched numpy solver."""
+"""The compiled projection solver (`skvis_widgets.anatomy._kernel`) against independent
+computations: its rows against the numpy rows (`anatomy.rows.evaluate`), its Lagrangian
+Hessian against finite differences of gradients written separately (those numpy rows),
+its block factorisation against a dense solve, and `project` with it against `project`
+with SLSQP."""
 
 from __future__ import annotations
 
@@ -10,13 +11,16 @@ import pytest
 from test_anatomy import assert_valid, load_msr, load_ntu  # the same real files and checks
 
 import skvis_widgets.anatomy as anatomy
-from skvis_widgets import _sqp
+from skvis_widgets.anatomy import _kernel as _sqp
 from skvis_widgets.anatomy import (
     anatomical_constraints,
     constraint_residuals,
     project,
     reference_bone_lengths,
 )
+from skvis_widgets.anatomy import program as _prog
+from skvis_widgets.anatomy.rows import evaluate
+from skvis_widgets.errors import SkvisError
 from skvis_widgets.skeleton import KINECT_V2, MSR_ACTION3D
 
 
@@ -24,8 +28,8 @@ def _state(topo, x, seed):
     """A frame's plan, rows and random multipliers (every row's weight nonzero)."""
     cs = anatomical_constraints(topo)
     ref = reference_bone_lengths(x[None], topo)
-    prog = anatomy._compile(cs, ref)
-    pl = _sqp.plan(prog)
+    prog = _prog.compile_program(cs, ref)
+    pl = _prog.plan(prog)
     rng = np.random.default_rng(seed)
     J = topo.num_joints
     m = prog.n_ineq
@@ -58,16 +62,16 @@ def _exact_lengths(topo, x0):
     """x0 with every bone at the mean length (the solver's iterates have exact bones)."""
     cs = anatomical_constraints(topo)
     ref = reference_bone_lengths(x0[None], topo)
-    prog = anatomy._compile(cs, ref)
-    u = anatomy._unit(x0[None, prog.child] - x0[None, prog.parent], np.zeros((1, 1, 3)))
-    return anatomy._fk(x0[None, prog.root], u, prog)[0]
+    prog = _prog.compile_program(cs, ref)
+    u = _prog.unit(x0[None, prog.child] - x0[None, prog.parent], np.zeros((1, 1, 3)))
+    return _prog.fk(x0[None, prog.root], u, prog)[0]
 
 
 @pytest.mark.parametrize("topo", [KINECT_V2, MSR_ACTION3D], ids=lambda t: t.name)
 def test_lagrangian_hessian_matches_finite_differences(topo):
     # Hess of L = 0.5 |x - x0|^2 - sum lam_b c_b - sum mu_i h_i, with the bones as
     # c_b = (|x_c - x_p|^2 - L_b^2) / (2 L_b) and the angle and plane rows as numpy
-    # writes them (`anatomy._evaluate`), by central differences of the gradient: exact
+    # writes them (`rows.evaluate`), by central differences of the gradient: exact
     # for the quadratic terms, O(eps^2) for the plane's cubic one.
     rng = np.random.default_rng(0)
     frame = _real_frame(topo, 10 if topo is KINECT_V2 else 20)
@@ -87,7 +91,7 @@ def test_lagrangian_hessian_matches_finite_differences(topo):
         gb = (lam_b / prog.length)[:, None] * d
         np.add.at(g, prog.child, -gb)
         np.add.at(g, prog.parent, gb)
-        _, Ar = anatomy._evaluate(xx[None], prog)
+        _, Ar = evaluate(xx[None], prog)
         g -= np.tensordot(mu, Ar[0, prog.n_eq :], axes=1)
         return g.ravel()
 
@@ -136,8 +140,8 @@ def test_block_factorisation_solves_the_kkt_system(topo):
 
 def test_elimination_plan_is_leaves_first_with_no_fill_outside_the_pattern():
     cs = anatomical_constraints(KINECT_V2)
-    prog = anatomy._compile(cs, np.ones(24))
-    pl = _sqp.plan(prog)
+    prog = _prog.compile_program(cs, np.ones(24))
+    pl = _prog.plan(prog)
     rank = {int(j): k for k, j in enumerate(pl.order)}
     assert pl.order[-1] == KINECT_V2.root
     for p, c in KINECT_V2.bones:  # every child before its parent
@@ -153,17 +157,17 @@ def test_elimination_plan_is_leaves_first_with_no_fill_outside_the_pattern():
     assert len(pl.pairs) < 4 * 25
 
 
-def test_project_gives_the_same_poses_with_and_without_the_compiled_solver(monkeypatch):
+def test_project_gives_the_same_poses_with_the_compiled_solver_and_with_slsqp():
     ntu = load_ntu("S001C001P001R001A001.skeleton")
     cs = anatomical_constraints(KINECT_V2)
     ref = reference_bone_lengths(ntu, KINECT_V2)
     x0 = ntu[::4] + np.random.default_rng(5).normal(0, 0.04, ntu[::4].shape)
-    x_c, info_c = project(x0, cs, ref, return_info=True)
-    monkeypatch.setattr(anatomy, "_USE_COMPILED", False)
-    x_n, info_n = project(x0, cs, ref, return_info=True)
+    x_c, info_c = project(x0, cs, ref, solver="compiled", return_info=True)
+    x_n, info_n = project(x0, cs, ref, solver="slsqp", return_info=True)
     for x in (x_c, x_n):
         assert_valid(x, cs, ref)
     assert not info_c.fallback.any()
+    assert info_n.fallback[~info_n.unchanged].all() and not info_n.iterations.any()
     f_c, f_n = (((x - x0) ** 2).sum(axis=(1, 2)) for x in (x_c, x_n))
     # Same local minimum on nearly every frame; never more than 1 % farther.
     assert (f_c <= 1.01 * f_n + 1e-12).all()
@@ -197,12 +201,12 @@ def test_kernel_stops_a_frame_at_a_singular_step_instead_of_returning_nan():
     ref = reference_bone_lengths(throw, MSR_ACTION3D)
     x0 = np.zeros_like(throw[:12])
     x0[..., 0] = throw[:12, :, 0]
-    prog = anatomy._compile(cs, ref)
+    prog = _prog.compile_program(cs, ref)
     u = np.zeros_like(x0)
-    u[:, prog.child] = anatomy._unit(
-        x0[:, prog.child] - x0[:, prog.parent], anatomy._fallback_dirs(len(prog.child))[None]
+    u[:, prog.child] = _prog.unit(
+        x0[:, prog.child] - x0[:, prog.parent], _prog.fallback_dirs(len(prog.child))[None]
     )
-    x, conv, _ = _sqp.solve(x0, u, x0[:, prog.root], _sqp.plan(prog), 1e-6, 100)
+    x, conv, _ = _sqp.solve(x0, u, x0[:, prog.root], _prog.plan(prog), 1e-6, 100)
     assert np.isfinite(x).all()
     assert_valid(x[conv], cs, ref)
     np.testing.assert_allclose(constraint_residuals(x, cs, ref)[:, :19], 0.0, atol=1e-9)
@@ -221,7 +225,7 @@ import warnings
 warnings.simplefilter("always")
 with warnings.catch_warnings(record=True) as caught:
     import skvis_widgets.anatomy as anatomy
-    from skvis_widgets import _sqp
+    from skvis_widgets.anatomy import _kernel as _sqp
 import numpy as np
 assert anatomy.__file__.startswith({root!r}), anatomy.__file__
 notes = [str(w.message) for w in caught if "cannot cache" in str(w.message)]
@@ -241,8 +245,8 @@ print("ok")
 def test_import_works_where_numba_cannot_cache(tmp_path):
     # A read-only install with no writable home: numba finds no place for its cache
     # (`cache=True` raised "no locator available" at import). Read-only permissions do not
-    # bind root, so the places numba tries are made impossible instead: the package's
-    # __pycache__ is a regular file, and the user cache directory lies under one.
+    # bind root, so the places numba tries are made impossible instead: the packages'
+    # __pycache__ are regular files, and the user cache directory lies under one.
     import os
     import shutil
     import subprocess
@@ -258,7 +262,8 @@ def test_import_works_where_numba_cannot_cache(tmp_path):
         pkg,
         ignore=shutil.ignore_patterns("__pycache__", "*.npz", "pretrained"),
     )
-    (pkg / "__pycache__").write_text("not a directory")
+    for init in pkg.rglob("__init__.py"):  # every package, the kernel's included
+        (init.parent / "__pycache__").write_text("not a directory")
     blocker = tmp_path / "blocker"
     blocker.write_text("not a directory")
     for p in [*pkg.rglob("*"), pkg, root]:
@@ -283,3 +288,109 @@ def test_import_works_where_numba_cannot_cache(tmp_path):
         for p in [root, *root.rglob("*")]:
             p.chmod(0o755 if p.is_dir() else 0o644)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-3000:]
+
+
+@pytest.mark.parametrize("topo", [KINECT_V2, MSR_ACTION3D], ids=lambda t: t.name)
+def test_kernel_rows_equal_the_numpy_rows(topo):
+    # The angle and plane rows are written once in numpy (`rows.evaluate`); the kernel's
+    # jitted copy must give the same values and gradients, on real and random poses.
+    rng = np.random.default_rng(4)
+    frame = _real_frame(topo, 7)
+    for x in (frame, frame + rng.normal(0.0, 0.05, frame.shape), rng.normal(0, 0.3, frame.shape)):
+        prog, pl, _, _, _, h, A, _ = _state(topo, x, 0)
+        c, An = evaluate(x[None], prog)
+        np.testing.assert_allclose(h, c[0, prog.n_eq :], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(A, An[0, prog.n_eq :], rtol=0, atol=1e-12)
+
+
+def test_auto_does_not_wait_for_a_compile_in_another_thread(monkeypatch):
+    # A compile held in a background thread (an Event stands for the seconds numba
+    # takes): project(solver="auto") must answer at once, with SLSQP, a valid pose.
+    import threading
+
+    from skvis_widgets.anatomy import solver
+
+    started, release = threading.Event(), threading.Event()
+
+    def held_compile():
+        started.set()
+        assert release.wait(timeout=600)
+
+    state = solver._State(held_compile)
+    monkeypatch.setattr(solver, "_STATE", state)
+    try:
+        assert anatomy.prepare_solver(background=True) is False
+        assert started.wait(timeout=60)
+        assert not anatomy.solver_ready() and solver.compile_in_progress()
+        ntu = load_ntu("S001C001P001R001A001.skeleton")[:6]
+        cs = anatomical_constraints(KINECT_V2)
+        ref = reference_bone_lengths(ntu, KINECT_V2)
+        x0 = ntu + np.random.default_rng(2).normal(0, 0.04, ntu.shape)
+        x, info = project(x0, cs, ref, return_info=True)  # returns while the compile waits
+        assert not release.is_set() and state.thread.is_alive()
+        assert_valid(x, cs, ref)
+        assert info.fallback[~info.unchanged].all() and not info.iterations.any()
+        np.testing.assert_allclose(x, project(x0, cs, ref, solver="slsqp"))
+    finally:
+        release.set()
+    state.thread.join(timeout=60)
+    assert anatomy.solver_ready() and not solver.compile_in_progress()
+    assert anatomy.prepare_solver(background=True) is True  # nothing more to do
+
+
+def test_a_failed_background_compile_is_raised_by_the_next_blocking_call(monkeypatch):
+    from skvis_widgets.anatomy import solver
+
+    def broken():
+        raise RuntimeError("no compiler here")
+
+    state = solver._State(broken)
+    monkeypatch.setattr(solver, "_STATE", state)
+    anatomy.prepare_solver(background=True)
+    state.thread.join(timeout=60)
+    assert not anatomy.solver_ready() and isinstance(state.error, RuntimeError)
+    with pytest.raises(RuntimeError, match="no compiler here"):
+        anatomy.prepare_solver()
+
+
+def test_unknown_solver_is_refused():
+    cs = anatomical_constraints(MSR_ACTION3D)
+    x0 = load_msr("a06_s02_e01_skeleton3D.txt")[:2]
+    with pytest.raises(SkvisError, match="solver = 'newton'; expected one of auto, compiled"):
+        project(x0, cs, solver="newton")
+
+
+def test_auto_hands_the_frames_left_to_the_compiled_solver_once_it_is_ready(monkeypatch):
+    import threading
+
+    from skvis_widgets.anatomy import projection, solver
+
+    release = threading.Event()
+
+    def held_compile():
+        assert release.wait(timeout=600)
+        solver._warm_up()  # the real kernel (from numba's cache by now)
+
+    state = solver._State(held_compile)
+    monkeypatch.setattr(solver, "_STATE", state)
+    real = projection.slsqp_frame
+    calls = []
+
+    def first_frame_then_ready(*args, **kwargs):
+        calls.append(1)
+        out = real(*args, **kwargs)
+        release.set()  # the compile ends while SLSQP solves the first frame
+        assert state.ready.wait(timeout=600)
+        return out
+
+    monkeypatch.setattr(projection, "slsqp_frame", first_frame_then_ready)
+    anatomy.prepare_solver(background=True)
+    ntu = load_ntu("S001C001P001R001A001.skeleton")[:8]
+    cs = anatomical_constraints(KINECT_V2)
+    ref = reference_bone_lengths(ntu, KINECT_V2)
+    x0 = ntu + np.random.default_rng(6).normal(0, 0.04, ntu.shape)
+    x, info = project(x0, cs, ref, return_info=True)
+    assert_valid(x, cs, ref)
+    moved = np.nonzero(~info.unchanged)[0]
+    assert len(calls) == 1 and info.fallback[moved[0]] and not info.fallback[moved[1:]].any()
+    assert (info.iterations[moved[1:]] > 0).all()

@@ -1,6 +1,6 @@
 """Readers, normalization and `SkeletonDataset`."""
 
-from .arrays import as_batch, as_sequence
+from .arrays import as_sequence, pad_sequences
 from .clean import CleaningReport, fill_gaps, lost_tracking
 from .dataset import SkeletonDataset
 from .msr import MSR_CLASS_NAMES, load_msr_action3d, read_msr_action3d
@@ -13,7 +13,7 @@ __all__ = [
     "CleaningReport",
     "SkeletonDataset",
     "as_sequence",
-    "as_batch",
+    "pad_sequences",
     "BodyFrame",
     "body_frame",
     "normalize_sequence",

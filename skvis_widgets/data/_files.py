@@ -138,7 +138,7 @@ def _too_large(path: Path, size: int, what: str) -> SkvisError:
 
 def check_max_abs(max_abs: object) -> float:
     """``max_abs`` as a float, if it is a positive number (``inf`` turns the bound off)."""
-    if isinstance(max_abs, bool) or not isinstance(max_abs, Real) or not max_abs > 0:
+    if isinstance(max_abs, bool) or not isinstance(max_abs, Real) or not float(max_abs) > 0:
         raise SkvisError(
             f"max_abs must be a positive number of metres (the plausibility bound on "
             f"|x|, |y|, |z|), got {max_abs!r}"

@@ -1,39 +1,63 @@
 """Validation of skeleton arrays: batches, labels and indices.
 
 A sequence is ``(T, J, 3)`` float32, metres (checked by `as_sequence`, which lives in
-`skvis_widgets._checks` and is re-exported here); a batch is ``(N, T, J, 3)``.
+`skvis_widgets._checks` and is re-exported here); a batch is ``(N, T, J, 3)``,
+zero-padded by `pad_sequences`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
 from .._checks import as_sequence
 from ..errors import SkvisError
 
-__all__ = ["as_sequence", "as_batch", "as_labels", "as_indices"]
+__all__ = ["as_sequence", "pad_sequences", "as_labels", "as_indices"]
 
 
-def as_batch(batch: object, num_joints: int | None = None, *, name: str = "batch") -> np.ndarray:
-    """Check and convert a batch to ``(N, T, J, 3)`` float32 (a single sequence gets N=1)."""
-    arr = np.asarray(batch, dtype=np.float32)
-    if arr.ndim == 3:
-        arr = arr[None]
-    if arr.ndim != 4 or arr.shape[-1] != 3:
-        raise SkvisError(f"{name}: expected shape (N, T, J, 3), got {arr.shape}")
-    if arr.shape[1] == 0:
-        raise SkvisError(f"{name}: has zero frames (shape {arr.shape})")
-    if num_joints is not None and arr.shape[2] != num_joints:
-        raise SkvisError(
-            f"{name}: has {arr.shape[2]} joints (shape {arr.shape}); expected {num_joints}"
-        )
-    if not np.isfinite(arr).all():
-        raise SkvisError(f"{name}: contains NaN or infinite values")
-    return arr
+def pad_sequences(
+    sequences: Sequence[np.ndarray], num_joints: int | None = None, *, dtype: Any = np.float32
+) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-pad ``(T_i, J, 3)`` sequences into one batch: THE padder.
+
+    Parameters
+    ----------
+    sequences : sequence of np.ndarray
+        ``(T_i, J, 3)`` each (already checked, e.g. by `as_sequence`).
+    num_joints : int, optional
+        ``J`` of an empty batch (otherwise read from the first sequence).
+    dtype : numpy dtype
+        Of the batch.
+
+    Returns
+    -------
+    batch : np.ndarray
+        ``(N, T_max, J, 3)``, zero past each sequence's length (``T_max`` is 1 for an
+        empty batch).
+    lengths : np.ndarray
+        ``(N,)`` int64, each sequence's ``T_i``.
+    """
+    lengths = np.array([len(s) for s in sequences], dtype=np.int64)
+    if num_joints is None:
+        if not len(sequences):
+            raise SkvisError("pad_sequences: no sequences and no num_joints")
+        num_joints = int(np.shape(sequences[0])[1])
+    out = np.zeros((len(sequences), lengths.max(initial=1), num_joints, 3), dtype)
+    for k, s in enumerate(sequences):
+        if np.shape(s)[1:] != (num_joints, 3):
+            raise SkvisError(
+                f"pad_sequences: sequence {k} has shape {np.shape(s)}; expected "
+                f"(T, {num_joints}, 3)"
+            )
+        out[k, : len(s)] = s
+    return out, lengths
 
 
 def as_labels(
-    labels: object, n: int, *, name: str = "labels", class_names: object = None
+    labels: object, n: int, *, name: str = "labels", class_names: Iterable[object] | None = None
 ) -> np.ndarray:
     """``n`` class labels as int64: whole numbers, or (given ``class_names``) the class
     names themselves, mapped to their indices. ``1.7``, or a name that is not a class,

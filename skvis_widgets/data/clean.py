@@ -122,7 +122,7 @@ def lost_tracking(seq: Any, *, zeros: bool = True) -> np.ndarray:
     x = np.asarray(seq, dtype=np.float64)
     if x.ndim != 3 or x.shape[-1] != 3:
         raise SkvisError(f"lost_tracking: expected shape (T, J, 3), got {x.shape}")
-    lost = ~np.isfinite(x).all(-1)
+    lost = np.asarray(~np.isfinite(x).all(-1))  # (T, J) even for T = 0
     if zeros:
         lost |= (x == 0).all(-1)
     return lost

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import SkvisError
 from ..skeleton import Topology, get_topology
-from .arrays import as_indices, as_labels, as_sequence
+from .arrays import as_indices, as_labels, as_sequence, pad_sequences
 from .clean import CleaningReport, clean_sequence
 from .normalize import BodyFrame, normalize_sequence
 
@@ -166,10 +166,10 @@ class SkeletonDataset:
                 # shapes first (lost values are the cleaning's business)
                 shape = as_sequence(np.where(np.isfinite(s), s, 0), topology, name=what).shape
                 s = s.reshape(shape)  # (T, J*3) -> (T, J, 3)
-                s, report = clean_sequence(
+                s, one = clean_sequence(
                     s, clean=clean, units=units, zeros=normalize, index=i, name=what
                 )
-                reports.append(report)
+                reports.append(one)
                 if s is None:
                     continue
             arr = as_sequence(s, topology, name=what)
@@ -280,6 +280,7 @@ class SkeletonDataset:
     def subset(self, indices: Sequence[int] | np.ndarray) -> SkeletonDataset:
         """A dataset of the samples at ``indices`` (ints or a boolean mask)."""
         idx = as_indices(indices, len(self))
+        frames = self.frames or [None] * len(self)  # filled in by __post_init__
         return SkeletonDataset(
             [self.sequences[i] for i in idx],
             self.labels[idx],
@@ -287,7 +288,7 @@ class SkeletonDataset:
             self.class_names,
             self.topology,
             self.name,
-            [self.frames[i] for i in idx],
+            [frames[i] for i in idx],
             tuple(self.ids[i] for i in idx),
             {key: col[idx] for key, col in self.metadata.items()},
             self.cleaning,
@@ -359,12 +360,7 @@ class SkeletonDataset:
     def padded(self, indices: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(batch, lengths)``: sequences zero-padded to ``(N, T_max, J, 3)``."""
         idx = range(len(self)) if indices is None else indices
-        seqs = [self.sequences[i] for i in idx]
-        lengths = np.array([len(s) for s in seqs], dtype=np.int64)
-        out = np.zeros((len(seqs), lengths.max(initial=1), self.num_joints, 3), np.float32)
-        for k, s in enumerate(seqs):
-            out[k, : len(s)] = s
-        return out, lengths
+        return pad_sequences([self.sequences[i] for i in idx], self.num_joints)
 
     def __repr__(self) -> str:
         return (

@@ -1,4 +1,4 @@
-"""Compiled per-frame solver for eq 14 (`anatomy.project`): a Newton SQP in joint space.
+"""The compiled per-frame solver of eq 14 (`project`): a Newton SQP in joint space, in numba.
 
 Each frame is solved on its own, in compiled code (numba), which removes the per-call
 overhead that bounds a solver written as batched numpy operations.
@@ -9,7 +9,7 @@ The problem, for one frame ``x0`` (J, 3)::
     subject to  c_b(x) = (|x_c - x_p|^2 - L_b^2) / (2 L_b) = 0     for every bone b = (p, c)
                 h_i(x) >= 0                                       angle and plane rows
 
-with the rows of `anatomy._evaluate`. Iterates keep every bone at its reference length
+with the rows of `rows.evaluate` (`_rows` below is their jitted copy). Iterates keep every bone at its reference length
 exactly: a step moves the root and turns the bones (``u_b <- unit(x_c - x_p + dx_c - dx_p)``,
 then forward kinematics), so ``c_b = 0`` at every iterate.
 
@@ -19,7 +19,7 @@ sparse: 3 x 3 blocks on the bones' edges and, for an angle (a, v, c), between it
 for the plane row between the three joints around the spine base. The equality part of
 the KKT matrix ``[[W, A_b'], [A_b, 0]]`` is factored by block elimination with one 4 x 4
 block per joint (its displacement and the multiplier of the bone ending there), leaves
-first, along a pattern worked out once per constraint set (`plan`): no fill beyond that
+first, along a pattern worked out once per constraint set (`program.plan`): no fill beyond that
 pattern, so a factorisation costs O(J) small blocks, not O(J^3). The few inequality rows
 go through their Schur complement and a small primal active-set loop, as in the batched
 solver. A pivot whose tangent (2 x 2) part is not safely positive definite is shifted
@@ -31,28 +31,33 @@ Globalisation: backtracking on the l1 merit function ``f + rho * sum max(-h, 0)`
 the batched solver. A frame is done when its last full Newton step moved no joint more
 than ``tol`` (or shrank 20-fold below 1e-4 m, quadratic convergence) and its rows hold to
 ``tol``. Frames not done after ``max_iter`` are reported unconverged; so is a frame whose
-step is not finite (it stops at its last, finite, iterate). `anatomy.project` hands them to
-its other solvers.
+step is not finite (it stops at its last, finite, iterate). `project` hands them to SLSQP.
+
+Cold start: numba compiles every jitted function for each distinct set of argument
+types it is called with, and a constant argument (``0``, ``True``) is typed as a literal,
+i.e. a separate specialization of the callee. The kernel therefore passes run-time values
+(``zero``, ``yes``, ``no`` below) where it would pass constants, and its internal helpers
+have no CPython wrapper (``_jit_inner``): each costs a compile and an optimized module
+of its own. The helpers the tests call from Python keep theirs.
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
-try:  # numba is a dependency; without it `anatomy.project` uses its numpy solver
+try:  # numba is a dependency; without it `project` uses SLSQP
     from numba import njit
 except ImportError:  # pragma: no cover - exercised only where numba is missing
-    njit = None
+    njit = None  # type: ignore[assignment]
 
 #: Whether numba could cache the kernel on disk (False: compiled in every process).
 _CACHED = True
 
 
-def _jit(f):
+def _jit(f, **extra):
     """``numba.njit`` with a disk cache where numba finds a writable place for one.
 
     Numba decides at decoration time: with no writable ``__pycache__`` beside this file,
@@ -64,7 +69,7 @@ def _jit(f):
     global _CACHED
     if njit is None:  # pragma: no cover - exercised only where numba is missing
         return f
-    opts = {"nogil": True, "error_model": "numpy"}
+    opts = {"nogil": True, "error_model": "numpy", **extra}
     if _CACHED:
         try:
             return njit(cache=True, **opts)(f)
@@ -82,89 +87,9 @@ def _jit(f):
     return njit(cache=False, **opts)(f)
 
 
-@dataclass(frozen=True)
-class Plan:
-    """Index arrays for the compiled solver (from `plan`)."""
-
-    root: int
-    parent: NDArray  # (J,) parent joint, -1 for the root
-    length: NDArray  # (J,) length of the bone ending at the joint, 0 for the root
-    fk: NDArray  # (J - 1,) non-root joints, parents first
-    order: NDArray  # (J,) elimination order, leaves first, root last
-    nb_ptr: NDArray  # (J + 1,) CSR pointers: later neighbours of each joint
-    nb_idx: NDArray  # later neighbours (joint indices)
-    pairs: NDArray  # (P, 2) every (i, j) block of the pattern, i == j included
-    ang_idx: NDArray  # (Ra, 3) arm, vertex, arm
-    ang_sn: NDArray  # (Ra,) sign / (L_a L_c)
-    ang_sc: NDArray  # (Ra,) sign * cos(bound)
-    plane_idx: NDArray  # (Rp, 4) spine base, hip right, hip left, spine mid
-    plane_inv: NDArray  # (Rp,) 1 / (L_rh L_lh L_sm)
-    row_j: NDArray  # (Ra + Rp, 4) the joints of each inequality row, -1 padded
-
-
-def plan(prog) -> Plan:
-    """The elimination plan for a compiled `anatomy._Program`."""
-    J = prog.J
-    parent = np.full(J, -1, dtype=np.int64)
-    length = np.zeros(J)
-    parent[prog.child] = prog.parent
-    length[prog.child] = prog.length
-    # Parents first (breadth first from the root) for forward kinematics.
-    children: dict[int, list[int]] = {j: [] for j in range(J)}
-    for p, c in zip(prog.parent, prog.child, strict=True):
-        children[int(p)].append(int(c))
-    bfs = [int(prog.root)]
-    for j in bfs:
-        bfs.extend(children[j])
-    # The blocks' pattern: bones, and the couplings of the inequality rows' Hessians.
-    adj: dict[int, set[int]] = {j: set() for j in range(J)}
-
-    def link(group) -> None:
-        for i in group:
-            for k in group:
-                if i != k:
-                    adj[int(i)].add(int(k))
-
-    for p, c in zip(prog.parent, prog.child, strict=True):
-        link((p, c))
-    for row in prog.ang_idx:
-        link(row)
-    for row in prog.plane_idx:
-        link(row)
-    order = bfs[::-1]  # leaves first, root last
-    rank = {j: k for k, j in enumerate(order)}
-    later: dict[int, list[int]] = {}
-    for j in order:  # symbolic elimination: a joint's later neighbours become a clique
-        nbs = sorted((k for k in adj[j] if rank[k] > rank[j]), key=rank.get)
-        later[j] = nbs
-        link(nbs)
-    nb_ptr = np.zeros(J + 1, dtype=np.int64)
-    nb_idx: list[int] = []
-    for j in range(J):
-        nb_idx.extend(later[j])
-        nb_ptr[j + 1] = len(nb_idx)
-    pairs = {(j, j) for j in range(J)}
-    pairs |= {(i, k) for i in range(J) for k in adj[i]}
-    na = len(prog.ang_idx)
-    row_j = np.full((na + len(prog.plane_idx), 4), -1, dtype=np.int64)
-    row_j[:na, :3] = prog.ang_idx
-    row_j[na:, :] = prog.plane_idx
-    return Plan(
-        root=int(prog.root),
-        parent=parent,
-        length=length,
-        fk=np.array(bfs[1:], dtype=np.int64),
-        order=np.array(order, dtype=np.int64),
-        nb_ptr=nb_ptr,
-        nb_idx=np.array(nb_idx, dtype=np.int64),
-        pairs=np.array(sorted(pairs), dtype=np.int64).reshape(-1, 2),
-        ang_idx=np.asarray(prog.ang_idx, dtype=np.int64).reshape(na, 3),
-        ang_sn=np.asarray(prog.ang_sign / prog.ang_norm, dtype=np.float64),
-        ang_sc=np.asarray(prog.ang_sign * prog.ang_cos, dtype=np.float64),
-        plane_idx=np.asarray(prog.plane_idx, dtype=np.int64).reshape(-1, 4),
-        plane_inv=np.asarray(1.0 / prog.plane_norm, dtype=np.float64),
-        row_j=row_j,
-    )
+def _jit_inner(f):
+    """`_jit` for a helper only called from compiled code: no CPython wrapper to build."""
+    return _jit(f, no_cpython_wrapper=True)
 
 
 # ---------------------------------------------------------------------------------------
@@ -224,7 +149,7 @@ def _rows(x, ang_idx, ang_sn, ang_sc, plane_idx, plane_inv, h, A, grad):
                 A[i, sb, d] = -s * (ga[d] + gb[d] + gc[d])
 
 
-@_jit
+@_jit_inner
 def _add_iso(K, i, j, w):
     """K[i, j] += w I3 and K[j, i] += w I3 (once if i == j)."""
     for d in range(3):
@@ -233,7 +158,7 @@ def _add_iso(K, i, j, w):
             K[j, i, d, d] += w
 
 
-@_jit
+@_jit_inner
 def _skew_add(K, i, j, w, p0, p1, p2):
     """K[i, j] += w [p]x and K[j, i] += (w [p]x)' = -w [p]x, with
     [p]x = [[0, -p2, p1], [p2, 0, -p0], [-p1, p0, 0]]."""
@@ -328,7 +253,7 @@ def _assemble(K, x, u, lam, mu, caug, A, m, convex, geo):
                         K[r, q, d, e] += ard * A[i, q, e]
 
 
-@_jit
+@_jit_inner
 def _pivot(P, is_root, out, delta):
     """out = inverse of the 4 x 4 pivot P, made safely definite where needed.
 
@@ -506,7 +431,7 @@ def _solve1(fac, R, X, q):
             )
 
 
-@_jit
+@_jit_inner
 def _small_solve(M, b, n, out):
     """Solve the n x n system M y = b (copies; partial pivoting)."""
     A = np.empty((n, n))
@@ -545,7 +470,7 @@ def _small_solve(M, b, n, out):
         out[k] = acc / piv
 
 
-@_jit
+@_jit_inner
 def _dot_row(A, row_j, i, X, q):
     """a_i . (displacement part of column q of X), over the row's joints only."""
     acc = 0.0
@@ -558,7 +483,7 @@ def _dot_row(A, row_j, i, X, q):
     return acc
 
 
-@_jit
+@_jit_inner
 def _column(fac, R, X, A, row_j, i):
     """Column 1 + i of X: the solution for [a_i; 0]."""
     q = 1 + i
@@ -574,11 +499,11 @@ def _column(fac, R, X, A, row_j, i):
     _solve1(fac, R, X, q)
 
 
-@_jit
+@_jit_inner
 def _active_set(fac, R, X, A, row_j, have, S, s, h, work, m, mu, wl, scratch):
     """Multipliers mu (m,) and working set wl (m,) of the inequality QP: rows
     ``h + S mu - s >= 0`` with ``S = a K^-1 a'``, held at 0 in the working set, mu >= 0
-    (see `anatomy._active_set`). Each pass adds the most violated row, else drops the
+    . Each pass adds the most violated row, else drops the
     most negative multiplier. Columns of K^-1 a' are computed when a row first enters
     the working set (most rows never do). ``scratch``: six arrays of size m."""
     idx, M, rhs, sol, lin, dg = scratch
@@ -586,7 +511,7 @@ def _active_set(fac, R, X, A, row_j, have, S, s, h, work, m, mu, wl, scratch):
         wl[i] = work[i]
         mu[i] = 0.0
     for _ in range(2 * m + 2):
-        n = 0
+        n = m * 0  # a run-time zero (module docstring)
         for i in range(m):
             if wl[i]:
                 if not have[i]:
@@ -633,13 +558,13 @@ def _active_set(fac, R, X, A, row_j, have, S, s, h, work, m, mu, wl, scratch):
             return
 
 
-@_jit
+@_jit_inner
 def _dist2(x, x0, j):
     """|x_j - x0_j|^2."""
     return (x[j, 0] - x0[j, 0]) ** 2 + (x[j, 1] - x0[j, 1]) ** 2 + (x[j, 2] - x0[j, 2]) ** 2
 
 
-@_jit
+@_jit_inner
 def _merit(x, x0, h, m, rho):
     f = 0.0
     for j in range(x.shape[0]):
@@ -653,7 +578,7 @@ def _merit(x, x0, h, m, rho):
     return 0.5 * f + rho * v
 
 
-@_jit
+@_jit_inner
 def _unit_rows(u, y, fallback, parent):
     for j in range(u.shape[0]):
         if parent[j] < 0:
@@ -698,6 +623,10 @@ def _solve_frames(
     iterations to iters (T,). The other arguments are the `Plan`'s arrays. All scratch
     space is allocated once, before the frames."""
     T, J, _ = x0s.shape
+    # Run-time values, not literals: see the module docstring (cold start).
+    zero = J * 0
+    no = J < 0
+    yes = not no
     m = ang_idx.shape[0] + plane_idx.shape[0]
     mm = max(m, 1)  # arrays of size m, never empty
     geo = (pairs, root, parent, length, ang_idx, ang_sn, plane_idx, plane_inv, row_j)
@@ -762,7 +691,7 @@ def _solve_frames(
         it = 0
         while it < max_iter and not done:
             it += 1
-            _rows(x, ang_idx, ang_sn, ang_sc, plane_idx, plane_inv, h, A, True)
+            _rows(x, ang_idx, ang_sn, ang_sc, plane_idx, plane_inv, h, A, yes)
             nw0 = 0
             for i in range(m):
                 w0[i] = work[i] or h[i] < 0.0
@@ -775,7 +704,7 @@ def _solve_frames(
                     caug[i] = 1.0 / max(nrm, 1e-300)
                 else:
                     caug[i] = 0.0
-            _assemble(K, x, u, lam, mu, caug, A, m, False, geo)
+            _assemble(K, x, u, lam, mu, caug, A, m, no, geo)
             shifted = _factor(K, Pinv, Tf, order, nb_ptr, nb_idx, root, 1e-3)
             if shifted and nw0 > 0 and last < 0.01:
                 # Near a solution a bound often holds back a direction of negative
@@ -783,20 +712,20 @@ def _solve_frames(
                 # (far from one, the working set is a guess: Gauss-Newton is safer).
                 for i in range(m):
                     caug[i] *= 100.0
-                _assemble(K, x, u, lam, mu, caug, A, m, False, geo)
+                _assemble(K, x, u, lam, mu, caug, A, m, no, geo)
                 shifted = _factor(K, Pinv, Tf, order, nb_ptr, nb_idx, root, 1e-3)
             if shifted:  # not safely definite: a Gauss-Newton step instead
-                _assemble(K, x, u, lam, mu, caug, A, m, True, geo)
+                _assemble(K, x, u, lam, mu, caug, A, m, yes, geo)
                 _factor(K, Pinv, Tf, order, nb_ptr, nb_idx, root, 1e-9)
             # The step without inequality multipliers: column 0 of X solves [-g; 0].
             for j in range(J):
                 for d in range(3):
                     R[j, d, 0] = x0[j, d] - x[j, d]
                 R[j, 3, 0] = 0.0
-            _solve1(fac, R, X, 0)
+            _solve1(fac, R, X, zero)
             for i in range(m):
                 have[i] = False
-                sv[i] = -_dot_row(A, row_j, i, X, 0)  # s = a hh, hh = -z_g
+                sv[i] = -_dot_row(A, row_j, i, X, zero)  # s = a hh, hh = -z_g
             _active_set(fac, R, X, A, row_j, have, S, sv, h, w0, m, mu_new, wl, scratch)
             step = 0.0
             far = 0.0
@@ -825,7 +754,7 @@ def _solve_frames(
                 # LICQ fails, makes its multiplier overflow): not finite, or so long that
                 # the merit function, weighted by that multiplier, would take anything.
                 # Give up on the frame at its last iterate, unconverged, for
-                # `anatomy.project`'s other solvers. (max() above drops NaN: the step
+                # `project`'s SLSQP. (max() above drops NaN: the step
                 # itself would not show it.)
                 break
             rho = 1e-12
@@ -854,7 +783,7 @@ def _solve_frames(
                 for d in range(3):
                     rt[d] = r[d] + alpha * dx[root, d]
                 _fk(xt, rt, ut, parent, length, fk, root)
-                _rows(xt, ang_idx, ang_sn, ang_sc, plane_idx, plane_inv, ht, At, False)
+                _rows(xt, ang_idx, ang_sn, ang_sc, plane_idx, plane_inv, ht, At, no)
                 if step <= 1e-4 or _ls == 40:
                     break
                 if _merit(xt, x0, ht, m, rho) <= phi0 + 1e-4 * alpha * slope:
@@ -893,7 +822,7 @@ def available() -> bool:
     return njit is not None
 
 
-def solve(x0: NDArray, u0: NDArray, r0: NDArray, pl: Plan, tol: float, max_iter: int):
+def solve(x0: NDArray, u0: NDArray, r0: NDArray, pl, tol: float, max_iter: int):
     """Project frames x0 (T, J, 3) starting from unit bone directions u0 (T, J, 3) (row j:
     the bone ending at joint j) and roots r0 (T, 3). Returns poses, converged, iterations."""
     T, J, _ = x0.shape
