@@ -727,7 +727,9 @@ class SkeletonVis(W.VBox):
                 seq,
                 values,
                 what=self._what(),
-                method=_METHOD_WORDS.get(self.method, self.method),
+                method=_METHOD_WORDS.get(self.method, self.method).replace(
+                    "eq 5", "eq 5" if self.unit is None else "eq 4"
+                ),
                 scaling=self.scaling,
                 dataset_vmax=self._dataset_vmax.get(self._scale_key()),
                 camera=camera,
