@@ -479,6 +479,8 @@ def hover_a_joint(page, canvas, img, ramp_mask, waits) -> str:
         except AssertionError:
             continue
     raise AssertionError("no joint name appeared while hovering the joints")
+
+
 # ---------------------------------------------------------------------------------------------
 # Models, rest poses and the compiled solver, shared by the numerical tests
 #
