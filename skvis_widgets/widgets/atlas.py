@@ -25,10 +25,10 @@ import numpy as np
 import traitlets as T
 
 from ..atlas import ClassAtlas, UnitAtlas
+from ..colors import COLORMAPS, to_hex
 from ..errors import SkvisError
 from ..methods import METHODS
 from ..metrics import CompareTable, verdict_line
-from .heatmap import SEQUENTIAL_COLORS
 
 __all__ = ["ClassAtlasGrid", "UnitHeatmap", "MethodSelector", "render_class_atlas"]
 
@@ -154,7 +154,7 @@ class UnitHeatmap(W.VBox):
         self._dispatcher = W.CallbackDispatcher()
         self._row_scale = bq.OrdinalScale(reverse=False)
         self._col_scale = bq.OrdinalScale()
-        self._color_scale = bq.ColorScale(colors=list(SEQUENTIAL_COLORS))
+        self._color_scale = bq.ColorScale(colors=list(to_hex(COLORMAPS["YlOrRd"])))
         self.mark = bq.GridHeatMap(
             row=np.array(["0", "1"]),
             column=np.array(["-", "--"]),
