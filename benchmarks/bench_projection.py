@@ -59,33 +59,14 @@ from skvis_widgets.anatomy.program import program  # noqa: E402
 from skvis_widgets.anatomy.projection import slsqp_frame  # noqa: E402
 from skvis_widgets.data import read_ntu_skeleton  # noqa: E402
 from skvis_widgets.skeleton import KINECT_V2  # noqa: E402
+from skvis_widgets.skeleton import rest_pose as skeleton_rest_pose  # noqa: E402
 
 NTU = Path(__file__).resolve().parent.parent / "tests" / "data" / "ntu"
 
 
 def rest_pose() -> np.ndarray:
-    """An upright Kinect v2 pose (1, 25, 3) that satisfies every constraint."""
-    pose = {
-        "spine_base": (0.0, 0.0, 0.0),
-        "spine_mid": (0.0, 0.25, 0.0),
-        "spine_shoulder": (0.0, 0.5, 0.0),
-        "neck": (0.0, 0.58, 0.0),
-        "head": (0.0, 0.72, 0.0),
-    }
-    for sx, side in ((-1.0, "left"), (1.0, "right")):
-        pose |= {
-            f"shoulder_{side}": (0.18 * sx, 0.48, 0.0),
-            f"elbow_{side}": (0.20 * sx, 0.22, 0.0),
-            f"wrist_{side}": (0.20 * sx, -0.02, 0.0),
-            f"hand_{side}": (0.20 * sx, -0.10, 0.0),
-            f"hand_tip_{side}": (0.20 * sx, -0.16, 0.0),
-            f"thumb_{side}": (0.17 * sx, -0.08, -0.02),
-            f"hip_{side}": (0.09 * sx, -0.05, -0.03),
-            f"knee_{side}": (0.09 * sx, -0.45, -0.03),
-            f"ankle_{side}": (0.09 * sx, -0.85, -0.03),
-            f"foot_{side}": (0.09 * sx, -0.90, -0.13),
-        }
-    return np.array([[pose[n] for n in KINECT_V2.joint_names]]) + np.array([0.0, 0.0, 3.0])
+    """The package's upright Kinect v2 rest pose, (1, 25, 3), 3 m in front of the camera."""
+    return skeleton_rest_pose(KINECT_V2)[None] + np.array([0.0, 0.0, 3.0])
 
 
 def clean_sequence(frames: int) -> tuple[np.ndarray, str]:

@@ -18,41 +18,16 @@ from skvis_widgets.anatomy import (
 from skvis_widgets.data import read_ntu_skeleton
 from skvis_widgets.errors import SkvisError
 from skvis_widgets.skeleton import KINECT_V1, KINECT_V2, MSR_ACTION3D, Topology
+from skvis_widgets.skeleton import rest_pose as skeleton_rest_pose
 
 DATA = Path(__file__).parent / "data"
 TOPOLOGIES = [KINECT_V2, KINECT_V1, MSR_ACTION3D]
 ANGLES = tuple(ANGLE_CONSTRAINTS)  # angle:spine, :shoulders, :hips, :wrist_left, :wrist_right
 
-# An upright rest pose by canonical joint name (metres; x to the subject's right side of
-# the image, y up, z away from the camera, as in the recordings): straight spine and
-# arms, shoulders at 167 deg, hips at 122 deg and a little in front of the spine base.
-REST = {
-    "spine_base": (0.0, 0.0, 0.0),
-    "spine_mid": (0.0, 0.25, 0.0),
-    "spine_shoulder": (0.0, 0.5, 0.0),
-    "neck": (0.0, 0.58, 0.0),
-    "head": (0.0, 0.72, 0.0),
-}
-for _sx, _side in ((-1.0, "left"), (1.0, "right")):
-    REST.update(
-        {
-            f"shoulder_{_side}": (0.18 * _sx, 0.48, 0.0),
-            f"elbow_{_side}": (0.20 * _sx, 0.22, 0.0),
-            f"wrist_{_side}": (0.20 * _sx, -0.02, 0.0),
-            f"hand_{_side}": (0.20 * _sx, -0.10, 0.0),
-            f"hand_tip_{_side}": (0.20 * _sx, -0.16, 0.0),
-            f"thumb_{_side}": (0.17 * _sx, -0.08, -0.02),
-            f"hip_{_side}": (0.09 * _sx, -0.05, -0.03),
-            f"knee_{_side}": (0.09 * _sx, -0.45, -0.03),
-            f"ankle_{_side}": (0.09 * _sx, -0.85, -0.03),
-            f"foot_{_side}": (0.09 * _sx, -0.90, -0.13),
-        }
-    )
-
 
 def rest_pose(topo: Topology) -> np.ndarray:
-    """The rest pose in ``topo``'s joint order, shape (1, J, 3)."""
-    return np.array([[REST[n] for n in topo.joint_names]])
+    """The package's rest pose (`skvis_widgets.skeleton.rest_pose`) as ``(1, J, 3)``."""
+    return skeleton_rest_pose(topo)[None]
 
 
 def load_msr(name: str) -> np.ndarray:
