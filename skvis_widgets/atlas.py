@@ -15,16 +15,16 @@ Both are pure functions returning frozen dataclasses with read-only arrays.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from ._checks import check_layer, check_model, check_positive_int, eval_view
+from ._checks import check_layer, check_model, check_positive_int, eval_view, first_weight
+from .data.arrays import pad_sequences
 from .errors import SkvisError
-from .metrics import frozen_array as _frozen
+from .results import freeze_fields
 from .skeleton import BODY_PARTS, check_model_topology
 
 __all__ = ["ClassAtlas", "UnitAtlas", "class_atlas", "unit_atlas", "time_bins"]
@@ -65,10 +65,10 @@ class ClassAtlas:
     cancelled: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("maps", "random_maps", "part_time", "random_part_time", "part_shares",
-                     "random_part_shares"):  # fmt: skip
-            object.__setattr__(self, name, _frozen(getattr(self, name)))
-        object.__setattr__(self, "counts", _frozen(self.counts, np.int64))
+        names = ("maps", "random_maps", "part_time", "random_part_time", "part_shares",
+                 "random_part_shares")  # fmt: skip
+        freeze_fields(self, names, np.float64)
+        freeze_fields(self, ("counts",), np.int64)
 
     def leading_parts(self, randomized: bool = False) -> tuple[str, ...]:
         """The part with the largest share, per class."""
@@ -119,10 +119,9 @@ class UnitAtlas:
     tuning_indices: np.ndarray
 
     def __post_init__(self) -> None:
-        for name in ("activation", "magnitude", "selectivity", "part_tuning", "peak_time"):
-            object.__setattr__(self, name, _frozen(getattr(self, name)))
-        object.__setattr__(self, "preferred_class", _frozen(self.preferred_class, np.int64))
-        object.__setattr__(self, "tuning_indices", _frozen(self.tuning_indices, np.int64))
+        names = ("activation", "magnitude", "selectivity", "part_tuning", "peak_time")
+        freeze_fields(self, names, np.float64)
+        freeze_fields(self, ("preferred_class", "tuning_indices"), np.int64)
 
     @property
     def num_units(self) -> int:
@@ -190,14 +189,6 @@ def _parts(topology: Any, j: int) -> tuple[tuple[str, ...], np.ndarray]:
     return tuple(names), member
 
 
-def _pad(seqs: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
-    lengths = np.array([len(s) for s in seqs])
-    out = np.zeros((len(seqs), lengths.max(), *np.shape(seqs[0])[1:]), np.float32)
-    for k, s in enumerate(seqs):
-        out[k, : len(s)] = s
-    return out, lengths
-
-
 def class_atlas(
     model: Any,
     dataset: Any,
@@ -260,7 +251,7 @@ def class_atlas(
         if cancel is not None and cancel.is_set():
             cancelled = True
             break
-        x, lengths = _pad([seqs[i] for i in idx])
+        x, lengths = pad_sequences([seqs[i] for i in idx])
         for key, m in models.items():
             maps = explain(m, x, target=labels[idx], lengths=lengths, method=method, **opts).astype(
                 np.float64
@@ -329,8 +320,8 @@ def unit_atlas(
     j = np.shape(seqs[0])[1]
     parts, member = _parts(topology, j)
     c = len(names)
-    x, lengths = _pad(seqs)
-    p = rnn.weight_ih_l0
+    x, lengths = pad_sequences(seqs)
+    p = first_weight(model)
     with eval_view(model) as m, torch.no_grad():
         # unpacked (a frame's state depends only on earlier frames), masked below
         h = m.hidden_states(torch.as_tensor(x, dtype=p.dtype, device=p.device), layer=layer)
@@ -368,7 +359,7 @@ def unit_atlas(
     tuning = np.zeros((rnn.hidden_size, len(parts)))
     for i in range(0, len(tidx), batch_size):
         b = tidx[i : i + batch_size]
-        xb, lb = _pad([seqs[k] for k in b])
+        xb, lb = pad_sequences([seqs[k] for k in b])
         s = unit_sensitivity(model, xb, lengths=lb, layer=layer)  # (B, H, T, J, 3)
         per_joint = s.sum(axis=(0, 2, 4), dtype=np.float64)  # (H, J)
         tuning += per_joint @ member

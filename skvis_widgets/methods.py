@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -42,7 +42,11 @@ from ._checks import (
 )
 from .errors import SkvisError
 from .limits import memory_limit
+from .results import freeze_fields
 from .skeleton import BODY_PARTS, Topology, get_topology, model_topology
+
+if TYPE_CHECKING:  # metrics imports this module lazily (one direction): types only
+    from .metrics import Replace
 
 __all__ = ["METHODS", "MethodInfo", "Explanation", "explain", "is_recurrent", "BASELINES"]
 
@@ -160,12 +164,8 @@ class Explanation:
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("map", "targets", "scores", "baseline_scores", "completeness_error"):
-            v = getattr(self, name)
-            if v is not None:
-                v = np.array(v)
-                v.flags.writeable = False
-                object.__setattr__(self, name, v)
+        names = ("map", "targets", "scores", "baseline_scores", "completeness_error")
+        freeze_fields(self, names)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -326,13 +326,13 @@ def _baseline(model: Any, x: torch.Tensor, lens: torch.Tensor, baseline: Any) ->
             ]
             return mean.expand_as(x).contiguous()
         if baseline == "rest_pose":
-            mean = getattr(model, "feature_mean", None)
-            if mean is None or mean.numel() != j * 3:
+            stored = getattr(model, "feature_mean", None)
+            if stored is None or stored.numel() != j * 3:
                 raise SkvisError(
                     "baseline='rest_pose' is the training set's mean pose, which this model "
                     "does not record (no feature_mean of J*3 values); pass a (J, 3) array"
                 )
-            return mean.to(x.device, x.dtype).reshape(1, 1, j, 3).expand_as(x).contiguous()
+            return stored.to(x.device, x.dtype).reshape(1, 1, j, 3).expand_as(x).contiguous()
         raise SkvisError(f"baseline must be one of {BASELINES} or an array, got {baseline!r}")
     arr = torch.as_tensor(np.asarray(baseline), dtype=x.dtype, device=x.device)
     if arr.shape == (j, 3):
@@ -410,7 +410,7 @@ def _occlusion(
     occlude: str,
     window: int,
     stride: int,
-    replace: str,
+    replace: Replace,
     mean_pose: Any,
     topology: Topology | None,
     chunk: int,
@@ -453,14 +453,14 @@ def _occlusion_masks(
                 "occlude='parts' needs the skeleton's body parts: pass topology= (the model "
                 "records none)"
             )
-        masks = []
+        per_part = []
         for part in BODY_PARTS:
             idx = list(topology.part_indices(part))
             if idx:
                 m = np.zeros((t, j), bool)
                 m[:, idx] = True
-                masks.append(m)
-        return np.stack(masks)
+                per_part.append(m)
+        return np.stack(per_part)
     starts = list(range(0, max(t - window, 0) + 1, stride))
     if starts[-1] + window < t:  # the last frames are covered too
         starts.append(t - window)
@@ -618,9 +618,9 @@ def explain(
     extra: dict[str, Any] = {}
 
     if method in ("paper", "paper_through_time"):
-        from .saliency import joint_sensitivity
+        from .saliency import Mode, joint_sensitivity
 
-        kind = "instantaneous" if method == "paper" else "through_time"
+        kind: Mode = "instantaneous" if method == "paper" else "through_time"
         arr = joint_sensitivity(
             model,
             x if not single else x[0],
@@ -656,7 +656,7 @@ def explain(
                     scores = score(x, lens, targets)
                 attr = None
                 out = occ.abs() if abs else occ
-        if method != "occlusion":
+        if attr is not None:  # not occlusion
             attr = attr * _valid(lens, t, attr)
             out = attr.abs().sum(-1) if abs else attr.sum(-1)
     dtype = np.float64 if x.dtype == torch.float64 else np.float32
@@ -673,7 +673,7 @@ def explain(
         method=method,
         targets=None if unit is not None else targets.numpy(),
         unit=unit,
-        scores=npy(scores),
+        scores=scores.detach().double().cpu().numpy(),
         baseline_scores=npy(extra.get("baseline_scores")),
         completeness_error=npy(extra.get("completeness_error")),
         options={k: v for k, v in used.items() if k != "generator"},

@@ -36,16 +36,23 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
 from scipy.stats import rankdata
 from torch import nn
 
-from ._checks import as_model_input, check_index, check_model, check_positive_int, eval_view
+from ._checks import (
+    as_model_sequence,
+    check_index,
+    check_model,
+    check_positive_int,
+)
 from .errors import SkvisError
-from .saliency import joint_sensitivity
+from .model import probabilities
+from .results import freeze_fields
+from .saliency import Mode, joint_sensitivity
 from .skeleton import Topology, check_model_topology, get_topology
 
 __all__ = [
@@ -62,6 +69,7 @@ __all__ = [
     "topk_hit_rate",
     "planted_signal_model",
     "randomized_model",
+    "as_explainer",
     "motion_map",
     "random_map",
     "CONTROLS",
@@ -81,20 +89,6 @@ _BATCH = 512
 _CHUNK_BYTES = 2**26
 #: ``steps`` may exceed the number of cells of a tiny sequence up to this (duplicate points).
 _MIN_STEPS = 20
-
-
-# ---------------------------------------------------------------------------------------------
-# Frozen results
-# ---------------------------------------------------------------------------------------------
-def frozen_array(value: Any, dtype: Any = np.float64) -> np.ndarray:
-    """A read-only copy of ``value`` (the caller's array stays writable): the arrays of
-    the frozen results here and in `skvis_widgets.atlas`."""
-    arr = np.array(value, dtype=dtype)
-    arr.flags.writeable = False
-    return arr
-
-
-_frozen = frozen_array
 
 
 @dataclass(frozen=True, eq=False)
@@ -133,8 +127,8 @@ class PerturbationCurve:
     seeds: tuple[int, ...]
 
     def __post_init__(self) -> None:
-        for name in ("fractions", "probabilities", "random_probabilities", "random_auc"):
-            object.__setattr__(self, name, _frozen(getattr(self, name)))
+        names = ("fractions", "probabilities", "random_probabilities", "random_auc")
+        freeze_fields(self, names, np.float64)
         object.__setattr__(self, "auc", float(self.auc))
         object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
 
@@ -223,10 +217,8 @@ class RandomizationResult:
     def __post_init__(self) -> None:
         object.__setattr__(self, "names", tuple(self.names))
         object.__setattr__(self, "kinds", tuple(self.kinds))
-        object.__setattr__(self, "correlation", _frozen(self.correlation))
-        object.__setattr__(self, "per_sample", _frozen(self.per_sample))
-        object.__setattr__(self, "indices", _frozen(self.indices, np.int64))
-        object.__setattr__(self, "targets", _frozen(self.targets, np.int64))
+        freeze_fields(self, ("correlation", "per_sample"), np.float64)
+        freeze_fields(self, ("indices", "targets"), np.int64)
 
     def __getitem__(self, name: str) -> float:
         """The correlation of one randomization, by name."""
@@ -248,18 +240,6 @@ class RandomizationResult:
 # ---------------------------------------------------------------------------------------------
 # Input checking
 # ---------------------------------------------------------------------------------------------
-def _dtype(model: Any) -> torch.dtype:
-    return model.rnn.weight_ih_l0.dtype
-
-
-def _check_sequence(model: Any, sequence: Any, name: str = "sequence") -> np.ndarray:
-    """A finite ``(T, J, 3)`` float64 array with the model's joint count."""
-    x, _, single = as_model_input(model, sequence, name=name)
-    if not single:
-        raise SkvisError(f"{name}: expected shape (T, J, 3), got {tuple(x.shape)}")
-    return x[0].cpu().numpy().astype(np.float64)
-
-
 def _check_saliency(saliency: Any, shape: tuple[int, int]) -> np.ndarray:
     try:
         if torch.is_tensor(saliency):
@@ -385,18 +365,6 @@ def fill_removed(
     return out[0] if single else out
 
 
-def _probabilities(model: nn.Module, batch: np.ndarray, target: int) -> np.ndarray:
-    """``p(target)`` for each ``(T, J, 3)`` sequence of ``batch``, in batches of `_BATCH`."""
-    p = model.rnn.weight_ih_l0
-    out = []
-    with eval_view(model) as model, torch.no_grad():
-        for i in range(0, len(batch), _BATCH):
-            x = torch.as_tensor(batch[i : i + _BATCH], dtype=p.dtype, device=p.device)
-            logits = model(x)
-            out.append(torch.softmax(logits.double(), -1)[:, target].cpu().numpy())
-    return np.concatenate(out)
-
-
 def _auc(fractions: np.ndarray, probs: np.ndarray) -> np.ndarray:
     return ((probs[..., 1:] + probs[..., :-1]) / 2 * np.diff(fractions)).sum(-1)
 
@@ -414,7 +382,7 @@ def _curve(
     seeds: Any,
 ) -> PerturbationCurve:
     _, fc = check_model(model)
-    seq = _check_sequence(model, sequence)
+    seq = as_model_sequence(model, sequence, dtype=np.float64)
     t, j = seq.shape[:2]
     sal = _check_saliency(saliency, (t, j))
     target = check_index(target, fc.out_features, "target")
@@ -446,17 +414,17 @@ def _curve(
         first = ranks[order] < counts[step][:, None]  # (chunk, cells)
         removed = first if kind == "deletion" else ~first
         batch = _fill(seq, removed.reshape(-1, t, j), replace, pose)
-        probs[idx] = _probabilities(model, batch, target)
-    probs = probs.reshape(len(ranks), len(fractions))
-    aucs = _auc(fractions, probs)
+        probs[idx] = probabilities(model, batch, batch_size=_BATCH)[:, target]
+    grid = probs.reshape(len(ranks), len(fractions))  # (order, step)
+    aucs = _auc(fractions, grid)
     return PerturbationCurve(
         kind=kind,
         target=target,
         replace=replace,
         fractions=fractions,
-        probabilities=probs[0],
+        probabilities=grid[0],
         auc=float(aucs[0]),
-        random_probabilities=probs[1:],
+        random_probabilities=grid[1:],
         random_auc=aucs[1:],
         seeds=seeds,
     )
@@ -646,7 +614,9 @@ def _layer_groups(model: Any) -> dict[str, list[tuple[nn.Module, str, float]]]:
     the linear layer.
     """
     rnn, fc = check_model(model)
-    groups = {"fc": [(fc, n, 1 / math.sqrt(fc.in_features)) for n, _ in fc.named_parameters()]}
+    groups: dict[str, list[tuple[nn.Module, str, float]]] = {
+        "fc": [(fc, n, 1 / math.sqrt(fc.in_features)) for n, _ in fc.named_parameters()]
+    }
     names = ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if rnn.bias else ())
     bound = 1 / math.sqrt(rnn.hidden_size)
     for k in range(rnn.num_layers - 1, -1, -1):
@@ -690,8 +660,9 @@ def randomized_model(model: Any, *, seed: int = 0) -> Any:
         with torch.random.fork_rng(devices=[]), torch.no_grad():
             torch.manual_seed(seed)
             for m in clone.modules():
-                if callable(getattr(m, "reset_parameters", None)):
-                    m.reset_parameters()
+                reset = getattr(m, "reset_parameters", None)
+                if callable(reset):
+                    reset()
         return clone
     return _randomized(model, list(groups), seed)
 
@@ -699,7 +670,13 @@ def randomized_model(model: Any, *, seed: int = 0) -> Any:
 Explainer = Callable[[Any, np.ndarray, int], Any]
 
 
-def _explainer(method: str | Explainer, normalize: bool) -> Explainer:
+def as_explainer(method: str | Explainer, normalize: bool = True) -> Explainer:
+    """``method`` as a function ``(model, sequence (T, J, 3), target) -> (T, J) map``.
+
+    ``"instantaneous"`` or ``"through_time"``: `joint_sensitivity` of that mode (eq 5,
+    ``normalize`` as there); a callable is returned as it is. Anything else raises
+    `SkvisError`. The map of `randomization_test` and of the data-set runners.
+    """
     if callable(method):
         return method
     if method not in ("instantaneous", "through_time"):
@@ -708,8 +685,10 @@ def _explainer(method: str | Explainer, normalize: bool) -> Explainer:
             f"(model, sequence, target) -> (T, J) map, got {method!r}"
         )
 
+    mode = cast(Mode, method)
+
     def explain(model: Any, seq: np.ndarray, target: int) -> np.ndarray:
-        return joint_sensitivity(model, seq, target=target, mode=method, normalize=normalize)
+        return joint_sensitivity(model, seq, target=target, mode=mode, normalize=normalize)
 
     return explain
 
@@ -760,7 +739,7 @@ def randomization_test(
         not learned weights) is kept.
     """
     check_model(model)
-    explain = _explainer(method, normalize)
+    explain = as_explainer(method, normalize)
     try:
         seqs, labels = dataset.sequences, np.asarray(dataset.labels)
     except AttributeError:
@@ -792,7 +771,10 @@ def randomization_test(
         raise SkvisError("randomization_test: nothing to do (cascade=False and single=False)")
     num_classes = check_model(model)[1].out_features
     targets = np.array([check_index(int(labels[i]), num_classes, "target") for i in idx])
-    sequences = [_check_sequence(model, seqs[i], f"dataset sequence {i}") for i in idx]
+    sequences = [
+        as_model_sequence(model, seqs[i], name=f"dataset sequence {i}", dtype=np.float64)
+        for i in idx
+    ]
 
     layers = list(_layer_groups(model))  # fc, then the recurrent layers top down
     plan: list[tuple[str, str, list[str]]] = []
@@ -1029,16 +1011,18 @@ def planted_signal_model(
     per class from ``train_sequences`` for training, 30 per class from
     ``test_sequences`` held out; the planted joints make a 6 cm move over 24 frames.
     """
-    from .model import SkeletonLSTM, train_model
+    from .model import SkeletonLSTM
+    from .train import train_model
 
     topology = get_topology(topology)
-    kw = {"frames": 24, "amplitude": 0.06}
     tr = planted_signal_dataset(
-        train_sequences, topology, joints, samples_per_class=100, seed=seed, **kw
-    )
+        train_sequences, topology, joints, samples_per_class=100, seed=seed, frames=24,
+        amplitude=0.06,
+    )  # fmt: skip
     te = planted_signal_dataset(
-        test_sequences, topology, joints, samples_per_class=30, seed=seed + 1, **kw
-    )
+        test_sequences, topology, joints, samples_per_class=30, seed=seed + 1, frames=24,
+        amplitude=0.06,
+    )  # fmt: skip
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = SkeletonLSTM(topology.num_joints, 2, hidden_size)
@@ -1341,7 +1325,10 @@ def compare_methods(
         idx = np.sort(np.random.default_rng(seed).choice(n_all, samples, replace=False))
     else:
         idx = np.arange(n_all)
-    seqs = [_check_sequence(model, all_seqs[i], f"dataset sequence {i}") for i in idx]
+    seqs = [
+        as_model_sequence(model, all_seqs[i], name=f"dataset sequence {i}", dtype=np.float64)
+        for i in idx
+    ]
     preds = model.predict(seqs).argmax(1)
     n_stab = len(idx) if stability_samples is None else min(len(idx), int(stability_samples))
     stab_sets = []
@@ -1360,15 +1347,19 @@ def compare_methods(
         t0 = time.perf_counter()
         if name in CONTROLS:
 
-            def explainer(m: Any, s: Any, c: int, name: str = name) -> np.ndarray:
+            def control(m: Any, s: Any, c: int, name: str = name) -> np.ndarray:
                 return motion_map(s) if name == "motion" else random_map(s, c)
+
+            explainer: Explainer = control
 
             label = _CONTROL_LABELS[name]
         else:
             opts = dict(options.get(name, {}))
 
-            def explainer(m: Any, s: Any, c: int, name: str = name, opts: dict = opts) -> Any:
+            def method_map(m: Any, s: Any, c: int, name: str = name, opts: dict = opts) -> Any:
                 return explain(m, s, target=int(c), method=name, **opts)
+
+            explainer = method_map
 
             label = METHODS[name].label
         acc: dict[str, list[float]] = {k: [] for k in ("d", "dr", "dw", "i", "ir", "iw")}

@@ -257,13 +257,15 @@ def probabilities(
     model : SkeletonClassifier
         A `SkeletonLSTM` or any model following the contract (e.g. one wrapped by
         `skvis_widgets.adapters.as_recurrent_classifier`).
-    sequences : iterable of array-like
-        ``(T_i, J, 3)`` sequences in metres (a list, or an ``(N, T, J, 3)`` array).
-        Every one is checked (shape, joint count, frames, finiteness; a `SkvisError`
-        names ``name[i]``) before any is run.
+    sequences : iterable of array-like, or array-like of shape (N, T, J, 3)
+        ``(T_i, J, 3)`` sequences in metres. Every one is checked (shape, joint
+        count, frames, finiteness; a `SkvisError` names ``name[i]``) before any is
+        run. An ``(N, T, J, 3)`` numpy array or tensor is checked as one batch of
+        sequences of the same length (the fast path for many perturbed copies).
     batch_size : int
         Sequences per forward pass; each batch is zero-padded to its longest
-        sequence and run with its ``lengths``.
+        sequence and run with its ``lengths`` (an ``(N, T, J, 3)`` batch, all of
+        length ``T``, runs without).
 
     Returns
     -------
@@ -278,15 +280,26 @@ def probabilities(
     batch_size = _checks.check_positive_int(batch_size, "batch_size")
     _, fc = _checks.check_model(model)
     p = _checks.first_weight(model)
-    checked = [
-        _checks.as_model_sequence(model, s, name=f"{name}[{i}]") for i, s in enumerate(sequences)
-    ]
+    batches: Iterable[tuple[torch.Tensor, np.ndarray | None]]
+    if isinstance(sequences, (np.ndarray, torch.Tensor)) and sequences.ndim == 4 and len(sequences):
+        x, _, _ = _checks.as_model_input(model, sequences, name=name, batch_only=True)
+        batches = ((x[i : i + batch_size], None) for i in range(0, len(x), batch_size))
+    else:
+        checked = [
+            _checks.as_model_sequence(model, s, name=f"{name}[{i}]")
+            for i, s in enumerate(sequences)
+        ]
+        batches = (
+            (torch.from_numpy(batch).to(p.device), lengths)
+            for batch, lengths in (
+                pad_sequences(checked[i : i + batch_size], dtype=checked[i].dtype)
+                for i in range(0, len(checked), batch_size)
+            )
+        )
     out = []
     with _checks.eval_view(model) as evaluated, torch.no_grad():
-        for i in range(0, len(checked), batch_size):
-            batch, lengths = pad_sequences(checked[i : i + batch_size], dtype=checked[i].dtype)
-            x = torch.from_numpy(batch).to(p.device)
-            logits = evaluated(x, lengths)
+        for x, lengths in batches:
+            logits = evaluated(x) if lengths is None else evaluated(x, lengths)
             out.append(torch.softmax(logits.double(), -1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, fc.out_features))
 
@@ -343,6 +356,16 @@ def _keys(keys: Any) -> str:
     return ", ".join(names[:8]) + more
 
 
+def _check_keys(found: Any, expected: Any, path: Path, what: str, note: str = "") -> None:
+    """`SkvisError` naming the keys ``what`` lacks or has beyond ``expected`` (``note`` ends
+    the message)."""
+    found, expected = set(found), set(expected)
+    if missing := expected - found:
+        raise SkvisError(f"{path}: {what} lacks key(s) {_keys(missing)}{note}")
+    if extra := found - expected:
+        raise SkvisError(f"{path}: {what} has unexpected key(s) {_keys(extra)}{note}")
+
+
 def _state_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     """The state dict's shapes for a `SkeletonLSTM` of ``config``, without building one.
 
@@ -374,10 +397,7 @@ def _check_config(text: Any, path: Path) -> tuple[dict[str, Any], dict[str, Any]
         raise SkvisError(
             f"{path}: key 'config' must hold a JSON object, got {type(config).__name__}"
         )
-    if missing := set(_CONFIG_KEYS) - set(config):
-        raise SkvisError(f"{path}: config lacks key(s) {_keys(missing)}")
-    if extra := set(config) - set(_CONFIG_KEYS):
-        raise SkvisError(f"{path}: config has unknown key(s) {_keys(extra)}")
+    _check_keys(config, _CONFIG_KEYS, path, "config")
     for key in _CONFIG_SIZES:
         _checks.check_positive_int(config[key], f"{path}: config key {key!r}")
     cell = config["cell"]
@@ -428,14 +448,7 @@ def _check_state_dict(
         )
     sizes = ", ".join(f"{k} {config[k]!r}" for k in (*_CONFIG_SIZES, "cell"))
     expected = _state_shapes(config)
-    if missing := set(expected) - set(state_dict):
-        raise SkvisError(
-            f"{path}: state_dict lacks key(s) {_keys(missing)} for the config ({sizes})"
-        )
-    if extra := set(state_dict) - set(expected):
-        raise SkvisError(
-            f"{path}: state_dict has unexpected key(s) {_keys(extra)} for the config ({sizes})"
-        )
+    _check_keys(state_dict, expected, path, "state_dict", f" for the config ({sizes})")
     for key, shape in expected.items():
         if tuple(state_dict[key].shape) != shape:
             raise SkvisError(
@@ -496,10 +509,7 @@ def _check_checkpoint(
         raise SkvisError(
             f"{path}: not a skvis_widgets model file ({got}; format {_FORMAT!r} expected)"
         )
-    if missing := set(_PAYLOAD_KEYS) - set(payload):
-        raise SkvisError(f"{path}: the checkpoint lacks key(s) {_keys(missing)}")
-    if extra := set(payload) - set(_PAYLOAD_KEYS):
-        raise SkvisError(f"{path}: the checkpoint has unexpected key(s) {_keys(extra)}")
+    _check_keys(payload, _PAYLOAD_KEYS, path, "the checkpoint")
     config, metadata = _check_config(payload["config"], path)
     state_dict = _check_state_dict(payload["state_dict"], config, path, file_size)
     return config, metadata, state_dict

@@ -111,6 +111,7 @@ from .adapters import run_layers
 from .anatomy import ConstraintSet, anatomical_constraints, constraint_residuals
 from .errors import SkvisError
 from .limits import check_memory
+from .results import frozen_array
 from .saliency import instantaneous_jacobian
 from .sequence_constraints import (
     SUPPORT_JOINTS,
@@ -233,12 +234,6 @@ class MaximizationResult:
         """The worst frame per iterate and constraint: ``(K+1, R)``."""
         r = self.residuals
         return r.max(axis=1) if r.shape[1] else np.zeros((r.shape[0], r.shape[2]))
-
-
-def _frozen(a: np.ndarray) -> np.ndarray:
-    a = np.array(a, copy=True)
-    a.flags.writeable = False
-    return a
 
 
 # ---------------------------------------------------------------------------------------------
@@ -712,11 +707,11 @@ class _Trace:
         temporal = next((b.bound for b in self.bound if isinstance(b, BoundAcceleration)), None)
         anatomy = self.anatomy
         return MaximizationResult(
-            history=_frozen(np.stack(self.history)),
-            scores=_frozen(np.asarray(self.scores, dtype=np.float64)),
-            residuals=_frozen(np.stack(self.residuals)),
+            history=frozen_array(np.stack(self.history)),
+            scores=frozen_array(np.asarray(self.scores, dtype=np.float64)),
+            residuals=frozen_array(np.stack(self.residuals)),
             constraint_names=tuple(n for b in self.bound for n in b.names),
-            step_sizes=_frozen(np.asarray(self.steps, dtype=np.float64)),
+            step_sizes=frozen_array(np.asarray(self.steps, dtype=np.float64)),
             converged=self.converged,
             cancelled=self.cancelled,
             iterations_run=len(self.history) - 1,
@@ -726,7 +721,7 @@ class _Trace:
             gradient=self.gradient,
             constrained=anatomy is not None and anatomy.enforced,
             constraint_set=anatomy.constraint_set if anatomy else None,
-            reference_lengths=_frozen(anatomy.reference_lengths) if anatomy else None,
+            reference_lengths=frozen_array(anatomy.reference_lengths) if anatomy else None,
             support=support,
             temporal=temporal,
             message=self.message,

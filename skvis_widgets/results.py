@@ -20,10 +20,27 @@ import numpy as np
 
 from .errors import SkvisError
 
-__all__ = ["save_results", "load_results"]
+__all__ = ["save_results", "load_results", "frozen_array", "freeze_fields"]
 
 _FORMAT = "skvis-widgets/results-v1"
 _META = "__skvis_results__"
+
+
+def frozen_array(value: Any, dtype: Any = None) -> np.ndarray:
+    """A read-only copy of ``value`` in ``dtype`` (None: its own): the arrays of every
+    frozen result of the package. The caller's array stays writable."""
+    arr = np.array(value, dtype=dtype)
+    arr.flags.writeable = False
+    return arr
+
+
+def freeze_fields(obj: Any, names: tuple[str, ...], dtype: Any = None) -> None:
+    """Replace the fields ``names`` of a frozen dataclass ``obj`` (in its
+    ``__post_init__``) by `frozen_array` copies in ``dtype``; a None field stays None."""
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None:
+            object.__setattr__(obj, name, frozen_array(value, dtype))
 
 
 def _types() -> dict[str, type]:
@@ -90,9 +107,7 @@ def _decode(node: Any, arrays: Mapping[str, np.ndarray], types: dict[str, type],
     if not isinstance(node, dict):
         return node
     if "__array__" in node:
-        a = np.array(arrays[node["__array__"]])
-        a.flags.writeable = False
-        return a
+        return frozen_array(arrays[node["__array__"]])
     if "__tuple__" in node:
         return tuple(_decode(v, arrays, types, path) for v in node["__tuple__"])
     if "__dict__" in node:

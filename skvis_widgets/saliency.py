@@ -58,7 +58,6 @@ from torch import nn
 
 from ._checks import (
     as_model_input,
-    check_finite,
     check_index,
     check_layer,
     check_lengths,
@@ -66,6 +65,7 @@ from ._checks import (
     check_positive_int,
     check_targets,
     eval_view,
+    fc_weight,
 )
 from .adapters import LayerState, per_frame_jacobian, run_layers_from
 from .colors import COLORMAPS, sensitivity_colors  # re-exported: the colours live in colors
@@ -1057,7 +1057,7 @@ def iter_unit_sensitivity(
         batch_size = check_positive_int(batch_size, "batch_size")
     bar = None
     if progress:
-        from tqdm.auto import tqdm  # type: ignore[import-untyped]
+        from tqdm.auto import tqdm
 
         bar = tqdm(total=n, desc="unit sensitivity", unit="seq")
     try:
@@ -1209,20 +1209,6 @@ def joint_sensitivity(
     return out[0] if single else out
 
 
-def _fc_weight(model_or_fc_weight: Any) -> np.ndarray:
-    w = model_or_fc_weight
-    if hasattr(w, "fc"):
-        w = w.fc.weight
-    elif isinstance(w, nn.Linear):
-        w = w.weight
-    if torch.is_tensor(w):
-        w = w.detach().cpu().numpy()
-    w = np.asarray(w)
-    if w.ndim != 2:
-        raise SkvisError(f"FC weight must be (C, H), got shape {w.shape}")
-    return check_finite(w, "FC weight")
-
-
 def class_map(unit_sens: Any, model_or_fc_weight: Any, target: int) -> np.ndarray:
     """Eq 5 from unit sensitivities already computed: ``sum_u |W_c^u| S'^u_{t,j}``.
 
@@ -1243,7 +1229,7 @@ def class_map(unit_sens: Any, model_or_fc_weight: Any, target: int) -> np.ndarra
     -------
     ndarray, shape (T, J), or (N, T, J) for a batch; the dtype of ``unit_sens``.
     """
-    w = _fc_weight(model_or_fc_weight)
+    w = fc_weight(model_or_fc_weight)
     s = np.asarray(unit_sens)
     if s.ndim == 5 or (s.ndim == 4 and s.shape[-1] != 3):
         batch = True
@@ -1410,7 +1396,7 @@ def rank_units(
     UnitRanking
         Ties keep the lower unit index first.
     """
-    w = _fc_weight(model_or_fc_weight)
+    w = fc_weight(model_or_fc_weight)
     c = check_index(target, w.shape[0], "target")
     row = w[c].astype(np.float64)
     if by == "weight":

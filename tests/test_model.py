@@ -175,7 +175,10 @@ TAMPERED = {
     # the config
     "config key missing": (_drop("config", "hidden_size"), "config lacks key.*'hidden_size'"),
     "metadata missing": (_drop("config", "metadata"), "config lacks key.*'metadata'"),
-    "config key unknown": (_config(bidirectional=True), "unknown key.*'bidirectional'"),
+    "config key unknown": (
+        _config(bidirectional=True),
+        "config has unexpected key.*'bidirectional'",
+    ),
     "hidden_size 'a'": (_config(hidden_size="a"), "'hidden_size' must be a positive int"),
     "hidden_size -1": (_config(hidden_size=-1), "'hidden_size' must be a positive int"),
     "hidden_size 0": (_config(hidden_size=0), "'hidden_size' must be a positive int"),

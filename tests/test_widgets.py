@@ -38,14 +38,10 @@ def dataset():
     )
 
 
-def _model(seed=0, hidden=16, classes=20):
-    torch.manual_seed(seed)
-    return SkeletonLSTM(20, classes, hidden).eval()
-
-
 @pytest.fixture
-def model():
-    return _model()
+def model(make_model):
+    """An untrained 20-joint LSTM, 20 classes (MSR Action3D's), 16 units."""
+    return make_model(20, 20, 16)
 
 
 @pytest.fixture
@@ -622,11 +618,11 @@ def test_bad_constructor_arguments_raise_skvis_errors(model, dataset):
     from skvis_widgets.errors import SkvisError
     from skvis_widgets.widgets import SkeletonVis
 
-    with pytest.raises(SkvisError, match=r"sample 8 is out of range 0\.\.7"):
+    with pytest.raises(SkvisError, match=r"sample 8 out of range 0\.\.7"):
         SkeletonVis(model, dataset, sample=8)
-    with pytest.raises(SkvisError, match=r"target 20 is out of range 0\.\.19"):
+    with pytest.raises(SkvisError, match=r"target 20 out of range 0\.\.19"):
         SkeletonVis(model, dataset, target=20)
-    with pytest.raises(SkvisError, match="sample must be an integer"):
+    with pytest.raises(SkvisError, match="sample must be an int"):
         SkeletonVis(model, dataset, sample=1.5)
 
 

@@ -14,25 +14,13 @@ from collections import OrderedDict
 from typing import Any
 
 import numpy as np
-import torch
 
 from .. import metrics, saliency
-from .._checks import as_sequence, eval_view
+from .._checks import as_sequence, check_index, fc_weight
 from ..errors import SkvisError
+from ..model import probabilities
 
-__all__ = ["Analysis", "hidden_size", "fc_weight", "probabilities"]
-
-
-def fc_weight(model: Any) -> np.ndarray:
-    """The FC layer's weight ``(C, H)`` as a numpy array."""
-    fc = getattr(model, "fc", None)
-    weight = getattr(fc, "weight", None)
-    if weight is None:
-        raise SkvisError(
-            f"{type(model).__name__} has no `fc` layer with a weight; wrap your model with "
-            "skvis_widgets.adapters.as_recurrent_classifier(module, recurrent=..., head=...)"
-        )
-    return weight.detach().cpu().numpy()
+__all__ = ["Analysis", "hidden_size"]
 
 
 def hidden_size(model: Any) -> int | None:
@@ -44,26 +32,6 @@ def hidden_size(model: Any) -> int | None:
         return int(fc_weight(model).shape[1])
     except SkvisError:
         return None
-
-
-def probabilities(model: Any, sequences: list[np.ndarray]) -> np.ndarray:
-    """Class probabilities ``(N, C)`` for ``(T_i, J, 3)`` sequences, from any classifier.
-
-    Uses ``model.predict`` when it has one, else runs ``model`` on one sequence at a
-    time and applies a softmax to its logits, in `skvis_widgets._checks.eval_view`:
-    the explorer never switches the mode of a module a training loop may share.
-    """
-    if hasattr(model, "predict"):
-        return np.asarray(model.predict(list(sequences)), dtype=np.float64)
-    params = list(model.parameters()) if hasattr(model, "parameters") else []
-    device = params[0].device if params else "cpu"
-    out = []
-    # eval mode without switching the caller's flags: a training loop may share the model
-    with eval_view(model) as evaluated, torch.no_grad():
-        for s in sequences:
-            logits = evaluated(torch.as_tensor(np.asarray(s, np.float32)[None], device=device))
-            out.append(torch.softmax(logits.reshape(-1).double(), -1).cpu().numpy())
-    return np.stack(out) if out else np.zeros((0, 0))
 
 
 class Analysis:
@@ -81,7 +49,10 @@ class Analysis:
     """
 
     #: method -> derivative kind of `skvis_widgets.saliency.unit_sensitivity`
-    METHODS = {"paper": "instantaneous", "paper_through_time": "through_time"}
+    METHODS: dict[str, saliency.Mode] = {
+        "paper": "instantaneous",
+        "paper_through_time": "through_time",
+    }
 
     def __init__(
         self, model: Any, dataset: Any, *, mode: str = "instantaneous", cache_size: int = 4
@@ -108,9 +79,7 @@ class Analysis:
     # -- data -----------------------------------------------------------------------------
     def sequence(self, i: int) -> np.ndarray:
         """Sample ``i``'s ``(T, J, 3)`` sequence; raises `SkvisError` if it is not finite."""
-        n = len(self.dataset)
-        if not 0 <= i < n:
-            raise SkvisError(f"sample {i} is out of range; the dataset has {n} samples")
+        check_index(i, len(self.dataset), "sample")
         name = f"sample {i} ({self.dataset.ids[i]})"
         return as_sequence(self.dataset.sequences[i], self.dataset.topology, name=name)
 
@@ -155,7 +124,7 @@ class Analysis:
         return float((probs.argmax(-1) == self.dataset.labels).mean()), "on this data"
 
     # -- sensitivity ------------------------------------------------------------------------
-    def _kind(self, method: str | None) -> tuple[str, str]:
+    def _kind(self, method: str | None) -> tuple[str, saliency.Mode]:
         method = self.method if method is None else method
         if method not in self.METHODS:
             raise SkvisError(f"method must be one of {tuple(self.METHODS)}, got {method!r}")
@@ -206,12 +175,9 @@ class Analysis:
         per_joint = self.unit_sensitivity(i, method)
         h = per_joint.shape[0]
         if unit is not None:
-            if not 0 <= unit < h:
-                raise SkvisError(f"unit {unit} is out of range; the model has {h} hidden units")
-            return per_joint[unit]
+            return per_joint[check_index(unit, h, "unit")]
         w = self.weight
-        if not 0 <= target < w.shape[0]:
-            raise SkvisError(f"class {target} is out of range; the model has {w.shape[0]} classes")
+        target = check_index(target, w.shape[0], "target")
         return saliency.class_map(per_joint, w, target)  # eq 5: a re-weighting, no gradient
 
     def faithfulness(self, i: int, target: int, method: str | None = None):

@@ -27,9 +27,9 @@ shown in the error area, as are the errors of every update.
 from __future__ import annotations
 
 import functools
-import operator
 import threading
 from pathlib import Path
+from types import EllipsisType
 from typing import Any
 
 import ipywidgets as W
@@ -37,6 +37,7 @@ import numpy as np
 import traitlets as T
 
 from .. import anatomy, optimize
+from .._checks import check_index
 from ..errors import SkvisError
 from ..export import save_animation as _save_animation
 from ..skeleton import check_model_topology
@@ -104,16 +105,6 @@ def _shows_errors(source: str, context: str = ""):
         return wrapper
 
     return decorate
-
-
-def _index(value: Any, n: int, what: str) -> int:
-    try:
-        i = operator.index(value)
-    except TypeError:
-        raise SkvisError(f"{what} must be an integer, got {value!r}") from None
-    if not 0 <= i < n:
-        raise SkvisError(f"{what} {i} is out of range 0..{n - 1}")
-    return i
 
 
 #: The old names of the views (``mode=`` before 0.4), still accepted by `select`.
@@ -219,11 +210,13 @@ class SkeletonVis(W.VBox):
         self.model = model
         self.dataset = dataset
         self.analysis = Analysis(model, dataset, mode=mode)
-        first = self._first_sample() if sample is None else _index(sample, len(dataset), "sample")
+        first = (
+            self._first_sample() if sample is None else check_index(sample, len(dataset), "sample")
+        )
         target = int(dataset.labels[first]) if target is None else target
-        target = _index(target, dataset.num_classes, "target")
+        target = check_index(target, dataset.num_classes, "target")
         topo = dataset.topology
-        self.result = None
+        self.result: optimize.MaximizationResult | None = None
         self._result_key: tuple | None = None
         self._iteration_of = None  # the result whose history `iteration` indexes
         self._jobs = Jobs()
@@ -411,7 +404,7 @@ class SkeletonVis(W.VBox):
         *,
         sample: int | None = None,
         target: int | None = None,
-        unit: int | None | type[Ellipsis] = ...,
+        unit: int | None | EllipsisType = ...,
         frame: int | None = None,
         view: str | None = None,
         method: str | None = None,
@@ -432,7 +425,7 @@ class SkeletonVis(W.VBox):
                     self.sample = sample
                 if target is not None:
                     self.target = target
-                if unit is not ...:
+                if not isinstance(unit, EllipsisType):  # ... (the default): keep it
                     self.unit = unit
                 if view is not None:
                     self.view = view
@@ -502,16 +495,22 @@ class SkeletonVis(W.VBox):
         """What is shown now (the input, or the maximization step) with its colours, as an
         `AnimatedSkeleton` that plays in the browser and in exported HTML."""
         with self._lock:
-            shown = self.shown
+            shown = self._displayed()
             return AnimatedSkeleton(
                 shown.positions, self.dataset.topology, shown.all_colors(), **kwargs
             )
+
+    def _displayed(self) -> Shown:
+        """`shown`, or `SkvisError` before anything is (the constructor draws the first)."""
+        if self.shown is None:
+            raise SkvisError("nothing is shown yet")
+        return self.shown
 
     def _view(self) -> dict:
         """What is shown now, as arguments of `skvis_widgets.export.save_animation` and
         `skvis_widgets.webpage.write_html`."""
         with self._lock:
-            shown = self.shown
+            shown = self._displayed()
             names = self.dataset.class_names
             what = f"class {names[self.target]}" if self.unit is None else f"unit {self.unit}"
             view: dict[str, Any] = {

@@ -20,7 +20,7 @@ import traitlets as T
 from ..colors import COLORMAPS, ColorScale, to_hex
 from ..errors import SkvisError
 from ..export import part_rows
-from ..skeleton import Topology
+from ..skeleton import Topology, display_name
 
 __all__ = ["JointHeatmap", "frame_ticks"]
 
@@ -75,7 +75,7 @@ class JointHeatmap(W.VBox):
             self.groups = tuple(groups)
             self.joint_names = tuple(topology.pretty(i) for i in range(topology.num_joints))
         else:
-            self.joint_names = tuple(str(n).replace("_", " ") for n in topology)
+            self.joint_names = tuple(display_name(n) for n in topology)
             self.order = tuple(range(len(self.joint_names)))
             self.groups = ()
             names = list(self.joint_names)
