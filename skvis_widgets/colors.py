@@ -43,6 +43,8 @@ __all__ = [
     "SCALINGS",
     "ColorScale",
     "fit_scale",
+    "check_map",
+    "resolve_vmax",
     "sensitivity_colors",
     "to_hex",
     "side_of",
@@ -138,13 +140,48 @@ def _ramp(u: np.ndarray, stops: np.ndarray) -> np.ndarray:
     return np.stack([np.interp(u, pos, stops[:, ch]) for ch in range(3)], -1).astype(np.float32)
 
 
-def _checked(values: Any) -> np.ndarray:
+def check_map(
+    values: Any, shape: tuple[int, ...] | None = None, *, name: str = "values"
+) -> np.ndarray:
+    """THE check of a map to colour: finite and non-negative, as float64.
+
+    Parameters
+    ----------
+    values : array-like
+        E.g. a ``(T, J)`` joint map.
+    shape : tuple of int, optional
+        The shape it must have (``(T, J)``: frames, joints).
+    name : str
+        What the messages call it.
+
+    Raises
+    ------
+    SkvisError
+        Naming ``name`` and the shape: a wrong shape, NaN or infinite entries, or a
+        negative entry (naming the minimum).
+    """
     v = np.asarray(values, dtype=np.float64)
+    if shape is not None and v.shape != shape:
+        axes = " (frames, joints)" if len(shape) == 2 else ""
+        raise SkvisError(f"{name} of shape {v.shape}: expected {shape}{axes}")
     if not np.isfinite(v).all():
-        raise SkvisError(f"values of shape {v.shape} contain NaN or infinite entries")
+        raise SkvisError(f"{name} of shape {v.shape} contain NaN or infinite entries")
     if v.size and v.min() < 0:
-        raise SkvisError(f"sensitivities are non-negative; got a minimum of {v.min():g}")
+        raise SkvisError(f"{name} are non-negative; got a minimum of {v.min():g}")
     return v
+
+
+def resolve_vmax(values: np.ndarray, vmax: float | None) -> float:
+    """The value drawn darkest on one scale for every frame: ``vmax``, checked, or (None)
+    the largest of ``values`` (1 where that is 0, so an all-zero map draws lightest)."""
+    if vmax is None:
+        top = float(values.max()) if values.size else 0.0
+        return top if top > 0 else 1.0
+    if isinstance(vmax, bool) or not isinstance(vmax, (int, float, np.number)):
+        raise SkvisError(f"vmax must be a positive number, got {vmax!r}")
+    if not np.isfinite(vmax) or vmax <= 0:
+        raise SkvisError(f"vmax must be a positive number, got {vmax!r}")
+    return float(vmax)
 
 
 def sensitivity_colors(
@@ -175,7 +212,7 @@ def sensitivity_colors(
     ndarray, shape values.shape + (3,), float32 RGB in [0, 1]
         Linear interpolation between the stops (``np.interp`` per channel).
     """
-    v = _checked(values)
+    v = check_map(values)
     stops = _stops(cmap)
     if scale == "sequence":
         if vmax is not None:
@@ -285,7 +322,7 @@ def fit_scale(
 
     A scale whose top would be 0 (an all-zero map) is 1, so zeros draw lightest.
     """
-    v = _checked(values)
+    v = check_map(values)
     if v.ndim != 2:
         raise SkvisError(f"values of shape {v.shape}: expected (T, J)")
     _stops(cmap)

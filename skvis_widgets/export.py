@@ -33,14 +33,25 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 
-from .colors import COLORMAPS, sensitivity_colors
+from .colors import COLORMAPS, check_map, resolve_vmax, sensitivity_colors
 from .data.arrays import as_sequence
 from .errors import SkvisError
 from .skeleton import BODY_PARTS, Topology, get_topology
+
+if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn, not with this module
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    class PanelFigure(Figure):
+        """What the figure functions return: a Figure that holds its panels."""
+
+        skvis_axes: list[Axes]
+        skvis_rows: tuple[int, ...]
+
 
 __all__ = [
     "sensitivity_cmap",
@@ -74,30 +85,18 @@ def sensitivity_cmap(cmap: str = "YlOrRd"):
     return LinearSegmentedColormap.from_list(f"skvis_{cmap}", COLORMAPS[cmap], N=1024)
 
 
-def _values(values: Any, shape: tuple[int, int], name: str = "values") -> np.ndarray:
-    v = np.asarray(values, dtype=np.float64)
-    if v.shape != shape:
-        raise SkvisError(f"{name} of shape {v.shape}: expected {shape} (frames, joints)")
-    if not np.isfinite(v).all():
-        raise SkvisError(f"{name} of shape {v.shape} contain NaN or infinite entries")
-    if v.size and v.min() < 0:
-        raise SkvisError(f"{name} are non-negative; got a minimum of {v.min():g}")
-    return v
-
-
-def _vmax(values: np.ndarray, vmax: float | None) -> float:
-    if vmax is None:
-        top = float(values.max()) if values.size else 0.0
-        return top if top > 0 else 1.0
-    if isinstance(vmax, bool) or not isinstance(vmax, (int, float, np.number)):
-        raise SkvisError(f"vmax must be a positive number, got {vmax!r}")
-    if not np.isfinite(vmax) or vmax <= 0:
-        raise SkvisError(f"vmax must be a positive number, got {vmax!r}")
-    return float(vmax)
-
-
 def _colors(values: np.ndarray, vmax: float, cmap: str) -> np.ndarray:
     return sensitivity_colors(values, scale="global", vmax=vmax, cmap=cmap)
+
+
+def _panels(fig: Figure, axes: Sequence[Axes], rows: Sequence[int] | None = None) -> PanelFigure:
+    """``fig`` with its panels as ``fig.skvis_axes`` (and a heatmap's joint per row as
+    ``fig.skvis_rows``), the attributes the figure functions document."""
+    out = cast("PanelFigure", fig)
+    out.skvis_axes = list(axes)
+    if rows is not None:
+        out.skvis_rows = tuple(rows)
+    return out
 
 
 def _topology(topology: Topology | str) -> Topology:
@@ -299,23 +298,23 @@ def frames_figure(
 
     topo = _topology(topology)
     seq = as_sequence(sequence, topo)
-    v = _values(values, seq.shape[:2])
+    v = check_map(values, seq.shape[:2])
     t = len(seq)
     if frames is None:
         frames = sorted({round(0.15 * (t - 1)), round(0.85 * (t - 1))})
     frames = [_frame_index(f, t) for f in frames]
     if not frames:
         raise SkvisError("frames is empty: expected at least one frame index")
-    top = _vmax(v, vmax)
+    top = resolve_vmax(v, vmax)
     colors = _colors(v, top, cmap)
-    fig, axes = plt.subplots(
+    fig, grid = plt.subplots(
         1,
         len(frames),
         figsize=(panel_size * len(frames) + 1.2, panel_size + 0.6),
         squeeze=False,
         layout="constrained",
     )
-    axes = list(axes[0])
+    axes = list(grid[0])
     xlim, ylim = _limits(seq[frames], azimuth, elevation)
     for i, (ax, f) in enumerate(zip(axes, frames, strict=True)):
         letter = chr(ord("a") + i) if i < 26 else str(i + 1)
@@ -324,8 +323,7 @@ def frames_figure(
         ax.set_title(f"({letter}) frame {f + 1} of {t}", fontsize=10)
     _colorbar(fig, axes, top, label, cmap)
     fig.suptitle(title)
-    fig.skvis_axes = axes
-    return fig
+    return _panels(fig, axes)
 
 
 def _displacement(history: np.ndarray) -> np.ndarray:
@@ -384,7 +382,7 @@ def maximization_figure(
     f = _default_frame(disp) if frame is None else _frame_index(frame, history.shape[1])
     steps = [0, 1, len(history) - 1]
     names = ["input", "after one iteration", _last_name(result, len(history) - 1)]
-    top = _vmax(disp, None)
+    top = resolve_vmax(disp, None)
     fig, axes = plt.subplots(
         1, 3, figsize=(3 * panel_size + 1.2, panel_size + 0.7), layout="constrained"
     )
@@ -404,8 +402,7 @@ def maximization_figure(
         ax.set_title(f"({letter}) {name}", fontsize=10)
     _colorbar(fig, axes, top, "displacement from the input (m)", cmap)
     fig.suptitle(f"{title}, frame {f + 1} of {history.shape[1]}")
-    fig.skvis_axes = axes
-    return fig
+    return _panels(fig, axes)
 
 
 def _last_name(result: Any, k: int) -> str:
@@ -466,7 +463,7 @@ def constraint_figure(
         )
     d_free, d_held = _displacement(free[:2]), _displacement(held[:2])
     f = _default_frame(d_free) if frame is None else _frame_index(frame, free.shape[1])
-    top = _vmax(np.stack([d_free[1], d_held[1]]), None)
+    top = resolve_vmax(np.stack([d_free[1], d_held[1]]), None)
     fig, axes = plt.subplots(
         1, 2, figsize=(2 * panel_size + 1.2, panel_size + 0.7), layout="constrained"
     )
@@ -492,8 +489,7 @@ def constraint_figure(
         ax.set_title(name + extra, fontsize=10)
     _colorbar(fig, axes, top, "displacement from the input (m)", cmap)
     fig.suptitle(f"{title}, frame {f + 1} of {free.shape[1]}")
-    fig.skvis_axes = axes
-    return fig
+    return _panels(fig, axes)
 
 
 def heatmap_figure(
@@ -531,10 +527,10 @@ def heatmap_figure(
     v = np.asarray(values, dtype=np.float64)
     if v.ndim != 2:
         raise SkvisError(f"values of shape {v.shape}: expected (T, {topo.num_joints})")
-    v = _values(v, (v.shape[0], topo.num_joints))
+    v = check_map(v, (v.shape[0], topo.num_joints))
     if len(v) == 0:
         raise SkvisError(f"values of shape {v.shape}: expected at least one frame")
-    top = _vmax(v, vmax)
+    top = resolve_vmax(v, vmax)
     rows, groups = part_rows(topo)
     fig, ax = plt.subplots(figsize=figsize, layout="constrained")
     image = ax.imshow(
@@ -562,9 +558,7 @@ def heatmap_figure(
     bar = fig.colorbar(image, ax=ax, pad=0.12)
     bar.set_label(label)
     ax.set_title(title)
-    fig.skvis_axes = [ax]
-    fig.skvis_rows = tuple(rows)
-    return fig
+    return _panels(fig, [ax], rows)
 
 
 # -- animations -----------------------------------------------------------------------------------
@@ -594,7 +588,8 @@ def _writer(path: Path, fps: float):
 
     suffix = path.suffix.lower()
     if suffix == ".gif":
-        return animation.PillowWriter(fps=fps), None
+        # matplotlib takes any positive fps (a frame lasts 1000 / fps ms); its stub says int
+        return animation.PillowWriter(fps=fps), None  # type: ignore[arg-type]
     if suffix == ".mp4":
         exe = None
         try:
@@ -608,8 +603,10 @@ def _writer(path: Path, fps: float):
                 f"{path}: writing MP4 needs ffmpeg; install the imageio-ffmpeg wheel "
                 "(pip install imageio-ffmpeg) or put ffmpeg on the PATH, or write a .gif"
             )
-        writer = animation.FFMpegWriter(
-            fps=fps, codec="libx264", extra_args=["-pix_fmt", "yuv420p", "-crf", "18"]
+        writer = animation.FFMpegWriter(  # fps: as for PillowWriter above
+            fps=fps,  # type: ignore[arg-type]
+            codec="libx264",
+            extra_args=["-pix_fmt", "yuv420p", "-crf", "18"],
         )
         return writer, exe
     raise SkvisError(f"{path}: unknown animation format {suffix!r}; expected .gif or .mp4")
@@ -688,7 +685,7 @@ def save_animation(
     else:
         seq = as_sequence(sequence, topo)
     panels, names = [seq], [""]
-    v = None if values is None else _values(values, seq.shape[:2])
+    v = None if values is None else check_map(values, seq.shape[:2])
     panel_values = [v]
     if original is not None:
         orig = as_sequence(original, topo, name="original")
@@ -699,7 +696,7 @@ def save_animation(
         # the original on the left, as in the paper's figure 5
         panels, names = [orig, seq], ["original", "synthesized"]
         panel_values = [None if v is None else np.zeros_like(v), v]
-    top = 1.0 if v is None else _vmax(v, vmax)
+    top = 1.0 if v is None else resolve_vmax(v, vmax)
     t = len(panels[0])
     colors = [None if v is None else _colors(v, top, cmap) for v in panel_values]
     n = len(panels)
@@ -709,8 +706,8 @@ def save_animation(
         progress = t > 100
 
     with matplotlib.rc_context({"animation.ffmpeg_path": exe} if exe else {}):
-        fig, axes = plt.subplots(1, n, figsize=figsize, dpi=dpi, squeeze=False)
-        axes = list(axes[0])
+        fig, grid = plt.subplots(1, n, figsize=figsize, dpi=dpi, squeeze=False)
+        axes = list(grid[0])
         try:
             if camera == "orbit":
                 lims = [_orbit_limits(p) for p in panels]

@@ -18,7 +18,7 @@ import numpy as np
 from ._checks import SkeletonClassifier, check_model
 from .data.arrays import as_indices
 from .errors import SkvisError
-from .metrics import PerturbationCurve, _explainer, _layer_groups, _randomized, deletion_curve
+from .metrics import PerturbationCurve, as_explainer, deletion_curve, randomized_model
 from .optimize import MaximizationResult, maximize_activation
 from .saliency import body_part_totals
 from .skeleton import BODY_PARTS, check_model_topology
@@ -147,7 +147,7 @@ def deletion_curves(
     (as in `skvis_widgets.metrics.randomization_test`) for ``targets`` (default each
     sample's label; an int for one class). ``kwargs`` go to `deletion_curve`."""
     idx, tg = _samples(model, dataset, indices, targets)
-    explain = _explainer(method, normalize)
+    explain = as_explainer(method, normalize)
 
     def one(k: int, i: int) -> PerturbationCurve:
         seq = dataset.sequences[i]
@@ -211,12 +211,8 @@ def body_part_summary(
             raise SkvisError(f"body_part_summary: no sample of class {target}")
     idx, tg = _samples(model, dataset, indices, int(target))
     topo = dataset.topology
-    explain = _explainer(method, normalize)
-    random_model = (
-        _randomized(model, list(_layer_groups(model)), seed)
-        if "random_weights" in controls
-        else None
-    )
+    explain = as_explainer(method, normalize)
+    random_model = randomized_model(model, seed=seed) if "random_weights" in controls else None
     parts = tuple(BODY_PARTS)
 
     def shares(joint_map: Any) -> tuple[np.ndarray, np.ndarray]:

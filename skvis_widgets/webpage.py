@@ -20,10 +20,17 @@ from typing import Any
 
 import numpy as np
 
-from .colors import COLORMAPS, DEFAULT_JOINT_COLOR, to_hex
+from .colors import (
+    COLORMAPS,
+    DEFAULT_JOINT_COLOR,
+    check_map,
+    resolve_vmax,
+    sensitivity_colors,
+    to_hex,
+)
 from .data.arrays import as_sequence
 from .errors import SkvisError
-from .export import _colors, _values, _vmax, part_rows
+from .export import part_rows
 from .skeleton import Topology, get_topology
 
 __all__ = ["write_html", "render_html", "page_data"]
@@ -64,9 +71,9 @@ def page_data(
     if values is not None:
         if colors is not None:
             raise SkvisError("give values (coloured by the map) or colors, not both")
-        v = _values(values, (t, j))
-        top = _vmax(v, vmax)
-        rgb = _colors(v, top, cmap)
+        v = check_map(values, (t, j))
+        top = resolve_vmax(v, vmax)
+        rgb = sensitivity_colors(v, scale="global", vmax=top, cmap=cmap)
         bar = {"label": label, "vmax": top, "stops": _hex(COLORMAPS[cmap])}
     elif colors is not None:
         rgb = np.asarray(colors, dtype=np.float64)

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .msr import BUNDLE_NAME, _read_folder
+from .msr import BUNDLE_NAME, read_msr_folder
 
 
 def build(root: Path, out: Path) -> Path:
     names, actions, subjects, takes, used, arrays = [], [], [], [], [], []
-    for name, a, s, e, in_protocol, xyz in _read_folder(root):
+    for name, a, s, e, in_protocol, xyz in read_msr_folder(root):
         names.append(name)
         used.append(in_protocol)
         actions.append(a)

@@ -21,7 +21,13 @@ from ._files import DEFAULT_MAX_ABS, check_max_abs, is_number, read_text, to_coo
 from .dataset import SkeletonDataset
 from .normalize import normalize_sequence
 
-__all__ = ["MSR_CLASS_NAMES", "read_msr_action3d", "load_msr_action3d", "BUNDLE_NAME"]
+__all__ = [
+    "MSR_CLASS_NAMES",
+    "read_msr_action3d",
+    "read_msr_folder",
+    "load_msr_action3d",
+    "BUNDLE_NAME",
+]
 
 MSR_CLASS_NAMES: tuple[str, ...] = (
     "high arm wave",
@@ -142,7 +148,23 @@ def _cvpr12_files(root: Path) -> set[str] | None:
     return None
 
 
-def _read_folder(root: Path):
+def read_msr_folder(root: Path) -> Iterator[tuple[str, int, int, int, bool, np.ndarray]]:
+    """Every recording of an MSR Action3D folder, read from its text files.
+
+    Parameters
+    ----------
+    root : Path
+        The dataset folder (with ``real_world_coordinates/`` or the
+        ``aAA_sSS_eEE_skeleton3D.txt`` files themselves).
+
+    Yields
+    ------
+    tuple
+        ``(name, action, subject, take, in_protocol, xyz)``, by file name:
+        ``in_protocol`` says whether the recording is among those of the usual
+        protocol (``files_used_in_cvpr12_paper.txt``; every one without that list);
+        ``xyz`` is `read_msr_action3d`'s ``(T, 20, 3)`` array (camera coordinates).
+    """
     folder = root / "real_world_coordinates" if (root / "real_world_coordinates").is_dir() else root
     files = sorted(folder.glob("a*_s*_e*_skeleton3D.txt"))
     if not files:
@@ -191,7 +213,7 @@ def load_msr_action3d(
     """
     if protocol not in ("cvpr12", "all"):
         raise SkvisError(f"protocol must be 'cvpr12' or 'all', got {protocol!r}")
-    records = _read_bundle() if root is None else _read_folder(Path(root))
+    records = _read_bundle() if root is None else read_msr_folder(Path(root))
     seqs, labels, subjects, ids, frames = [], [], [], [], []
     for name, action, subject, _take, used, xyz in records:
         if protocol == "cvpr12" and not used:
