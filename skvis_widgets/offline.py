@@ -173,8 +173,8 @@ def _interleaved_frame(state: dict, ids: list[str]) -> dict | None:
             and "index" in oattrs
             and _refs(oattrs.get("position")) == pos_ref
         ]
-        bones = [b for b in bones if isinstance(b, np.ndarray)]
-        topo = _topology(np.concatenate(bones), j) if bones else None
+        pairs = [b for b in bones if isinstance(b, np.ndarray)]
+        topo = _topology(np.concatenate(pairs), j) if pairs else None
         if topo is not None:
             return {"sequence": buf[None, :j, :3], "colors": buf[:j, 3:6], "topology": topo}
     return None

@@ -83,7 +83,7 @@ class AnimatedSkeleton(W.VBox):
             raise SkvisError("sequence has non-finite coordinates; cannot animate it")
         t, j = seq.shape[:2]
         if colors is None:
-            col = np.broadcast_to(np.float32(DEFAULT_JOINT_COLOR), (t, j, 3))
+            col = np.broadcast_to(np.asarray(DEFAULT_JOINT_COLOR, np.float32), (t, j, 3))
         else:
             col = np.asarray(colors, dtype=np.float32)
             if col.shape == (j, 3):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import bqplot as bq
 import ipywidgets as W
@@ -64,6 +64,7 @@ class ErrorArea(W.HTML):
     """
 
     message = T.Unicode("")
+    value: str  # W.HTML's trait, the HTML shown (declared for the type checker only)
 
     #: How many errors are shown at once.
     max_items = 3
@@ -205,7 +206,7 @@ class SampleSelector(W.VBox):
         self.sample_dropdown.observe(self._on_dropdown, "value")
 
     def _fill_samples(self, c: int | None) -> None:
-        idx = [] if c is None else np.flatnonzero(self.labels == c)
+        idx: Sequence[int] = [] if c is None else np.flatnonzero(self.labels == c).tolist()
         opts = [(f"{self.ids[i]} (#{i})", int(i)) for i in idx]
         quiet, self._quiet = self._quiet, True
         try:
@@ -327,7 +328,7 @@ class TargetSelector(W.VBox):
         if self.unit_dropdown.value != value:
             self.unit_dropdown.value = value
 
-    def set_ranking(self, units: Sequence[int], weights: Sequence[float]) -> None:
+    def set_ranking(self, units: Iterable[int], weights: Iterable[float]) -> None:
         """List the hidden units in this order, each with its weight for the target class."""
         opts: list[tuple[str, int]] = [("the class itself", self.CLASS_ITSELF)]
         opts += [

@@ -366,7 +366,7 @@ class SkeletonScene(W.VBox):
         pos = _as_points(positions, self.topology.num_joints, "overlay positions").copy()
         self._overlay_positions = pos
         off = tuple(float(v) for v in offset)
-        self._overlay.draw(pos, np.tile(np.float32(_OVERLAY_COLOR), (len(pos), 1)))
+        self._overlay.draw(pos, np.tile(np.asarray(_OVERLAY_COLOR, np.float32), (len(pos), 1)))
         with self._overlay.group.hold_sync():
             if tuple(self._overlay.group.position) != off:
                 self._overlay.group.position = off
@@ -377,6 +377,8 @@ class SkeletonScene(W.VBox):
         self._links.visible = bool(links)
 
     def _draw_links(self) -> None:
+        if self._overlay_positions is None:  # no overlay: nothing to link
+            return
         a = self._overlay_positions + self._offset
         pairs = np.stack([a, self._main.positions], 1).reshape(-1, 3)
         self._links.geometry.attributes["position"].array = np.ascontiguousarray(pairs)
