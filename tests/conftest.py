@@ -561,6 +561,22 @@ def gru_model(make_model):
     return make_model(20, 7, 16, cell="gru")
 
 
+@pytest.fixture(scope="session")
+def small_model(make_model):
+    """``small_model(cell="lstm", layers=1, *, seed=0, hidden=5)``: the numerical tests'
+    float64 model, 4 joints and 3 classes (``J, H, C = 4, 5, 3`` in test_saliency and
+    test_optimize), wide weights and a non-trivial standardization."""
+    import torch
+
+    def make(cell: str = "lstm", layers: int = 1, *, seed: int = 0, hidden: int = 5):
+        return make_model(
+            4, 3, hidden, cell=cell, num_layers=layers, seed=seed, wide=True, standardize=True,
+            dtype=torch.float64,
+        )  # fmt: skip
+
+    return make
+
+
 @pytest.fixture
 def ntu_model(make_model):
     """An untrained model of NTU RGB+D's size: Kinect v2's 25 joints (recorded in its

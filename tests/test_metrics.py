@@ -40,8 +40,9 @@ from skvis_widgets.metrics import (
     spearman,
     topk_hit_rate,
 )
-from skvis_widgets.model import SkeletonLSTM, load_pretrained, train_model
+from skvis_widgets.model import SkeletonLSTM, load_pretrained
 from skvis_widgets.saliency import joint_sensitivity
+from skvis_widgets.train import train_model
 
 J, T, USED = 4, 20, 2  # the one-joint model reads joint USED's y coordinate
 
@@ -394,6 +395,7 @@ def test_planted_dataset_puts_the_class_in_the_planted_joint_only(msr):
     np.testing.assert_array_equal(np.stack(again.sequences), x)
 
 
+@pytest.mark.slow  # trains a model (about a minute and a half here)
 def test_planted_model_is_explained_by_the_planted_joint(planted):
     model, te = planted
     acc = float((model.predict(te.sequences).argmax(1) == te.labels).mean())

@@ -16,7 +16,6 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from skvis_widgets import KINECT_V1, KINECT_V2, MSR_ACTION3D, SkvisError, Topology
 from skvis_widgets.anatomy import anatomical_constraints, project
@@ -153,17 +152,6 @@ def test_paper_gradient_and_unit_target_on_the_throw(model, throw):
 J, H, C, T = 4, 5, 3, 7
 
 
-def small_model(cell: str = "lstm", layers: int = 1, seed: int = 0) -> SkeletonLSTM:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        m = SkeletonLSTM(J, C, H, cell=cell, num_layers=layers)
-        for p in m.parameters():
-            nn.init.uniform_(p, -0.8, 0.8)
-    rng = np.random.default_rng(seed)
-    m.set_standardization(rng.normal(0, 0.2, J * 3), rng.uniform(0.5, 1.5, J * 3))
-    return m.double().eval()
-
-
 def small_seq(seed: int = 1) -> np.ndarray:
     return np.random.default_rng(seed).normal(0, 0.5, (T, J, 3))
 
@@ -192,7 +180,7 @@ def replay(model: SkeletonLSTM, x: torch.Tensor, weights: torch.Tensor, layer: i
 
 
 @pytest.mark.parametrize("cell,layers", [("lstm", 1), ("gru", 1), ("lstm", 2)])
-def test_paper_direction_is_eq7(cell, layers):
+def test_paper_direction_is_eq7(cell, layers, small_model):
     m = small_model(cell, layers)
     x = torch.as_tensor(small_seq())
     for c in range(C):
@@ -210,7 +198,7 @@ def test_paper_direction_is_eq7(cell, layers):
 
 
 @pytest.mark.parametrize("cell,layers", [("lstm", 1), ("gru", 2)])
-def test_full_direction_is_the_gradient_of_the_score(cell, layers):
+def test_full_direction_is_the_gradient_of_the_score(cell, layers, small_model):
     m = small_model(cell, layers)
     x = torch.as_tensor(small_seq()).requires_grad_(True)
     (ref,) = torch.autograd.grad(m(x[None])[0, 1], x)
@@ -223,7 +211,7 @@ def test_full_direction_is_the_gradient_of_the_score(cell, layers):
 
 
 @pytest.mark.parametrize("gradient", ["full", "paper"])
-def test_a_step_moves_the_most_moved_joint_step_size_metres(gradient):
+def test_a_step_moves_the_most_moved_joint_step_size_metres(gradient, small_model):
     m = small_model()
     x = small_seq()
     r = maximize_activation(
@@ -288,7 +276,7 @@ def test_cancel_from_the_callback_stops_within_one_iteration(model, throw):
     assert already.cancelled and already.iterations_run == 0 and already.history.shape[0] == 1
 
 
-def test_converges_when_no_step_helps_and_stops_on_a_small_gain():
+def test_converges_when_no_step_helps_and_stops_on_a_small_gain(small_model):
     m = small_model()
     x = small_seq()
     r = maximize_activation(
@@ -302,7 +290,7 @@ def test_converges_when_no_step_helps_and_stops_on_a_small_gain():
     assert loose.converged and loose.iterations_run < r.iterations_run
 
 
-def test_progress_bar_counts_the_iterations(capsys):
+def test_progress_bar_counts_the_iterations(capsys, small_model):
     r = maximize_activation(small_model(), small_seq(), target=0, constraints=False, iterations=3)
     err = capsys.readouterr().err
     assert "activation maximization" in err and f"{r.iterations_run}/3" in err

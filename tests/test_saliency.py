@@ -44,18 +44,6 @@ FD = 1e-8
 CONFIGS = [("lstm", 1), ("lstm", 2), ("gru", 1), ("gru", 2)]
 
 
-def make_model(cell: str = "lstm", layers: int = 1, *, seed: int = 0, hidden: int = H):
-    """A small float64 SkeletonLSTM with non-trivial standardization."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = SkeletonLSTM(J, C, hidden, cell=cell, num_layers=layers)
-        for p in model.parameters():  # larger weights: gates away from 0.5, nonlinear regime
-            nn.init.uniform_(p, -0.8, 0.8)
-    rng = np.random.default_rng(seed)
-    model.set_standardization(rng.normal(0, 0.2, J * 3), rng.uniform(0.5, 1.5, J * 3))
-    return model.double().eval()
-
-
 def make_seq(t: int = T, seed: int = 1) -> np.ndarray:
     return np.random.default_rng(seed).normal(0, 0.5, (t, J, 3))
 
@@ -101,8 +89,8 @@ def autograd_through_time(model, x: torch.Tensor, lengths, layer: int) -> np.nda
 
 # -- exactness ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("cell,layers", CONFIGS)
-def test_instantaneous_equals_one_step_replay(cell, layers):
-    model = make_model(cell, layers)
+def test_instantaneous_equals_one_step_replay(cell, layers, small_model):
+    model = small_model(cell, layers)
     x = torch.as_tensor(make_seq())
     for layer in range(layers):
         ref = np.abs(replay_jacobian(model, x, layer))
@@ -113,8 +101,8 @@ def test_instantaneous_equals_one_step_replay(cell, layers):
 
 
 @pytest.mark.parametrize("cell,layers", CONFIGS)
-def test_through_time_equals_autograd_on_a_ragged_batch(cell, layers):
-    model = make_model(cell, layers)
+def test_through_time_equals_autograd_on_a_ragged_batch(cell, layers, small_model):
+    model = small_model(cell, layers)
     x = torch.as_tensor(np.stack([make_seq(seed=s) for s in range(3)]))
     lengths = [T, 3, 5]
     for layer in range(layers):
@@ -128,8 +116,8 @@ def test_through_time_equals_autograd_on_a_ragged_batch(cell, layers):
 
 
 @pytest.mark.parametrize("cell,layers", [("lstm", 2), ("gru", 1)])
-def test_both_modes_against_central_finite_differences(cell, layers):
-    model = make_model(cell, layers)
+def test_both_modes_against_central_finite_differences(cell, layers, small_model):
+    model = small_model(cell, layers)
     x = torch.as_tensor(make_seq(t=5))
     layer = layers - 1
     eps = 1e-6
@@ -159,10 +147,10 @@ def test_both_modes_against_central_finite_differences(cell, layers):
 
 
 @pytest.mark.parametrize("cell,layers", [("lstm", 2), ("gru", 1)])
-def test_class_through_time_equals_captum_saliency_and_autograd(cell, layers):
+def test_class_through_time_equals_captum_saliency_and_autograd(cell, layers, small_model):
     from captum.attr import Saliency
 
-    model = make_model(cell, layers)
+    model = small_model(cell, layers)
     x = torch.as_tensor(np.stack([make_seq(seed=s) for s in range(3)]))
     lengths = torch.tensor([T, 4, 6])
     targets = [2, 0, 1]
@@ -201,8 +189,8 @@ def test_float32_default_model_matches_captum():
 
 # -- eqs 3, 4, 5 -------------------------------------------------------------------------------
 @pytest.mark.parametrize("mode", ["instantaneous", "through_time"])
-def test_normalization_is_eq3(mode):
-    model = make_model("lstm", 2)
+def test_normalization_is_eq3(mode, small_model):
+    model = small_model("lstm", 2)
     x = make_seq()
     raw = unit_sensitivity(model, x, mode=mode, normalize=False)
     got = unit_sensitivity(model, x, mode=mode, normalize=True)
@@ -214,8 +202,8 @@ def test_normalization_is_eq3(mode):
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=0)
 
 
-def test_constant_coordinate_and_constant_unit_give_zero_not_nan():
-    model = make_model("lstm", 1)
+def test_constant_coordinate_and_constant_unit_give_zero_not_nan(small_model):
+    model = small_model("lstm", 1)
     with torch.no_grad():  # unit 2: all weights and the cell-input bias zero -> g = c = h = 0
         for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
             p = getattr(model.rnn, name)
@@ -236,8 +224,8 @@ def test_constant_coordinate_and_constant_unit_give_zero_not_nan():
 
 
 @pytest.mark.parametrize("mode", ["instantaneous", "through_time"])
-def test_unit_map_is_eq4_and_class_map_is_eq5(mode):
-    model = make_model("gru", 2)
+def test_unit_map_is_eq4_and_class_map_is_eq5(mode, small_model):
+    model = small_model("gru", 2)
     x = make_seq()
     units = unit_sensitivity(model, x, mode=mode)
     for u in (0, 3):
@@ -261,8 +249,8 @@ def test_unit_map_is_eq4_and_class_map_is_eq5(mode):
             )
 
 
-def test_class_map_on_a_batch_and_its_errors():
-    model = make_model("lstm", 1)
+def test_class_map_on_a_batch_and_its_errors(small_model):
+    model = small_model("lstm", 1)
     xs = np.stack([make_seq(seed=s) for s in range(2)])
     units = unit_sensitivity(model, xs, lengths=[T, 4])
     maps = class_map(units, model, 1)
@@ -279,8 +267,8 @@ def test_class_map_on_a_batch_and_its_errors():
 # -- batches, chunks, state --------------------------------------------------------------------
 @pytest.mark.parametrize("cell,layers", [("lstm", 2), ("gru", 1)])
 @pytest.mark.parametrize("mode", ["instantaneous", "through_time"])
-def test_batch_with_lengths_equals_one_sequence_at_a_time(cell, layers, mode):
-    model = make_model(cell, layers)
+def test_batch_with_lengths_equals_one_sequence_at_a_time(cell, layers, mode, small_model):
+    model = small_model(cell, layers)
     xs = np.stack([make_seq(seed=s) for s in range(4)])
     xs[2, 5:] = 1e3  # padding content must not matter
     lengths = np.array([T, 5, 5, 2])
@@ -302,8 +290,8 @@ def test_batch_with_lengths_equals_one_sequence_at_a_time(cell, layers, mode):
         )
 
 
-def test_model_state_is_restored_and_train_mode_gives_eval_result():
-    model = make_model("lstm", 2)
+def test_model_state_is_restored_and_train_mode_gives_eval_result(small_model):
+    model = small_model("lstm", 2)
     model.drop.p = 0.5
     model.rnn.dropout = 0.5
     x = make_seq()
@@ -324,14 +312,14 @@ def test_model_state_is_restored_and_train_mode_gives_eval_result():
     model.fc.weight.requires_grad_(True)
 
 
-def test_backends_flags_untouched():
+def test_backends_flags_untouched(small_model):
     before = (torch.backends.cudnn.enabled, torch.backends.cudnn.deterministic)
-    unit_sensitivity(make_model("gru", 1), make_seq(), mode="through_time")
+    unit_sensitivity(small_model("gru", 1), make_seq(), mode="through_time")
     assert (torch.backends.cudnn.enabled, torch.backends.cudnn.deterministic) == before
 
 
-def test_bad_input_raises_skvis_error_naming_the_shape():
-    model = make_model("lstm", 2)
+def test_bad_input_raises_skvis_error_naming_the_shape(small_model):
+    model = small_model("lstm", 2)
     x = make_seq()
     with pytest.raises(SkvisError, match="exactly one of target"):
         joint_sensitivity(model, x)
@@ -384,8 +372,8 @@ def test_import_does_not_pull_in_widget_libraries():
 
 
 # -- helpers for the explorer ------------------------------------------------------------------
-def test_rank_units_by_weight_and_by_sensitivity():
-    model = make_model("lstm", 1)
+def test_rank_units_by_weight_and_by_sensitivity(small_model):
+    model = small_model("lstm", 1)
     w = model.fc.weight.detach().numpy()
     r = rank_units(model, 2)
     np.testing.assert_array_equal(r.units, np.argsort(-np.abs(w[2]), kind="stable"))
@@ -514,9 +502,9 @@ def test_affine_scan_equals_the_sequential_recurrence():
         torch.testing.assert_close(_affine_scan(a, b), torch.stack(ref, 1), rtol=1e-13, atol=1e-14)
 
 
-def test_long_float32_backward_stays_off_subnormals_and_matches_float64():
-    model64 = make_model("lstm", 1, hidden=16)
-    model32 = make_model("lstm", 1, hidden=16).float()
+def test_long_float32_backward_stays_off_subnormals_and_matches_float64(small_model):
+    model64 = small_model("lstm", 1, hidden=16)
+    model32 = small_model("lstm", 1, hidden=16).float()
     x = make_seq(t=400)
     u64 = unit_sensitivity(model64, x, mode="through_time", normalize=False)
     u32 = unit_sensitivity(model32, x, mode="through_time", normalize=False)
@@ -539,9 +527,9 @@ def _ragged(n: int = 5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.mark.parametrize("cell,layers", CONFIGS)
 @pytest.mark.parametrize("mode", ["instantaneous", "through_time"])
-def test_every_batched_function_equals_a_loop_over_sequences(cell, layers, mode):
+def test_every_batched_function_equals_a_loop_over_sequences(cell, layers, mode, small_model):
     """Batch == one sequence at a time (1e-12 abs on O(1) float64 values), any chunk size."""
-    model = make_model(cell, layers)
+    model = small_model(cell, layers)
     xs, lengths = _ragged()
     calls = {
         "unit_sensitivity": lambda s, **kw: unit_sensitivity(model, s, mode=mode, **kw),
@@ -567,12 +555,12 @@ def test_every_batched_function_equals_a_loop_over_sequences(cell, layers, mode)
 
 @pytest.mark.parametrize("cell,layers", CONFIGS)
 @pytest.mark.parametrize("normalize", [True, False])
-def test_blocks_of_frames_equal_one_block(cell, layers, normalize):
+def test_blocks_of_frames_equal_one_block(cell, layers, normalize, small_model):
     """A long sequence's class and unit maps, computed a few frames at a time, carrying the
     recurrent state and the eq-3 spreads across blocks, equal the one-block result."""
     from skvis_widgets.saliency import _coordinate_maps
 
-    model = make_model(cell, layers)
+    model = small_model(cell, layers)
     xs, lengths = _ragged(3)
     for kw in ({"target": [0, 2, 1], "unit": None}, {"target": None, "unit": 4}):
         maps = [
@@ -615,11 +603,11 @@ def test_class_maps_are_eq5_of_the_unit_maps_on_a_float32_batch():
         np.testing.assert_allclose(maps[n], class_map(units[n], model, c), rtol=1e-5, atol=1e-7)
 
 
-def test_streaming_equals_one_call(tmp_path):
+def test_streaming_equals_one_call(tmp_path, small_model):
     """iter_unit_sensitivity and out= (an array, a numpy.memmap) give exactly one call's maps."""
     from skvis_widgets.saliency import iter_unit_sensitivity
 
-    model = make_model("lstm", 1)
+    model = small_model("lstm", 1)
     xs, lengths = _ragged()
     whole = unit_sensitivity(model, xs, lengths=lengths)
     seen = []
