@@ -29,6 +29,7 @@ from ..colors import COLORMAPS, to_hex
 from ..errors import SkvisError
 from ..methods import METHODS
 from ..metrics import CompareTable, verdict_line
+from .heatmap import grid_heatmap
 
 __all__ = ["ClassAtlasGrid", "UnitHeatmap", "MethodSelector", "render_class_atlas"]
 
@@ -155,19 +156,13 @@ class UnitHeatmap(W.VBox):
         self._row_scale = bq.OrdinalScale(reverse=False)
         self._col_scale = bq.OrdinalScale()
         self._color_scale = bq.ColorScale(colors=list(to_hex(COLORMAPS["YlOrRd"])))
-        self.mark = bq.GridHeatMap(
-            row=np.array(["0", "1"]),
-            column=np.array(["-", "--"]),
-            color=np.zeros((2, 2)),  # bqplot squeezes a 1 x 1 map to 0-d
-            scales={"row": self._row_scale, "column": self._col_scale, "color": self._color_scale},
-            stroke=None,
-            interactions={"click": "select", "hover": "tooltip"},
-            tooltip=bq.Tooltip(
-                fields=["row", "column", "color"],
-                labels=["unit", "class", "value"],
-                formats=["", "", ".3f"],
-            ),  # fmt: skip
-            selected_style={"stroke": "#1f77b4", "stroke-width": "2px"},
+        self.mark = grid_heatmap(
+            np.array(["0", "1"]),
+            np.array(["-", "--"]),
+            np.zeros((2, 2)),  # bqplot squeezes a 1 x 1 map to 0-d
+            {"row": self._row_scale, "column": self._col_scale, "color": self._color_scale},
+            labels=("unit", "class", "value"),
+            formats=("", "", ".3f"),
         )
         self.figure = bq.Figure(
             marks=[self.mark],

@@ -11,6 +11,7 @@ browser tooltip, and `hovered` on the kernel side). The colours come from a
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import bqplot as bq
 import ipywidgets as W
@@ -22,7 +23,7 @@ from ..errors import SkvisError
 from ..export import part_rows
 from ..skeleton import Topology, display_name
 
-__all__ = ["JointHeatmap", "frame_ticks"]
+__all__ = ["JointHeatmap", "frame_ticks", "grid_heatmap"]
 
 
 def frame_ticks(num_frames: int, most: int = 8) -> np.ndarray:
@@ -31,6 +32,34 @@ def frame_ticks(num_frames: int, most: int = 8) -> np.ndarray:
     steps = (base * 10**p for p in range(12) for base in (1, 2, 5))
     step = next(s for s in steps if (n - 1) // s + 1 <= most)
     return np.arange(0, n, step, dtype=np.float64)
+
+
+def grid_heatmap(
+    row: np.ndarray,
+    column: np.ndarray,
+    color: np.ndarray,
+    scales: dict[str, Any],
+    *,
+    labels: tuple[str, str, str],
+    formats: tuple[str, str, str],
+) -> bq.GridHeatMap:
+    """A bqplot grid whose cells are selected on click and described on hover: the one
+    form of the explorer's joints-by-time map and of the atlases' units-by-classes map.
+
+    ``labels`` and ``formats`` name and format the tooltip's row, column and value.
+    """
+    return bq.GridHeatMap(
+        row=row,
+        column=column,
+        color=color,
+        scales=scales,
+        stroke=None,
+        interactions={"click": "select", "hover": "tooltip"},
+        tooltip=bq.Tooltip(
+            fields=["row", "column", "color"], labels=list(labels), formats=list(formats)
+        ),
+        selected_style={"stroke": "#1f77b4", "stroke-width": "2px"},
+    )
 
 
 class JointHeatmap(W.VBox):
@@ -85,19 +114,13 @@ class JointHeatmap(W.VBox):
         self._col_scale = bq.LinearScale(min=-0.5, max=0.5)
         self._row_scale = bq.OrdinalScale(reverse=True)
         self._color_scale = bq.ColorScale(colors=stops, min=0.0, max=1.0)
-        self.mark = bq.GridHeatMap(
-            row=np.array(names),
-            column=np.arange(3, dtype=np.float64) - 0.5,
-            color=np.zeros((j, 2)),
-            scales={"row": self._row_scale, "column": self._col_scale, "color": self._color_scale},
-            stroke=None,
-            interactions={"click": "select", "hover": "tooltip"},
-            tooltip=bq.Tooltip(
-                fields=["row", "column", "color"],
-                labels=["joint", "frame", "value"],
-                formats=["", "d", ".3g"],
-            ),
-            selected_style={"stroke": "#1f77b4", "stroke-width": "2px"},
+        self.mark = grid_heatmap(
+            np.array(names),
+            np.arange(3, dtype=np.float64) - 0.5,
+            np.zeros((j, 2)),
+            {"row": self._row_scale, "column": self._col_scale, "color": self._color_scale},
+            labels=("joint", "frame", "value"),
+            formats=("", "d", ".3g"),
         )
         # Lines on a 0..1 scale (1 = top) across the whole map: the frame cursor and the
         # separators between body parts (rows have equal height, no padding).
