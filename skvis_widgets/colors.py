@@ -297,6 +297,18 @@ class ColorScale:
         return f"{self.scaling} scale: {rng}" + (f", {self.note}" if self.note else "")
 
 
+def _percentile(v: np.ndarray, q: float) -> float:
+    """``np.percentile(v, q)`` (linear interpolation) by one partition: the explorer
+    scales every map it shows, and ``np.percentile``'s general path costs 4x more."""
+    a = np.array(v, dtype=np.float64).ravel()
+    pos = q / 100.0 * (a.size - 1)
+    k = int(pos)
+    if k + 1 >= a.size:
+        return float(a.max())
+    a.partition((k, k + 1))
+    return float(a[k] + (a[k + 1] - a[k]) * (pos - k))
+
+
 def fit_scale(
     values: Any,
     scaling: str = "robust",
@@ -340,7 +352,7 @@ def fit_scale(
     elif scaling == "robust":
         if not 0 < percentile <= 100:
             raise SkvisError(f"percentile must be in (0, 100], got {percentile!r}")
-        top = np.full(t, np.percentile(v, percentile) if v.size else 0.0)
+        top = np.full(t, _percentile(v, percentile) if v.size else 0.0)
         note = f"{percentile:g}th percentile of the sequence, larger values darkest"
     else:
         if vmax is None or not np.isfinite(vmax) or vmax <= 0:

@@ -487,6 +487,8 @@ _STATE = 2**22
 #: are made, weighed and dropped while they are in the cache, so a class map never
 #: holds its ``(H, T, J, 3)`` intermediate.
 _TILE = 2**18
+#: Cotangent rows from which a through-time chunk holds one sequence (see `_plan`).
+_ROWS = 64
 #: Per-frame state per block of frames when the result is a reduced map.
 _BLOCK_STATE = 2**19
 #: Floats of per-frame state per frame and unit (gates and local derivatives, ~14).
@@ -533,6 +535,13 @@ def _plan(job: _Job, chunk_size: int | None) -> tuple[int, int]:
         width = max(job.x[0, 0].numel(), hdim, getattr(rnn, "input_size", 0))
         per_sample = k * t * width * (2 if rnn.num_layers > 1 else 1) + 8 * t * hdim
         default = max(1, _WORK // per_sample)
+        if k >= _ROWS:
+            # The backward's per-frame product has n * K rows. With every unit (K = H) one
+            # sequence fills BLAS's blocks already: more sequences per chunk add no speed,
+            # only memory traffic and padding (chunks of 6 ragged MSR sequences, H = 256,
+            # ran at 0.7-0.9x a loop of one-sequence calls; one per chunk equals the loop).
+            # Class and one-unit maps (K = 1) gain from batching and keep large chunks.
+            default = 1
         t_block = t
     else:
         layers = rnn.num_layers

@@ -185,6 +185,20 @@ def test_animation_survives_html_export(vis, dataset, tmp_path):
     assert "LinkModel" in html and "sequence_index" in html and "ScatterModel" in html
 
 
+def test_class_maps_of_the_analysis_equal_eq5_of_its_unit_maps(vis, model):
+    # the explorer's class change is a lookup in eq 5 for every class at once; each class
+    # must equal `class_map` (one class re-weighted) of the same cached unit maps
+    from skvis_widgets.saliency import class_map
+
+    analysis = vis.analysis
+    units = analysis.unit_sensitivity(3)
+    for target in range(analysis.weight.shape[0]):
+        got = analysis.joint_map(3, target)
+        np.testing.assert_allclose(got, class_map(units, model, target), rtol=1e-5, atol=1e-7)
+        assert got.shape == units.shape[1:] and got.dtype == np.float32
+    np.testing.assert_array_equal(analysis.joint_map(3, 0, unit=5), units[5])
+
+
 def test_error_area_clears_by_source_and_keeps_the_header():
     from skvis_widgets.widgets.panels import ErrorArea
 
@@ -656,6 +670,9 @@ def test_color_scales_against_a_loop():
         d.colors(v)[1, 1], sensitivity_colors(v[1, 1], scale="global", vmax=2.0)
     )
     assert fit_scale(np.zeros((3, 2))).top == 1.0  # all zeros: lightest, no division by 0
+    for q in (0.5, 50.0, 99.9, 100.0):  # the partition against numpy's percentile
+        assert fit_scale(v, percentile=q).top == pytest.approx(np.percentile(v, q), rel=1e-12)
+    assert fit_scale(np.full((1, 1), 3.0)).top == 3.0
     for kwargs, match in [
         ({"scaling": "nope"}, "scaling must be one of"),
         ({"scaling": "dataset"}, "positive vmax"),

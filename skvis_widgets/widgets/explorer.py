@@ -623,11 +623,11 @@ class SkeletonVis(W.VBox):
         if self.frame >= n:
             self.set_trait("frame", n - 1)
         self.timeline.show(shown.values, title=shown.title, scale=shown.scale)
+        self._draw_frame()  # the two drawn messages first, then the legend's
         self.legend.show(shown.scale)
         self.scene.clear_hover()  # the hovered joint's value is stale
         if self.view == "maximization":
             self.maximization.report(shown.status)
-        self._draw_frame()
 
     # -- updates ----------------------------------------------------------------------------
     @_shows_errors("header", context="accuracy")

@@ -187,7 +187,8 @@ class JointHeatmap(W.VBox):
         v = np.asarray(values, dtype=np.float64)
         if v.ndim != 2 or v.shape[1] != len(self.order):
             raise SkvisError(f"heatmap values of shape {v.shape}: expected (T, {len(self.order)})")
-        v = np.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0)
+        if not np.isfinite(v).all():
+            v = np.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0)
         t = v.shape[0]
         if scale is not None and scale.per_frame:
             v = scale.unit_values(v)
