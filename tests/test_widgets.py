@@ -335,6 +335,9 @@ def test_activation_maximization_in_a_thread(vis, dataset):
         vis.maximization.iteration_slider.value = k  # the iteration slider
         np.testing.assert_allclose(vis.scene.positions, history[k][6])
         np.testing.assert_array_equal(vis.scene.overlay_positions, seq[6])  # the ghost
+        # a displacement line from each of the ghost's joints to the result's
+        np.testing.assert_allclose(vis.scene.link_positions[:, 0], seq[6], atol=1e-6)
+        np.testing.assert_allclose(vis.scene.link_positions[:, 1], history[k][6], atol=1e-6)
         status = vis.maximization.status.value
         assert f"iteration {k}/{last}" in status and "score = logit of class" in status
         if k == 0:  # the input's own bone-length noise is labelled as such
@@ -701,15 +704,20 @@ def test_left_and_right_bones_differ_and_joints_are_named_on_hover(vis, dataset)
     scene = vis.scene
     names = MSR_ACTION3D.joint_names
     main = scene._main
-    # beads along the left arm are blue, along the right arm orange
-    for side, joint in (("left", "elbow_left"), ("right", "elbow_right")):
+    # bones on the left are blue, on the right green, in the centre grey
+    bones = MSR_ACTION3D.bones
+    for side, joint in (("left", "elbow_left"), ("right", "elbow_right"), ("centre", "head")):
         j = names.index(joint)
-        b = next(k for k, bone in enumerate(MSR_ACTION3D.bones) if bone[1] == j)
-        rows = scene.buffer[20 + 5 * b : 20 + 5 * (b + 1), 3:]
-        np.testing.assert_allclose(rows, np.tile(SIDE_COLORS[side], (5, 1)), atol=1e-6)
+        b = next(k for k, bone in enumerate(bones) if bone[1] == j)
+        np.testing.assert_allclose(scene.bone_colors[b], SIDE_COLORS[side], atol=1e-6)
+    # the bones are thick lines joining the joints drawn now
+    np.testing.assert_array_equal(
+        main.bone_lines.geometry.positions, scene.positions[np.asarray(bones)]
+    )
+    assert main.bone_lines.material.linewidth >= 4  # pixels
     # one interleaved buffer: the joints' rows are what `positions` and `colors` say
-    np.testing.assert_array_equal(scene.buffer[:20, :3], scene.positions)
-    np.testing.assert_array_equal(scene.buffer[:20, 3:], scene.colors)
+    np.testing.assert_array_equal(scene.buffer[:, :3], scene.positions)
+    np.testing.assert_array_equal(scene.buffer[:, 3:], scene.colors)
     assert main.joints.geometry.attributes["position"].data is main.buffer
     # the browser's picker reports a joint: its name (the heatmap's) and value show
     j = names.index("hand_right")
@@ -718,6 +726,15 @@ def test_left_and_right_bones_differ_and_joints_are_named_on_hover(vis, dataset)
     assert scene.hovered == "hand right" == MSR_ACTION3D.pretty(j)
     value = vis.shown.values[vis.frame, j]
     assert "hand right" in scene.label.value and f"{value:.3g}" in scene.label.value
+    # another frame: the label gives the hovered joint's value at that frame, never a stale one
+    other = (vis.frame + 5) % len(vis.shown.values)
+    vis.frame = other
+    value = vis.shown.values[other, j]
+    assert f"{value:.3g}" in scene.label.value and f"at frame {other}" in scene.label.value
+    # another target: what was hovered is forgotten (the map under the mouse changed)
+    vis.target = (vis.target + 1) % dataset.num_classes
+    assert scene.hovered == "" and "hand right" not in scene.label.value
+    scene.picker.set_state({"index": j})
     scene.picker.set_state({"index": None})
     assert scene.hovered == ""
 

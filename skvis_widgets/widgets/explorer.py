@@ -824,6 +824,7 @@ class SkeletonVis(W.VBox):
             self.scene.show_overlay(shown.original[k], links=True)
         elif self.scene.overlay_positions is not None:
             self.scene.show_overlay(None)
+        self.scene.refresh_hover()  # the hovered joint's value, at this frame
 
     # -- activation maximization ----------------------------------------------------------
     def run_maximization(self) -> threading.Thread | None:
