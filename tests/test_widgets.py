@@ -128,7 +128,11 @@ def test_timeline_links_and_heatmap_events():
     rows, groups = part_rows(MSR_ACTION3D)
     assert tl.heatmap.order == tuple(rows)
     assert list(tl.heatmap.mark.row) == [MSR_ACTION3D.pretty(r) for r in rows]
-    assert len(tl.heatmap.separators.y) == len(groups) - 1
+    # separators between head-and-torso, left arm, right arm, left leg, right leg
+    names = [g[0] for g in groups]
+    assert names[:2] == ["head", "torso"]
+    cuts = sorted(1 - np.asarray(tl.heatmap.separators.y)[:, 0])
+    np.testing.assert_allclose(cuts, [a / 20 for _, a, _ in groups[2:]])
     # integer ticks inside the range
     ticks = np.asarray(tl.heatmap._x_axis.tick_values)
     assert ticks[0] == 0 and ticks[-1] <= 29 and np.all(ticks == np.round(ticks))
@@ -496,7 +500,10 @@ def test_faithfulness_panel_checks_the_current_class_map(vis, model, dataset):
         # a y axis fitted to the curves, and a legend for both lines
         top = max(np.max(vis.faithfulness.curve.y), np.max(vis.faithfulness.random.y))
         assert vis.faithfulness._y.max == pytest.approx(min(1.0, 1.1 * top))
-        assert vis.faithfulness.curve.display_legend and vis.faithfulness.random.display_legend
+        # the legend above the plot (never over the curves) names both lines
+        legend = vis.faithfulness.legend
+        assert legend.layout.display is None
+        assert "most salient" in legend.value and "random order" in legend.value
     vis.unit = 1
     assert vis.faithfulness.summary is None
     assert "class itself" in vis.faithfulness.message.value

@@ -109,7 +109,12 @@ class JointHeatmap(W.VBox):
             colors=["#1f77b4"],
             stroke_width=2.5,
         )
-        cuts = [a for _, a, _ in self.groups if a > 0]
+        # head and torso read as one group (the trunk): no line between them
+        cuts = [
+            a
+            for k, (name, a, _) in enumerate(self.groups)
+            if a > 0 and not (name == "torso" and self.groups[k - 1][0] == "head")
+        ]
         self.separators = bq.Lines(
             x=np.array([[-0.5, 0.5]] * max(len(cuts), 1)),
             y=np.array([[1 - a / j] * 2 for a in cuts] or [[2.0, 2.0]]),
@@ -120,7 +125,7 @@ class JointHeatmap(W.VBox):
         self._x_axis = bq.Axis(
             scale=self._col_scale, label="frame", tick_format="d", tick_values=np.array([0.0])
         )
-        self._y_axis = bq.Axis(scale=self._row_scale, side="left", tick_style={"font-size": "11px"})
+        self._y_axis = bq.Axis(scale=self._row_scale, side="left", tick_style={"font-size": "12px"})
         self.figure = bq.Figure(
             marks=[self.mark, self.separators, self.cursor],
             axes=[self._x_axis, self._y_axis],

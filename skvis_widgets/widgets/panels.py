@@ -612,18 +612,22 @@ class FaithfulnessPanel(W.VBox):
                     tick_format=".2g",
                 ),
             ],
-            legend_location="top-right",
-            legend_style={"font-size": "11px"},
-            fig_margin={"top": 10, "bottom": 40, "left": 45, "right": 10},
+            fig_margin={"top": 10, "bottom": 40, "left": 45, "right": 18},
             layout=W.Layout(width="340px", height="190px"),
         )
-        for mark in (self.curve, self.random):
-            mark.display_legend = True
+        # The legend above the plot, never over the curves (bqplot draws its own inside).
+        self.legend = W.HTML(
+            f"<div class='skvis-deletion-legend' style='{_SMALL};color:#444'>"
+            "<span style='color:#b2182b;font-weight:bold'>&#8212;&#8212;</span> deleting the "
+            "map's most salient joint-frames first &nbsp; "
+            "<span style='color:#888888;font-weight:bold'>- - -</span> random order (mean)</div>",
+            layout=W.Layout(width="340px"),
+        )
         self.message = W.HTML(layout=W.Layout(width="340px"))
         title = W.HTML(
             f"<b>Can this map be trusted?</b> <span style='{_SMALL}'>deletion check</span>"
         )
-        super().__init__([title, self.message, self.figure], **kwargs)
+        super().__init__([title, self.message, self.legend, self.figure], **kwargs)
         self.add_class("skvis-faithfulness")
         self.summary = None
 
@@ -640,14 +644,15 @@ class FaithfulnessPanel(W.VBox):
         top = float(both.max()) if both.size else 1.0
         with self._y.hold_sync():
             self._y.min, self._y.max = 0.0, min(1.0, 1.1 * top) if top > 0 else 1.0
-        self.message.value = f"<span style='{_SMALL}'>{_esc(summary.message)}</span>"
-        self.figure.layout.display = None
+        self.message.value = f"<div style='{_SMALL}'>{_esc(summary.message)}</div>"
+        self.figure.layout.display = self.legend.layout.display = None
         self.summary = summary
 
     def show_text(self, text: str) -> None:
         self.summary = None
-        self.message.value = f"<span style='{_SMALL}'>{_esc(text)}</span>"
+        self.message.value = f"<div style='{_SMALL}'>{_esc(text)}</div>"
         self.figure.layout.display = "none"  # no stale curve, and no blank band
+        self.legend.layout.display = "none"
 
 
 class ExportPanel(W.VBox):
@@ -682,4 +687,4 @@ class ExportPanel(W.VBox):
         self.html_button.on_click(lambda _: callback())
 
     def report(self, text: str) -> None:
-        self.status.value = f"<span style='{_SMALL}'>{_esc(text)}</span>"
+        self.status.value = f"<div style='{_SMALL}'>{_esc(text)}</div>"
