@@ -735,6 +735,8 @@ class SkeletonVis(W.VBox):
                 camera=camera,
             )
         self._shown_key = key
+        # the colour scaling applies to maps; a run has one scale for its whole history
+        self.scaling_dropdown.layout.display = "none" if maximizing else None
         self.shown = shown
         self._update_faithfulness()
         if not maximizing and self.scaling == "dataset":

@@ -132,6 +132,7 @@ class JointHeatmap(W.VBox):
             fig_margin={"top": 8, "bottom": 38, "left": 110, "right": 12},
             padding_x=0.0,
             padding_y=0.0,
+            display_toolbar=False,  # its pan/zoom buttons popped up over the map
             layout=W.Layout(width="100%", height=height),
         )
         self._label = W.HTML("", layout=W.Layout(min_height="18px"))

@@ -613,14 +613,16 @@ class FaithfulnessPanel(W.VBox):
                 ),
             ],
             fig_margin={"top": 10, "bottom": 40, "left": 45, "right": 18},
+            display_toolbar=False,
             layout=W.Layout(width="340px", height="190px"),
         )
         # The legend above the plot, never over the curves (bqplot draws its own inside).
         self.legend = W.HTML(
             f"<div class='skvis-deletion-legend' style='{_SMALL};color:#444'>"
-            "<span style='color:#b2182b;font-weight:bold'>&#8212;&#8212;</span> deleting the "
-            "map's most salient joint-frames first &nbsp; "
-            "<span style='color:#888888;font-weight:bold'>- - -</span> random order (mean)</div>",
+            "<div><span style='color:#b2182b;font-weight:bold'>&#8212;&#8212;</span> deleting "
+            "the map's most salient joint-frames first</div>"
+            "<div><span style='color:#888888;font-weight:bold'>- - -</span> deleting in random "
+            "order (mean of the orders)</div></div>",
             layout=W.Layout(width="340px"),
         )
         self.message = W.HTML(layout=W.Layout(width="340px"))

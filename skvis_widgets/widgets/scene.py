@@ -215,7 +215,7 @@ class SkeletonScene(W.VBox):
         *,
         width: int = 620,
         height: int = 500,
-        point_size: float = 0.2,
+        point_size: float = 0.32,
         display_transform: np.ndarray | None = None,
         background: str = "#ffffff",
         **kwargs,
