@@ -56,8 +56,6 @@ CHROMIUM_FLAGS = [
 
 #: Console messages that are not ours: offline fetches of external resources, and
 #: pythreejs's version warning about @jupyter-widgets/base.
-# bqplot lays out a figure that sits in a collapsed (display: none) panel at zero size and
-# logs negative <rect> sizes for its margins; the figure is drawn correctly once shown.
 HARMLESS_CONSOLE = (
     "ERR_NAME_NOT_RESOLVED",
     "Unsatisfied version",

@@ -276,14 +276,24 @@ def test_quickstart_in_jupyterlab(jupyter_server, page, artifacts, waits):
     assert canvas.bounding_box()["width"] >= 0.9 * cell["width"], (canvas.bounding_box(), cell)
     # no panel leaves an empty band
     assert blank_bands(explorer) == []
-    # every control says what it does (a tooltip on it or on the widget around it)
+    # every control says what it does: a tooltip on it, on the widget around it, or (ipywidgets
+    # 8 puts it there when the widget has a description) on its label
     untitled = explorer.evaluate(
-        """(root) => [...root.querySelectorAll('button, select, input, .noUi-handle')]
-            .filter(e => e.offsetParent !== null)
-            .filter(e => !(e.closest('[title]') && e.closest('[title]').title.trim()))
-            .map(e => e.outerHTML.slice(0, 80))"""
+        """(root) => {
+            const titled = e => !!(e && e.title && e.title.trim());
+            return [...root.querySelectorAll('button, select, input, .noUi-handle')]
+                .filter(e => e.offsetParent !== null)
+                .filter(e => {
+                    const w = e.closest('.jupyter-widgets');
+                    const label = w && w.querySelector(':scope > .widget-label');
+                    const inLabel = label && label.querySelector('[title]');
+                    return !(titled(e.closest('[title]')) || titled(label) || titled(inLabel));
+                })
+                .map(e => (e.closest('.jupyter-widgets') || e).className + ': '
+                          + e.outerHTML.slice(0, 60));
+        }"""
     )
-    assert untitled == [], untitled
+    assert untitled == [], "\n".join(untitled)
     # the heatmap is painted: every joint-frame cell laid out, in the ramp's colours
     cells, coloured = heatmap_painted(explorer)
     print(f"heatmap: {cells} cells laid out, {coloured} coloured pixels")

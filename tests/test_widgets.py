@@ -504,14 +504,22 @@ def test_faithfulness_panel_checks_the_current_class_map(vis, model, dataset):
         legend = vis.faithfulness.legend
         assert legend.layout.display is None
         assert "most salient" in legend.value and "random order" in legend.value
+        assert vis.faithfulness.figure in vis.faithfulness.children
     vis.unit = 1
     assert vis.faithfulness.summary is None
     assert "class itself" in vis.faithfulness.message.value
-    assert vis.faithfulness.figure.layout.display == "none"  # collapsed, no blank band
+    # collapsed, no blank band; the plot out of the page (bqplot lays out a hidden figure at
+    # zero size and logs negative sizes)
+    assert vis.faithfulness.figure.layout.display == "none"
+    assert vis.faithfulness.figure not in vis.faithfulness.children
+    vis.unit = None
+    assert vis.wait_faithfulness(60) and vis.faithfulness.figure in vis.faithfulness.children
     vis.view = "maximization"  # the trust panel applies to sensitivity maps only
     assert vis.faithfulness.layout.display == "none"
+    assert vis.faithfulness.figure not in vis.faithfulness.children
     vis.view = "sensitivity"
     assert vis.faithfulness.layout.display is None
+    assert vis.wait_faithfulness(60) and vis.faithfulness.figure in vis.faithfulness.children
 
 
 # -- issue 11, item 10: threads, runs and refused values ---------------------------------------

@@ -28,6 +28,7 @@ __all__ = [
     "FaithfulnessPanel",
     "ExportPanel",
     "ColorLegend",
+    "labelled_tooltip",
     "VIEWS",
     "METHODS",
 ]
@@ -47,6 +48,23 @@ _SMALL = "font-size:12px;line-height:1.35"
 
 def _esc(text: object) -> str:
     return html.escape(str(text))
+
+
+def labelled_tooltip(widget: W.DOMWidget) -> W.DOMWidget:
+    """Make ``widget``'s tooltip show on its description (returns ``widget``).
+
+    ipywidgets 8 drops the tooltip of a dropdown, check box or text box that has a
+    description (it sets the title only when the description is empty); the description
+    becomes HTML whose text carries the tooltip, so that hovering it explains the control.
+    """
+    tip, text = getattr(widget, "tooltip", None), getattr(widget, "description", "")
+    if tip and text and not getattr(widget, "description_allow_html", False):
+        widget.description_allow_html = True
+        widget.description = (
+            f"<span title='{html.escape(tip, quote=True)}' style='cursor:help'>"
+            f"{html.escape(text)}</span>"
+        )
+    return widget
 
 
 class ErrorArea(W.HTML):
@@ -178,16 +196,20 @@ class SampleSelector(W.VBox):
         self.labels = np.asarray(labels)
         self.ids = tuple(ids)
         present = sorted(set(int(c) for c in self.labels))
-        self.class_filter = W.Dropdown(
-            options=[(f"{c}: {self.class_names[c]}", c) for c in present],
-            description="class",
-            tooltip="list the samples of this class",
-            layout=W.Layout(width="100%"),
+        self.class_filter = labelled_tooltip(
+            W.Dropdown(
+                options=[(f"{c}: {self.class_names[c]}", c) for c in present],
+                description="class",
+                tooltip="list the samples of this class",
+                layout=W.Layout(width="100%"),
+            )
         )
-        self.sample_dropdown = W.Dropdown(
-            description="sample",
-            tooltip="the input sequence (its file id and index)",
-            layout=W.Layout(width="100%"),
+        self.sample_dropdown = labelled_tooltip(
+            W.Dropdown(
+                description="sample",
+                tooltip="the input sequence (its file id and index)",
+                layout=W.Layout(width="100%"),
+            )
         )
         self.info = W.HTML("")
         super().__init__(
@@ -294,18 +316,22 @@ class TargetSelector(W.VBox):
 
     def __init__(self, class_names: Sequence[str], **kwargs) -> None:
         self.class_names = tuple(class_names)
-        self.class_dropdown = W.Dropdown(
-            options=[(f"{c}: {n}", c) for c, n in enumerate(self.class_names)],
-            description="class",
-            tooltip="the class whose score the map explains",
-            layout=W.Layout(width="100%"),
+        self.class_dropdown = labelled_tooltip(
+            W.Dropdown(
+                options=[(f"{c}: {n}", c) for c, n in enumerate(self.class_names)],
+                description="class",
+                tooltip="the class whose score the map explains",
+                layout=W.Layout(width="100%"),
+            )
         )
-        self.unit_dropdown = W.Dropdown(
-            options=[("the class itself", self.CLASS_ITSELF)],
-            value=self.CLASS_ITSELF,
-            description="unit",
-            tooltip="a hidden unit instead, ranked by its FC weight |W| for the class",
-            layout=W.Layout(width="100%"),
+        self.unit_dropdown = labelled_tooltip(
+            W.Dropdown(
+                options=[("the class itself", self.CLASS_ITSELF)],
+                value=self.CLASS_ITSELF,
+                description="unit",
+                tooltip="a hidden unit instead, ranked by its FC weight |W| for the class",
+                layout=W.Layout(width="100%"),
+            )
         )
         super().__init__(
             children=[W.HTML("<b>Target</b>"), self.class_dropdown, self.unit_dropdown], **kwargs
@@ -372,10 +398,12 @@ class MaximizationPanel(W.VBox):
             description="iterations",
             tooltip="hill-climbing steps to run",
         )
-        self.constraints_box = W.Checkbox(
-            value=self.constraints,
-            description="anatomical constraints",
-            tooltip="keep bone lengths and joint angles within the paper's limits (eqs 10-14)",
+        self.constraints_box = labelled_tooltip(
+            W.Checkbox(
+                value=self.constraints,
+                description="anatomical constraints",
+                tooltip="keep bone lengths and joint angles within the paper's limits (eqs 10-14)",
+            )
         )
         self.run_button = W.Button(
             description="Run",
@@ -495,12 +523,14 @@ class ViewPanel(W.VBox):
             ],
         )
         self.toggle.style.button_width = "auto"
-        self.method_dropdown = W.Dropdown(
-            options=list(METHODS),
-            value="paper",
-            description="map",
-            tooltip="how the sensitivity map is computed",
-            layout=W.Layout(width="100%"),
+        self.method_dropdown = labelled_tooltip(
+            W.Dropdown(
+                options=list(METHODS),
+                value="paper",
+                description="map",
+                tooltip="how the sensitivity map is computed",
+                layout=W.Layout(width="100%"),
+            )
         )
         self.maximization = maximization or MaximizationPanel()
         self.maximization.layout.display = "none"
@@ -629,9 +659,11 @@ class FaithfulnessPanel(W.VBox):
         title = W.HTML(
             f"<b>Can this map be trusted?</b> <span style='{_SMALL}'>deletion check</span>"
         )
-        super().__init__([title, self.message, self.legend, self.figure], **kwargs)
-        self.add_class("skvis-faithfulness")
+        self._title = title
         self.summary = None
+        self._collapsed = False
+        super().__init__([title, self.message], **kwargs)
+        self.add_class("skvis-faithfulness")
 
     def show(self, summary) -> None:
         curve = summary.deletion
@@ -649,12 +681,28 @@ class FaithfulnessPanel(W.VBox):
         self.message.value = f"<div style='{_SMALL}'>{_esc(summary.message)}</div>"
         self.figure.layout.display = self.legend.layout.display = None
         self.summary = summary
+        self._arrange()
 
     def show_text(self, text: str) -> None:
         self.summary = None
         self.message.value = f"<div style='{_SMALL}'>{_esc(text)}</div>"
         self.figure.layout.display = "none"  # no stale curve, and no blank band
         self.legend.layout.display = "none"
+        self._arrange()
+
+    def collapse(self, collapsed: bool = True) -> None:
+        """Hide the panel without leaving a band (where the check does not apply)."""
+        self._collapsed = bool(collapsed)
+        self.layout.display = "none" if collapsed else None
+        self._arrange()
+
+    def _arrange(self) -> None:
+        # The plot is taken out of the page, not hidden, whenever it is not shown: bqplot
+        # lays out a hidden figure at zero size, with negative <rect> sizes for its margins.
+        plot = self.summary is not None and not self._collapsed
+        children = (self._title, self.message, *((self.legend, self.figure) if plot else ()))
+        if children != self.children:
+            self.children = children
 
 
 class ExportPanel(W.VBox):
@@ -667,8 +715,13 @@ class ExportPanel(W.VBox):
     path = T.Unicode("skvis_view.gif").tag(sync=True)
 
     def __init__(self, **kwargs) -> None:
-        self.path_box = W.Text(
-            description="file", layout=W.Layout(width="260px"), style={"description_width": "30px"}
+        self.path_box = labelled_tooltip(
+            W.Text(
+                description="file",
+                tooltip="where Save animation and Export HTML write (.gif, .mp4; .html)",
+                layout=W.Layout(width="260px"),
+                style={"description_width": "30px"},
+            )
         )
         self.save_button = W.Button(
             description="Save animation", icon="film", tooltip="GIF or MP4 of the current view"
