@@ -351,6 +351,7 @@ def test_activation_maximization_in_a_thread(vis, dataset):
         # the joints carry the displacement in cm, on one scale for the history
         disp = 100 * np.linalg.norm(history[k][6] - seq[6], axis=-1)
         assert vis.legend.label.startswith("displacement from the input (cm)")
+        assert "grey skeleton: the input" in vis.legend.value
         np.testing.assert_allclose(vis.shown.values[6], disp, rtol=1e-4, atol=1e-4)
         # why the run stopped, in the optimizer's words, at the final step only
         assert vis.result.message and (html.escape(vis.result.message) in status) == (k == last)

@@ -588,6 +588,12 @@ class ColorLegend(W.HTML):
         else:
             lo, hi = "0", f"{scale.top:.3g}" + ("+" if scale.scaling == "robust" else "")
         self.label = f"{what}; {scale.describe()}"
+        # a run's result is drawn over the input: say which skeleton is which
+        ghost = (
+            "; grey skeleton: the input, purple lines: each joint's displacement"
+            if scale.quantity.startswith("displacement")
+            else ""
+        )
         value = (
             f"<div class='skvis-colorbar' style='{_SMALL};max-width:560px'>"
             f"<div><b>{_esc(what)}</b></div>"
@@ -597,7 +603,7 @@ class ColorLegend(W.HTML):
             f"border:1px solid #999;background:linear-gradient(to right, {gradient})'></span>"
             f"<span>{_esc(hi)}</span></div>"
             f"<div style='color:#666'>{_esc(scale.describe())}; "
-            "bones: left blue, right green</div></div>"
+            f"bones: left blue, right green{ghost}</div></div>"
         )
         if value != self.value:
             self.value = value
