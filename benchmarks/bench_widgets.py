@@ -138,6 +138,8 @@ def main() -> None:
         (main.position, "array"), (main.color, "array")
     ]  # fmt: skip
     coloured = drawn if hasattr(main, "buffer") else [(main.color, "array")]
+    if hasattr(main, "bone_lines"):  # thick bones: their own message, sent with the joints'
+        drawn.append((main.bone_lines.geometry, "positions"))
     heat = vis.timeline.heatmap.mark
 
     frames = []

@@ -142,6 +142,26 @@ def _animation(state: dict, figure: str) -> dict | None:
     return {"sequence": seq, "topology": topo, "colors": colors, "width": width}
 
 
+def _bones_from_segments(state: dict, ids: list[str], joints: np.ndarray) -> list[np.ndarray]:
+    """Bones (as joint index pairs) of line segments whose ends are all joints of ``joints``
+    (``(J, 3)``): the thick bones of a `SkeletonScene` (`LineSegments2`)."""
+    out = []
+    for mid in ids:
+        m = state[mid]
+        if m.get("model_name") != "LineSegmentsGeometryModel":
+            continue
+        seg = _array(m, "positions")
+        if not isinstance(seg, np.ndarray) or seg.ndim != 3 or seg.shape[1:] != (2, 3):
+            continue
+        d = np.linalg.norm(seg.reshape(-1, 1, 3) - joints[None].astype(np.float64), axis=-1)
+        pairs = d.argmin(1).reshape(-1, 2)
+        # every end on a joint, no zero-length segment (the displacement lines of a ghost
+        # that has not moved)
+        if len(seg) and np.all(d.min(1) < 1e-6) and np.all(pairs[:, 0] != pairs[:, 1]):
+            out.append(pairs.reshape(-1))
+    return out[:1]
+
+
 def _interleaved_frame(state: dict, ids: list[str]) -> dict | None:
     """The pose of a `SkeletonScene`: one interleaved ``x y z r g b`` buffer whose first
     rows are the joints (a point geometry indexed ``0..J-1``) and bone lines indexing it."""
@@ -174,6 +194,8 @@ def _interleaved_frame(state: dict, ids: list[str]) -> dict | None:
             and _refs(oattrs.get("position")) == pos_ref
         ]
         pairs = [b for b in bones if isinstance(b, np.ndarray)]
+        if not pairs:  # thick bones: a LineSegmentsGeometry of (B, 2, 3) end points
+            pairs = _bones_from_segments(state, ids, buf[:j, :3])
         topo = _topology(np.concatenate(pairs), j) if pairs else None
         if topo is not None:
             return {"sequence": buf[None, :j, :3], "colors": buf[:j, 3:6], "topology": topo}

@@ -56,13 +56,9 @@ CHROMIUM_FLAGS = [
 
 #: Console messages that are not ours: offline fetches of external resources, and
 #: pythreejs's version warning about @jupyter-widgets/base.
-# bqplot lays out a figure that sits in a collapsed (display: none) panel at zero size and
-# logs negative <rect> sizes for its margins; the figure is drawn correctly once shown.
 HARMLESS_CONSOLE = (
     "ERR_NAME_NOT_RESOLVED",
     "Unsatisfied version",
-    "attribute width: A negative value is not valid",
-    "attribute height: A negative value is not valid",
 )
 
 
@@ -466,6 +462,26 @@ BLANK_BANDS_JS = """(root) => {
 def blank_bands(explorer) -> list:
     """`BLANK_BANDS_JS` on an explorer locator."""
     return explorer.evaluate(BLANK_BANDS_JS)
+
+
+#: The heatmap's cells that the page lays out with a size (bqplot draws one <rect> per cell).
+HEATMAP_CELLS_JS = """(root) => [...root.querySelectorAll('.skvis-heatmap rect.heatmapcell')]
+    .filter(c => { const b = c.getBoundingClientRect(); return b.width > 0.5 && b.height > 0.5; })
+    .length"""
+
+
+def heatmap_painted(explorer) -> tuple[int, int]:
+    """The heatmap as drawn: its cells laid out with a size, and the coloured pixels in a
+    screenshot of its figure (not white, not grey: the ramp's yellows to reds)."""
+    import io
+
+    from PIL import Image
+
+    cells = explorer.evaluate(HEATMAP_CELLS_JS)
+    figure = explorer.locator(".skvis-heatmap .bqplot").first
+    figure.scroll_into_view_if_needed()
+    img = np.asarray(Image.open(io.BytesIO(figure.screenshot())).convert("RGB"), np.float64)
+    return int(cells), int((np.ptp(img, axis=2) > 40).sum())
 
 
 def hover_a_joint(page, canvas, img, ramp_mask, waits) -> str:

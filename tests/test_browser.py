@@ -211,6 +211,7 @@ def test_quickstart_in_jupyterlab(jupyter_server, page, artifacts, waits):
     from conftest import (
         answer_ms,
         blank_bands,
+        heatmap_painted,
         hover_a_joint,
         monitor,
         scene_canvas,
@@ -256,6 +257,7 @@ def test_quickstart_in_jupyterlab(jupyter_server, page, artifacts, waits):
         detail=lambda: f"{joint_pixels(seen['img'], ramp).sum()} pixels in joint colours",
     )
     canvas.screenshot(path=str(artifacts / "lab_canvas_initial.png"))
+    page.mouse.move(0, 0)  # no tooltip over the screenshot
     explorer.screenshot(path=str(artifacts / "lab_explorer_early.png"))
     joints = joint_pixels(first, ramp)
     distinct = {tuple(c) for c in (first[joints] // 8).astype(int)}
@@ -274,6 +276,29 @@ def test_quickstart_in_jupyterlab(jupyter_server, page, artifacts, waits):
     assert canvas.bounding_box()["width"] >= 0.9 * cell["width"], (canvas.bounding_box(), cell)
     # no panel leaves an empty band
     assert blank_bands(explorer) == []
+    # every control says what it does: a tooltip on it, on the widget around it, or (ipywidgets
+    # 8 puts it there when the widget has a description) on its label
+    untitled = explorer.evaluate(
+        """(root) => {
+            const titled = e => !!(e && e.title && e.title.trim());
+            return [...root.querySelectorAll('button, select, input, .noUi-handle')]
+                .filter(e => e.offsetParent !== null)
+                .filter(e => {
+                    const w = e.closest('.jupyter-widgets');
+                    const label = w && w.querySelector(':scope > .widget-label');
+                    const inLabel = label && label.querySelector('[title]');
+                    return !(titled(e.closest('[title]')) || titled(label) || titled(inLabel));
+                })
+                .map(e => (e.closest('.jupyter-widgets') || e).className + ': '
+                          + e.outerHTML.slice(0, 60));
+        }"""
+    )
+    assert untitled == [], "\n".join(untitled)
+    # the heatmap is painted: every joint-frame cell laid out, in the ramp's colours
+    cells, coloured = heatmap_painted(explorer)
+    print(f"heatmap: {cells} cells laid out, {coloured} coloured pixels")
+    assert cells >= 20 * 10 and coloured > 5000, (cells, coloured)
+    canvas.scroll_into_view_if_needed()
 
     # Hover a joint in 3D: its name (the heatmap's) shows.
     name = hover_a_joint(page, canvas, first, joints, waits)
@@ -282,18 +307,32 @@ def test_quickstart_in_jupyterlab(jupyter_server, page, artifacts, waits):
         "() => [...document.querySelectorAll('.skvis-heatmap svg text')].map(t => t.textContent)"
     )
     assert name.split(" \u00b7")[0].split("\u00b7")[0].strip() in " ".join(rows), (name, rows)
+    # a frame step under the still mouse: the label gives the value at the new frame
+    slider = _labelled(page, "hslider", "frame").first
+    readout = slider.locator(".widget-readout")
+    slider.locator(".noUi-handle").focus()
+    page.keyboard.press("ArrowRight")
+    label = page.locator(".skvis-explorer .skvis-joint-name").first
+    waits.until(
+        "the hovered joint's label to follow the frame",
+        lambda: (
+            readout.inner_text().strip() != "0"
+            and f"at frame {readout.inner_text().strip()}" in label.inner_text()
+        ),
+        timeout=30,
+        detail=lambda: f"frame {readout.inner_text()}, label {label.inner_text()!r}",
+    )
     page.mouse.move(0, 0)
 
     # Drag the frame slider: the pose (and its colours) change.
     start_canvas_monitor(canvas)
-    slider = _labelled(page, "hslider", "frame").first
-    readout = slider.locator(".widget-readout")
     frame_before = readout.inner_text()
     _drag_slider(page, slider, 0.6)
     moved = _wait_changed(waits, canvas, first, "dragging the frame slider")
     assert readout.inner_text() != frame_before, "the frame slider did not move"
     assert changed_pixels(moved, first) > 20, "the drawing did not change"
     assert joint_pixels(moved, ramp).sum() >= 40
+    page.mouse.move(0, 0)  # no tooltip over the screenshot
     explorer.screenshot(path=str(artifacts / "lab_explorer_late.png"))
 
     # In the browser: from a frame step (arrow key on the slider) to the canvas changing.
@@ -338,9 +377,22 @@ def test_quickstart_in_jupyterlab(jupyter_server, page, artifacts, waits):
         timeout=30,
         detail=bar.inner_text,
     )
+    page.mouse.move(0, 0)  # no tooltip over the screenshot
     explorer.screenshot(path=str(artifacts / "lab_explorer_unit.png"))
     assert blank_bands(explorer) == []  # the deletion plot collapsed, not hidden
     unit.select_option(unit_values[0])
+    # the class map drawn again (its new cells would clear a selection made before)
+    waits.until(
+        "the legend to name the class again",
+        lambda: "sensitivity to class" in bar.inner_text(),
+        timeout=30,
+        detail=bar.inner_text,
+    )
+    waits.until(
+        "the kernel to be idle after choosing the class again",
+        lambda: _kernel_ready(page, server, NOTEBOOK),
+        timeout=60,
+    )
 
     # The heatmap: hovering a cell names its joint, clicking it jumps to its frame.
     cells = page.locator(".skvis-explorer rect.heatmapcell")
@@ -373,8 +425,16 @@ def test_quickstart_in_jupyterlab(jupyter_server, page, artifacts, waits):
     )
     images = [h for t, h in monitor(page)["images"] if t0 < t <= t0 + 3000]
     play.click()  # pause
-    print(f"Play at 10 fps: {len(set(images))} distinct images in 3 s (30 expected)")
-    assert len(set(images)) >= 15, f"only {len(set(images))} distinct images in 3 s at 10 fps"
+    print(
+        f"Play at 10 fps: {len(set(images))} distinct images, {len(images)} paints in 3 s "
+        "(30 frames expected, each painted once)"
+    )
+    # Frames painted: the kernel draws each one, and on a loaded machine several frames'
+    # messages can arrive in one animation frame (23-27 of 30 at load 4, 14 at load 7 on 2
+    # shared cores) ...
+    assert len(set(images)) >= 10, f"only {len(set(images))} distinct images in 3 s at 10 fps"
+    # ... each once: joints and bones in one paint, not one after the other
+    assert len(images) <= len(set(images)) + 6, f"{len(images)} paints, {len(set(images))} images"
 
     # Activation maximization: Run; the view moves to the frame the run changed most.
     page.get_by_role("button", name="Activation maximization").click()
@@ -408,6 +468,7 @@ def test_quickstart_in_jupyterlab(jupyter_server, page, artifacts, waits):
     print(f"after the run: frame {frame}; heatmap's darkest column {int(np.argmax(darkness))}")
     assert darkness[frame] >= 0.8 * darkness.max(), (frame, int(np.argmax(darkness)))
     canvas.screenshot(path=str(artifacts / "lab_canvas_maximization.png"))
+    page.mouse.move(0, 0)  # no tooltip over the screenshot
     explorer.screenshot(path=str(artifacts / "lab_explorer_maximization.png"))
     assert changed_pixels(optimized, plain) > 20, "the maximization view did not draw"
 

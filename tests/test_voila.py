@@ -146,7 +146,11 @@ def test_case_study_page_in_voila(jupyter_server, page, artifacts, waits):
     figures = page.locator("img[src^='data:image/png']").count()
     assert figures >= 6, f"only {figures} static figures on the page"
 
-    from conftest import blank_bands, hover_a_joint, scene_canvas, side_pixels
+    from conftest import blank_bands, heatmap_painted, hover_a_joint, scene_canvas, side_pixels
+
+    # Voila scrolls its own container, not the window: an element screenshot shows only what
+    # fits in the viewport, so make the whole explorer fit (else its heatmap looks blank).
+    page.set_viewport_size({"width": 1400, "height": 1900})
 
     # The explorer's 3D view: a skeleton in the sensitivity colours.
     explorer = page.locator(".skvis-explorer").first
@@ -169,6 +173,10 @@ def test_case_study_page_in_voila(jupyter_server, page, artifacts, waits):
     bar = explorer.locator(".skvis-colorbar").first
     assert bar.is_visible() and "sensitivity to class" in bar.inner_text(), bar.inner_text()
     assert blank_bands(explorer) == []
+    cells, coloured = heatmap_painted(explorer)
+    print(f"heatmap in Voila: {cells} cells laid out, {coloured} coloured pixels")
+    assert cells >= 20 * 10 and coloured > 5000, (cells, coloured)
+    canvas.scroll_into_view_if_needed()
     px = first.reshape(-1, 3)
     d = np.linalg.norm(px[:, None, :] - ramp[None], axis=2).min(1)
     joints = ((d < 12) & (np.ptp(px, axis=1) > 40)).reshape(first.shape[:2])

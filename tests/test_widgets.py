@@ -124,7 +124,11 @@ def test_timeline_links_and_heatmap_events():
     rows, groups = part_rows(MSR_ACTION3D)
     assert tl.heatmap.order == tuple(rows)
     assert list(tl.heatmap.mark.row) == [MSR_ACTION3D.pretty(r) for r in rows]
-    assert len(tl.heatmap.separators.y) == len(groups) - 1
+    # separators between head-and-torso, left arm, right arm, left leg, right leg
+    names = [g[0] for g in groups]
+    assert names[:2] == ["head", "torso"]
+    cuts = sorted(1 - np.asarray(tl.heatmap.separators.y)[:, 0])
+    np.testing.assert_allclose(cuts, [a / 20 for _, a, _ in groups[2:]])
     # integer ticks inside the range
     ticks = np.asarray(tl.heatmap._x_axis.tick_values)
     assert ticks[0] == 0 and ticks[-1] <= 29 and np.all(ticks == np.round(ticks))
@@ -345,6 +349,9 @@ def test_activation_maximization_in_a_thread(vis, dataset):
         vis.maximization.iteration_slider.value = k  # the iteration slider
         np.testing.assert_allclose(vis.scene.positions, history[k][6])
         np.testing.assert_array_equal(vis.scene.overlay_positions, seq[6])  # the ghost
+        # a displacement line from each of the ghost's joints to the result's
+        np.testing.assert_allclose(vis.scene.link_positions[:, 0], seq[6], atol=1e-6)
+        np.testing.assert_allclose(vis.scene.link_positions[:, 1], history[k][6], atol=1e-6)
         status = vis.maximization.status.value
         assert f"iteration {k}/{last}" in status and "score = logit of class" in status
         if k == 0:  # the input's own bone-length noise is labelled as such
@@ -354,6 +361,7 @@ def test_activation_maximization_in_a_thread(vis, dataset):
         # the joints carry the displacement in cm, on one scale for the history
         disp = 100 * np.linalg.norm(history[k][6] - seq[6], axis=-1)
         assert vis.legend.label.startswith("displacement from the input (cm)")
+        assert "grey skeleton: the input" in vis.legend.value
         np.testing.assert_allclose(vis.shown.values[6], disp, rtol=1e-4, atol=1e-4)
         # why the run stopped, in the optimizer's words, at the final step only
         assert vis.result.message and (html.escape(vis.result.message) in status) == (k == last)
@@ -503,15 +511,26 @@ def test_faithfulness_panel_checks_the_current_class_map(vis, model, dataset):
         # a y axis fitted to the curves, and a legend for both lines
         top = max(np.max(vis.faithfulness.curve.y), np.max(vis.faithfulness.random.y))
         assert vis.faithfulness._y.max == pytest.approx(min(1.0, 1.1 * top))
-        assert vis.faithfulness.curve.display_legend and vis.faithfulness.random.display_legend
+        # the legend above the plot (never over the curves) names both lines
+        legend = vis.faithfulness.legend
+        assert legend.layout.display is None
+        assert "most salient" in legend.value and "random order" in legend.value
+        assert vis.faithfulness.figure in vis.faithfulness.children
     vis.unit = 1
     assert vis.faithfulness.summary is None
     assert "class itself" in vis.faithfulness.message.value
-    assert vis.faithfulness.figure.layout.display == "none"  # collapsed, no blank band
+    # collapsed, no blank band; the plot out of the page (bqplot lays out a hidden figure at
+    # zero size and logs negative sizes)
+    assert vis.faithfulness.figure.layout.display == "none"
+    assert vis.faithfulness.figure not in vis.faithfulness.children
+    vis.unit = None
+    assert vis.wait_faithfulness(60) and vis.faithfulness.figure in vis.faithfulness.children
     vis.view = "maximization"  # the trust panel applies to sensitivity maps only
     assert vis.faithfulness.layout.display == "none"
+    assert vis.faithfulness.figure not in vis.faithfulness.children
     vis.view = "sensitivity"
     assert vis.faithfulness.layout.display is None
+    assert vis.wait_faithfulness(60) and vis.faithfulness.figure in vis.faithfulness.children
 
 
 # -- issue 11, item 10: threads, runs and refused values ---------------------------------------
@@ -714,15 +733,20 @@ def test_left_and_right_bones_differ_and_joints_are_named_on_hover(vis, dataset)
     scene = vis.scene
     names = MSR_ACTION3D.joint_names
     main = scene._main
-    # beads along the left arm are blue, along the right arm orange
-    for side, joint in (("left", "elbow_left"), ("right", "elbow_right")):
+    # bones on the left are blue, on the right green, in the centre grey
+    bones = MSR_ACTION3D.bones
+    for side, joint in (("left", "elbow_left"), ("right", "elbow_right"), ("centre", "head")):
         j = names.index(joint)
-        b = next(k for k, bone in enumerate(MSR_ACTION3D.bones) if bone[1] == j)
-        rows = scene.buffer[20 + 5 * b : 20 + 5 * (b + 1), 3:]
-        np.testing.assert_allclose(rows, np.tile(SIDE_COLORS[side], (5, 1)), atol=1e-6)
+        b = next(k for k, bone in enumerate(bones) if bone[1] == j)
+        np.testing.assert_allclose(scene.bone_colors[b], SIDE_COLORS[side], atol=1e-6)
+    # the bones are thick lines joining the joints drawn now
+    np.testing.assert_array_equal(
+        main.bone_lines.geometry.positions, scene.positions[np.asarray(bones)]
+    )
+    assert main.bone_lines.material.linewidth >= 4  # pixels
     # one interleaved buffer: the joints' rows are what `positions` and `colors` say
-    np.testing.assert_array_equal(scene.buffer[:20, :3], scene.positions)
-    np.testing.assert_array_equal(scene.buffer[:20, 3:], scene.colors)
+    np.testing.assert_array_equal(scene.buffer[:, :3], scene.positions)
+    np.testing.assert_array_equal(scene.buffer[:, 3:], scene.colors)
     assert main.joints.geometry.attributes["position"].data is main.buffer
     # the browser's picker reports a joint: its name (the heatmap's) and value show
     j = names.index("hand_right")
@@ -731,6 +755,15 @@ def test_left_and_right_bones_differ_and_joints_are_named_on_hover(vis, dataset)
     assert scene.hovered == "hand right" == MSR_ACTION3D.pretty(j)
     value = vis.shown.values[vis.frame, j]
     assert "hand right" in scene.label.value and f"{value:.3g}" in scene.label.value
+    # another frame: the label gives the hovered joint's value at that frame, never a stale one
+    other = (vis.frame + 5) % len(vis.shown.values)
+    vis.frame = other
+    value = vis.shown.values[other, j]
+    assert f"{value:.3g}" in scene.label.value and f"at frame {other}" in scene.label.value
+    # another target: what was hovered is forgotten (the map under the mouse changed)
+    vis.target = (vis.target + 1) % dataset.num_classes
+    assert scene.hovered == "" and "hand right" not in scene.label.value
+    scene.picker.set_state({"index": j})
     scene.picker.set_state({"index": None})
     assert scene.hovered == ""
 

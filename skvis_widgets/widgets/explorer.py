@@ -57,6 +57,7 @@ from .panels import (
     SampleSelector,
     TargetSelector,
     ViewPanel,
+    labelled_tooltip,
 )
 from .scene import SkeletonScene
 from .timeline import Timeline
@@ -234,17 +235,19 @@ class SkeletonVis(W.VBox):
         self.views = ViewPanel(self.maximization)
         self.faithfulness = FaithfulnessPanel()
         self.exporter = ExportPanel()
-        self.scaling_dropdown = W.Dropdown(
-            options=[
-                ("robust (95th percentile)", "robust"),
-                ("per frame", "frame"),
-                ("per sequence (max)", "sequence"),
-                ("dataset-wide", "dataset"),
-            ],
-            value="robust",
-            description="colours",
-            tooltip="how map values become colours (the legend shows the range)",
-            layout=W.Layout(width="100%"),
+        self.scaling_dropdown = labelled_tooltip(
+            W.Dropdown(
+                options=[
+                    ("robust (95th percentile)", "robust"),
+                    ("per frame", "frame"),
+                    ("per sequence (max)", "sequence"),
+                    ("dataset-wide", "dataset"),
+                ],
+                value="robust",
+                description="colours",
+                tooltip="how map values become colours (the legend shows the range)",
+                layout=W.Layout(width="100%"),
+            )
         )
         self.scene = SkeletonScene(topo)
         self.scene.describe_joints(self._joint_value)
@@ -734,6 +737,8 @@ class SkeletonVis(W.VBox):
                 camera=camera,
             )
         self._shown_key = key
+        # the colour scaling applies to maps; a run has one scale for its whole history
+        self.scaling_dropdown.layout.display = "none" if maximizing else None
         self.shown = shown
         self._update_faithfulness()
         if not maximizing and self.scaling == "dataset":
@@ -759,10 +764,10 @@ class SkeletonVis(W.VBox):
         does not start one per class); the panel says "checking" until it is done."""
         panel = self.faithfulness
         if self.view != "sensitivity":
-            panel.layout.display = "none"  # the trust panel applies to sensitivity maps
+            panel.collapse()  # the trust panel applies to sensitivity maps
             self._jobs.detach("check")
             return
-        panel.layout.display = None
+        panel.collapse(False)
         if self.unit is not None:
             self._jobs.detach("check")
             panel.show_text(
@@ -823,6 +828,7 @@ class SkeletonVis(W.VBox):
             self.scene.show_overlay(shown.original[k], links=True)
         elif self.scene.overlay_positions is not None:
             self.scene.show_overlay(None)
+        self.scene.refresh_hover()  # the hovered joint's value, at this frame
 
     # -- activation maximization ----------------------------------------------------------
     def run_maximization(self) -> threading.Thread | None:

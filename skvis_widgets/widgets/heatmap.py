@@ -132,7 +132,12 @@ class JointHeatmap(W.VBox):
             colors=["#1f77b4"],
             stroke_width=2.5,
         )
-        cuts = [a for _, a, _ in self.groups if a > 0]
+        # head and torso read as one group (the trunk): no line between them
+        cuts = [
+            a
+            for k, (name, a, _) in enumerate(self.groups)
+            if a > 0 and not (name == "torso" and self.groups[k - 1][0] == "head")
+        ]
         self.separators = bq.Lines(
             x=np.array([[-0.5, 0.5]] * max(len(cuts), 1)),
             y=np.array([[1 - a / j] * 2 for a in cuts] or [[2.0, 2.0]]),
@@ -143,13 +148,14 @@ class JointHeatmap(W.VBox):
         self._x_axis = bq.Axis(
             scale=self._col_scale, label="frame", tick_format="d", tick_values=np.array([0.0])
         )
-        self._y_axis = bq.Axis(scale=self._row_scale, side="left", tick_style={"font-size": "11px"})
+        self._y_axis = bq.Axis(scale=self._row_scale, side="left", tick_style={"font-size": "12px"})
         self.figure = bq.Figure(
             marks=[self.mark, self.separators, self.cursor],
             axes=[self._x_axis, self._y_axis],
             fig_margin={"top": 8, "bottom": 38, "left": 110, "right": 12},
             padding_x=0.0,
             padding_y=0.0,
+            display_toolbar=False,  # its pan/zoom buttons popped up over the map
             layout=W.Layout(width="100%", height=height),
         )
         self._label = W.HTML("", layout=W.Layout(min_height="18px"))

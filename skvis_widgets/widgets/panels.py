@@ -28,6 +28,7 @@ __all__ = [
     "FaithfulnessPanel",
     "ExportPanel",
     "ColorLegend",
+    "labelled_tooltip",
     "VIEWS",
     "METHODS",
 ]
@@ -47,6 +48,23 @@ _SMALL = "font-size:12px;line-height:1.35"
 
 def _esc(text: object) -> str:
     return html.escape(str(text))
+
+
+def labelled_tooltip(widget: W.DOMWidget) -> W.DOMWidget:
+    """Make ``widget``'s tooltip show on its description (returns ``widget``).
+
+    ipywidgets 8 drops the tooltip of a dropdown, check box or text box that has a
+    description (it sets the title only when the description is empty); the description
+    becomes HTML whose text carries the tooltip, so that hovering it explains the control.
+    """
+    tip, text = getattr(widget, "tooltip", None), getattr(widget, "description", "")
+    if tip and text and not getattr(widget, "description_allow_html", False):
+        widget.description_allow_html = True
+        widget.description = (
+            f"<span title='{html.escape(tip, quote=True)}' style='cursor:help'>"
+            f"{html.escape(text)}</span>"
+        )
+    return widget
 
 
 class ErrorArea(W.HTML):
@@ -179,16 +197,20 @@ class SampleSelector(W.VBox):
         self.labels = np.asarray(labels)
         self.ids = tuple(ids)
         present = sorted(set(int(c) for c in self.labels))
-        self.class_filter = W.Dropdown(
-            options=[(f"{c}: {self.class_names[c]}", c) for c in present],
-            description="class",
-            tooltip="list the samples of this class",
-            layout=W.Layout(width="100%"),
+        self.class_filter = labelled_tooltip(
+            W.Dropdown(
+                options=[(f"{c}: {self.class_names[c]}", c) for c in present],
+                description="class",
+                tooltip="list the samples of this class",
+                layout=W.Layout(width="100%"),
+            )
         )
-        self.sample_dropdown = W.Dropdown(
-            description="sample",
-            tooltip="the input sequence (its file id and index)",
-            layout=W.Layout(width="100%"),
+        self.sample_dropdown = labelled_tooltip(
+            W.Dropdown(
+                description="sample",
+                tooltip="the input sequence (its file id and index)",
+                layout=W.Layout(width="100%"),
+            )
         )
         self.info = W.HTML("")
         super().__init__(
@@ -295,18 +317,22 @@ class TargetSelector(W.VBox):
 
     def __init__(self, class_names: Sequence[str], **kwargs) -> None:
         self.class_names = tuple(class_names)
-        self.class_dropdown = W.Dropdown(
-            options=[(f"{c}: {n}", c) for c, n in enumerate(self.class_names)],
-            description="class",
-            tooltip="the class whose score the map explains",
-            layout=W.Layout(width="100%"),
+        self.class_dropdown = labelled_tooltip(
+            W.Dropdown(
+                options=[(f"{c}: {n}", c) for c, n in enumerate(self.class_names)],
+                description="class",
+                tooltip="the class whose score the map explains",
+                layout=W.Layout(width="100%"),
+            )
         )
-        self.unit_dropdown = W.Dropdown(
-            options=[("the class itself", self.CLASS_ITSELF)],
-            value=self.CLASS_ITSELF,
-            description="unit",
-            tooltip="a hidden unit instead, ranked by its FC weight |W| for the class",
-            layout=W.Layout(width="100%"),
+        self.unit_dropdown = labelled_tooltip(
+            W.Dropdown(
+                options=[("the class itself", self.CLASS_ITSELF)],
+                value=self.CLASS_ITSELF,
+                description="unit",
+                tooltip="a hidden unit instead, ranked by its FC weight |W| for the class",
+                layout=W.Layout(width="100%"),
+            )
         )
         super().__init__(
             children=[W.HTML("<b>Target</b>"), self.class_dropdown, self.unit_dropdown], **kwargs
@@ -373,10 +399,12 @@ class MaximizationPanel(W.VBox):
             description="iterations",
             tooltip="hill-climbing steps to run",
         )
-        self.constraints_box = W.Checkbox(
-            value=self.constraints,
-            description="anatomical constraints",
-            tooltip="keep bone lengths and joint angles within the paper's limits (eqs 10-14)",
+        self.constraints_box = labelled_tooltip(
+            W.Checkbox(
+                value=self.constraints,
+                description="anatomical constraints",
+                tooltip="keep bone lengths and joint angles within the paper's limits (eqs 10-14)",
+            )
         )
         self.run_button = W.Button(
             description="Run",
@@ -496,12 +524,14 @@ class ViewPanel(W.VBox):
             ],
         )
         self.toggle.style.button_width = "auto"
-        self.method_dropdown = W.Dropdown(
-            options=list(METHODS),
-            value="paper",
-            description="map",
-            tooltip="how the sensitivity map is computed",
-            layout=W.Layout(width="100%"),
+        self.method_dropdown = labelled_tooltip(
+            W.Dropdown(
+                options=list(METHODS),
+                value="paper",
+                description="map",
+                tooltip="how the sensitivity map is computed",
+                layout=W.Layout(width="100%"),
+            )
         )
         self.maximization = maximization or MaximizationPanel()
         self.maximization.layout.display = "none"
@@ -559,6 +589,12 @@ class ColorLegend(W.HTML):
         else:
             lo, hi = "0", f"{scale.top:.3g}" + ("+" if scale.scaling == "robust" else "")
         self.label = f"{what}; {scale.describe()}"
+        # a run's result is drawn over the input: say which skeleton is which
+        ghost = (
+            "; grey skeleton: the input, purple lines: each joint's displacement"
+            if scale.quantity.startswith("displacement")
+            else ""
+        )
         value = (
             f"<div class='skvis-colorbar' style='{_SMALL};max-width:560px'>"
             f"<div><b>{_esc(what)}</b></div>"
@@ -568,7 +604,7 @@ class ColorLegend(W.HTML):
             f"border:1px solid #999;background:linear-gradient(to right, {gradient})'></span>"
             f"<span>{_esc(hi)}</span></div>"
             f"<div style='color:#666'>{_esc(scale.describe())}; "
-            "bones: left blue, right green</div></div>"
+            f"bones: left blue, right green{ghost}</div></div>"
         )
         if value != self.value:
             self.value = value
@@ -613,20 +649,28 @@ class FaithfulnessPanel(W.VBox):
                     tick_format=".2g",
                 ),
             ],
-            legend_location="top-right",
-            legend_style={"font-size": "11px"},
-            fig_margin={"top": 10, "bottom": 40, "left": 45, "right": 10},
+            fig_margin={"top": 10, "bottom": 40, "left": 45, "right": 18},
+            display_toolbar=False,
             layout=W.Layout(width="340px", height="190px"),
         )
-        for mark in (self.curve, self.random):
-            mark.display_legend = True
+        # The legend above the plot, never over the curves (bqplot draws its own inside).
+        self.legend = W.HTML(
+            f"<div class='skvis-deletion-legend' style='{_SMALL};color:#444'>"
+            "<div><span style='color:#b2182b;font-weight:bold'>&#8212;&#8212;</span> deleting "
+            "the map's most salient joint-frames first</div>"
+            "<div><span style='color:#888888;font-weight:bold'>- - -</span> deleting in random "
+            "order (mean of the orders)</div></div>",
+            layout=W.Layout(width="340px"),
+        )
         self.message = W.HTML(layout=W.Layout(width="340px"))
         title = W.HTML(
             f"<b>Can this map be trusted?</b> <span style='{_SMALL}'>deletion check</span>"
         )
-        super().__init__([title, self.message, self.figure], **kwargs)
-        self.add_class("skvis-faithfulness")
+        self._title = title
         self.summary = None
+        self._collapsed = False
+        super().__init__([title, self.message], **kwargs)
+        self.add_class("skvis-faithfulness")
 
     def show(self, summary) -> None:
         curve = summary.deletion
@@ -641,14 +685,31 @@ class FaithfulnessPanel(W.VBox):
         top = float(both.max()) if both.size else 1.0
         with self._y.hold_sync():
             self._y.min, self._y.max = 0.0, min(1.0, 1.1 * top) if top > 0 else 1.0
-        self.message.value = f"<span style='{_SMALL}'>{_esc(summary.message)}</span>"
-        self.figure.layout.display = None
+        self.message.value = f"<div style='{_SMALL}'>{_esc(summary.message)}</div>"
+        self.figure.layout.display = self.legend.layout.display = None
         self.summary = summary
+        self._arrange()
 
     def show_text(self, text: str) -> None:
         self.summary = None
-        self.message.value = f"<span style='{_SMALL}'>{_esc(text)}</span>"
+        self.message.value = f"<div style='{_SMALL}'>{_esc(text)}</div>"
         self.figure.layout.display = "none"  # no stale curve, and no blank band
+        self.legend.layout.display = "none"
+        self._arrange()
+
+    def collapse(self, collapsed: bool = True) -> None:
+        """Hide the panel without leaving a band (where the check does not apply)."""
+        self._collapsed = bool(collapsed)
+        self.layout.display = "none" if collapsed else None
+        self._arrange()
+
+    def _arrange(self) -> None:
+        # The plot is taken out of the page, not hidden, whenever it is not shown: bqplot
+        # lays out a hidden figure at zero size, with negative <rect> sizes for its margins.
+        plot = self.summary is not None and not self._collapsed
+        children = (self._title, self.message, *((self.legend, self.figure) if plot else ()))
+        if children != self.children:
+            self.children = children
 
 
 class ExportPanel(W.VBox):
@@ -661,8 +722,13 @@ class ExportPanel(W.VBox):
     path = T.Unicode("skvis_view.gif").tag(sync=True)
 
     def __init__(self, **kwargs) -> None:
-        self.path_box = W.Text(
-            description="file", layout=W.Layout(width="260px"), style={"description_width": "30px"}
+        self.path_box = labelled_tooltip(
+            W.Text(
+                description="file",
+                tooltip="where Save animation and Export HTML write (.gif, .mp4; .html)",
+                layout=W.Layout(width="260px"),
+                style={"description_width": "30px"},
+            )
         )
         self.save_button = W.Button(
             description="Save animation", icon="film", tooltip="GIF or MP4 of the current view"
@@ -683,4 +749,4 @@ class ExportPanel(W.VBox):
         self.html_button.on_click(lambda _: callback())
 
     def report(self, text: str) -> None:
-        self.status.value = f"<span style='{_SMALL}'>{_esc(text)}</span>"
+        self.status.value = f"<div style='{_SMALL}'>{_esc(text)}</div>"

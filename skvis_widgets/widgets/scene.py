@@ -1,17 +1,16 @@
 """`SkeletonScene`: one skeleton pose drawn with pythreejs, readable in depth.
 
-Every vertex of a pose lives in ONE interleaved buffer (``x y z r g b`` per row): the
-joints (shaded spheres coloured by the map), then beads along each bone (small shaded
-spheres in the bone's side colour, which read as a thick limb), so that drawing a frame
-is one message and one paint, whatever the number of joints. The bones are also drawn as
-lines through the same buffer, one line object per side of the body (left blue, right
-green, centre grey: `skvis_widgets.colors.SIDE_COLORS`). Fog fades what is far from the
-camera. A `Picker` names the joint under the mouse (`hovered`, and a label under the
-canvas), with the heatmap's names.
+The joints are shaded spheres (point sprites lit from the top left, their colour the
+map's) on ONE interleaved buffer (``x y z r g b`` per row); the bones are thick lines
+(`LineSegments2`, a width in pixels at any zoom) in their side's colour (left blue, right
+green, centre grey: `skvis_widgets.colors.SIDE_COLORS`). A frame is two messages sent
+together (joints, bones), painted in the browser's next animation frame. Fog fades what
+is far from the camera. A `Picker` names the joint under the mouse (`hovered`, and a
+label under the canvas), with the heatmap's names.
 
-A second, translucent skeleton (`show_overlay`: the input beside or under a synthesized
-sequence) has its own buffer, with a line from each of its joints to the main one's
-(the displacement).
+A second skeleton (`show_overlay`: the input under or beside a synthesized sequence) is
+drawn as a grey ghost, with a purple line from each of its joints to the main one's (the
+displacement).
 """
 
 from __future__ import annotations
@@ -24,17 +23,18 @@ import pythreejs as p3
 import traitlets as T
 
 from .._checks import as_sequence
-from ..colors import DEFAULT_JOINT_COLOR, SIDE_COLORS, side_of, to_hex
+from ..colors import DEFAULT_JOINT_COLOR, SIDE_COLORS, side_of
 from ..errors import SkvisError
 from ..skeleton import Topology
 
 __all__ = ["SkeletonScene", "DEFAULT_JOINT_COLOR"]
 
-_OVERLAY_COLOR = (0.55, 0.55, 0.55)
+#: The input's ghost: a mid grey, lighter than the centre bones, darker than the grid.
+_OVERLAY_COLOR = (0.62, 0.62, 0.62)
 _LINK_COLOR = "#6b3fa0"
 _HOVER_HINT = "<span style='font-size:12px;color:#777'>hover a joint to see its name</span>"
-#: Beads per bone: enough to read as a limb at the joints' size.
-_BEADS = 5
+#: Bone widths in pixels (main skeleton, the input's ghost, the displacement lines).
+_BONE_PX, _GHOST_BONE_PX, _LINK_PX = 6.0, 4.0, 2.5
 
 
 def _as_points(array, num_joints: int, what: str) -> np.ndarray:
@@ -102,13 +102,14 @@ class _JointPicker(p3.Picker):
 
 
 class _Skeleton:
-    """Joints, bone beads and bone lines on one interleaved buffer, inside a group."""
+    """Joints (shaded sprites on one interleaved buffer) and bones (thick lines), in a group."""
 
     def __init__(
         self,
         topology: Topology,
         *,
         point_size: float,
+        line_width: float,
         opacity: float = 1.0,
         tint: tuple[float, float, float] | None = None,
     ) -> None:
@@ -116,81 +117,59 @@ class _Skeleton:
         bones = np.asarray(topology.bones, dtype=np.int64).reshape(-1, 2)
         self.num_joints = j
         self.bones = bones
-        f = (np.arange(_BEADS) + 1.0) / (_BEADS + 1.0)
-        self._fractions = f[None, :, None].astype(np.float32)  # (1, K, 1)
         sides = [side_of(n) for n in topology.joint_names]
         # a bone's side: its outer joint's (a shoulder-to-spine bone belongs to the arm)
         self.bone_sides = [
             sides[b] if sides[b] != "centre" else sides[a] for a, b in bones.tolist()
         ]
-        bead_rgb = np.array(
+        bone_rgb = np.array(
             [SIDE_COLORS[s] if tint is None else tint for s in self.bone_sides], np.float32
         )
-        self._bead_colors = np.repeat(bead_rgb, _BEADS, axis=0)  # (B*K, 3)
         self.tint = tint
-        n = j + len(bones) * _BEADS
-        self.buffer = p3.InterleavedBuffer(array=np.zeros((n, 6), np.float32))
+        self.buffer = p3.InterleavedBuffer(array=np.zeros((j, 6), np.float32))
         attrs = {
             "position": p3.InterleavedBufferAttribute(data=self.buffer, itemSize=3, offset=0),
             "color": p3.InterleavedBufferAttribute(data=self.buffer, itemSize=3, offset=3),
         }
         translucent = opacity < 1.0
-        sprite = _sphere_texture()
-
-        def points(index, size):
-            return p3.Points(
-                geometry=p3.BufferGeometry(attributes=dict(attrs, index=_index(index))),
-                material=p3.PointsMaterial(
-                    vertexColors="VertexColors",
-                    size=size,
-                    sizeAttenuation=True,
-                    map=sprite,
-                    alphaTest=0.5,
-                    transparent=translucent,
-                    opacity=opacity,
-                ),
-            )
-
-        self.joints = points(np.arange(j), point_size)
-        self.beads = points(np.arange(j, n), point_size * 0.55)
-        lines = []
-        for side, rgb in SIDE_COLORS.items():
-            idx = bones[[s == side for s in self.bone_sides]].reshape(-1)
-            if len(idx) == 0:
-                continue
-            lines.append(
-                p3.LineSegments(
-                    geometry=p3.BufferGeometry(
-                        attributes={"position": attrs["position"], "index": _index(idx)}
-                    ),
-                    material=p3.LineBasicMaterial(
-                        color=str(to_hex(rgb if tint is None else tint)),
-                        linewidth=3,
-                        transparent=translucent,
-                        opacity=opacity,
-                    ),
-                )
-            )
-        self.lines = lines
-        self.group = p3.Group(children=[*lines, self.beads, self.joints])
+        self.joints = p3.Points(
+            geometry=p3.BufferGeometry(attributes=dict(attrs, index=_index(np.arange(j)))),
+            material=p3.PointsMaterial(
+                vertexColors="VertexColors",
+                size=point_size,
+                sizeAttenuation=True,
+                map=_sphere_texture(),
+                alphaTest=0.5,
+                transparent=translucent,
+                opacity=opacity,
+            ),
+        )
+        # Bones: screen-space thick lines (LineMaterial's width is in pixels, at any zoom),
+        # both ends in the bone's side colour.
+        self.bone_lines = p3.LineSegments2(
+            geometry=p3.LineSegmentsGeometry(
+                positions=np.zeros((len(bones), 2, 3), np.float32),
+                colors=np.ascontiguousarray(np.repeat(bone_rgb[:, None], 2, axis=1)),
+            ),
+            material=p3.LineMaterial(linewidth=float(line_width), vertexColors="VertexColors"),
+        )
+        self.group = p3.Group(children=[self.bone_lines, self.joints])
         self.positions = np.zeros((j, 3), np.float32)
         self.colors = np.zeros((j, 3), np.float32)
 
-    def rows(self, positions: np.ndarray, colors: np.ndarray) -> np.ndarray:
-        """The buffer's ``(J + B*K, 6)`` rows for one pose."""
-        a, b = positions[self.bones[:, 0]], positions[self.bones[:, 1]]
-        beads = (a[:, None] + (b - a)[:, None] * self._fractions).reshape(-1, 3)
-        out = np.empty((self.num_joints + len(beads), 6), np.float32)
-        out[: self.num_joints, :3] = positions
-        out[: self.num_joints, 3:] = colors
-        out[self.num_joints :, :3] = beads
-        out[self.num_joints :, 3:] = self._bead_colors
-        return out
+    @property
+    def bone_colors(self) -> np.ndarray:
+        """``(B, 3)`` RGB of each bone (its side's colour, or the tint)."""
+        return np.asarray(self.bone_lines.geometry.colors)[:, 0]
 
     def draw(self, positions: np.ndarray, colors: np.ndarray) -> None:
-        """One message: the new buffer (a new array, never mutated in place)."""
+        """New arrays (never mutated in place): one message for the joints, one for the bones,
+        sent together (the browser paints both in its next animation frame)."""
         self.positions, self.colors = positions, colors
-        self.buffer.array = self.rows(positions, colors)
+        rows = np.empty((self.num_joints, 6), np.float32)
+        rows[:, :3], rows[:, 3:] = positions, colors
+        self.buffer.array = rows
+        self.bone_lines.geometry.positions = np.ascontiguousarray(positions[self.bones])
 
 
 class SkeletonScene(W.VBox):
@@ -236,7 +215,7 @@ class SkeletonScene(W.VBox):
         *,
         width: int = 620,
         height: int = 500,
-        point_size: float = 0.2,
+        point_size: float = 0.32,
         display_transform: np.ndarray | None = None,
         background: str = "#ffffff",
         **kwargs,
@@ -249,21 +228,19 @@ class SkeletonScene(W.VBox):
             if positions is None
             else _as_points(positions, j, "positions")
         )
-        self._main = _Skeleton(topology, point_size=point_size)
+        self._main = _Skeleton(topology, point_size=point_size, line_width=_BONE_PX)
         self._main.draw(pos.copy(), _as_colors(colors, j).copy())
         self._overlay = _Skeleton(
-            topology, point_size=point_size * 0.8, opacity=0.4, tint=_OVERLAY_COLOR
+            topology,
+            point_size=point_size * 0.85,
+            line_width=_GHOST_BONE_PX,
+            opacity=0.55,
+            tint=_OVERLAY_COLOR,
         )
         self._overlay.group.visible = False
-        self._links = p3.LineSegments(
-            geometry=p3.BufferGeometry(
-                attributes={
-                    "position": p3.BufferAttribute(
-                        array=np.zeros((2 * j, 3), np.float32), normalized=False
-                    )
-                }
-            ),
-            material=p3.LineBasicMaterial(color=_LINK_COLOR, linewidth=2),
+        self._links = p3.LineSegments2(
+            geometry=p3.LineSegmentsGeometry(positions=np.zeros((j, 2, 3), np.float32)),
+            material=p3.LineMaterial(color=_LINK_COLOR, linewidth=_LINK_PX),
         )
         self._links.visible = False
         self._overlay_positions: np.ndarray | None = None
@@ -328,8 +305,14 @@ class SkeletonScene(W.VBox):
 
     @property
     def buffer(self) -> np.ndarray:
-        """The interleaved ``(J + beads, 6)`` rows drawn now (``x y z r g b``)."""
+        """The joints' interleaved ``(J, 6)`` rows drawn now (``x y z r g b``)."""
         return self._main.buffer.array
+
+    @property
+    def bone_colors(self) -> np.ndarray:
+        """``(B, 3)`` RGB of each bone of `topology.bones`: left blue, right green, centre
+        grey (`skvis_widgets.colors.SIDE_COLORS`)."""
+        return self._main.bone_colors
 
     def show(self, positions: np.ndarray, colors: np.ndarray | None = None) -> None:
         """Draw one pose: positions and colours in one message (one paint).
@@ -376,17 +359,27 @@ class SkeletonScene(W.VBox):
             self._draw_links()
         self._links.visible = bool(links)
 
+    @property
+    def link_positions(self) -> np.ndarray:
+        """``(J, 2, 3)``: each displacement line, from the ghost's joint to the skeleton's."""
+        return np.asarray(self._links.geometry.positions)
+
     def _draw_links(self) -> None:
         if self._overlay_positions is None:  # no overlay: nothing to link
             return
         a = self._overlay_positions + self._offset
-        pairs = np.stack([a, self._main.positions], 1).reshape(-1, 3)
-        self._links.geometry.attributes["position"].array = np.ascontiguousarray(pairs)
+        pairs = np.stack([a, self._main.positions], 1)
+        self._links.geometry.positions = np.ascontiguousarray(pairs, dtype=np.float32)
 
     # -- hover ----------------------------------------------------------------------------
     def describe_joints(self, describe) -> None:
         """``describe(j) -> str``: the text shown after a hovered joint's name (its value)."""
         self._value_of = describe
+
+    def refresh_hover(self) -> None:
+        """Rewrite the hovered joint's label (its value changed: another frame or map)."""
+        if self.hovered_joint is not None:
+            self._describe(self.hovered_joint)
 
     def clear_hover(self) -> None:
         """Forget the hovered joint (what is drawn changed under the mouse)."""
@@ -401,7 +394,9 @@ class SkeletonScene(W.VBox):
         if idx is None or not 0 <= int(idx) < len(self.joint_names):
             self.clear_hover()
             return
-        j = int(idx)
+        self._describe(int(idx))
+
+    def _describe(self, j: int) -> None:
         name = self.joint_names[j]
         extra = ""
         if self._value_of is not None:

@@ -67,7 +67,7 @@ class Timeline(W.VBox):
             max=n - 1,
             step=1,
             interval=round(1000 / self.fps),
-            description="Play",
+            # no description: ipywidgets 8 shows the tooltip only on a widget without one
             tooltip="Play, pause, stop or loop the frames (played in the browser)",
         )
         self.fps_dropdown = W.Dropdown(
