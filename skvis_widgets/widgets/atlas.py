@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from html import escape, unescape
 from typing import Any
 
 import bqplot as bq
@@ -111,7 +112,12 @@ class ClassAtlasGrid(W.VBox):
         self._random_box = W.Checkbox(value=True, description="randomized model", indent=False)
         W.link((self._random_box, "value"), (self, "show_random"))
         super().__init__(children=[self._random_box, self.image, self._caption], **kwargs)
+        self.add_class("skvis-class-atlas")
         self.atlas = atlas
+
+    def say(self, html: str) -> None:
+        """Show ``html`` under the grid (e.g. "computing ..."), until the next atlas."""
+        self._caption.value = html
 
     @T.observe("atlas", "classes", "show_random")
     def _redraw(self, _change: Any = None) -> None:
@@ -198,6 +204,7 @@ class UnitHeatmap(W.VBox):
         super().__init__(
             children=[W.HBox([self._sort, self._show]), self.figure, self._label], **kwargs
         )
+        self.add_class("skvis-unit-atlas")
         self.atlas = atlas
 
     # -- callbacks (ipyleaflet style) ---------------------------------------------------------
@@ -254,6 +261,10 @@ class UnitHeatmap(W.VBox):
         if 0 <= r < len(self._order):
             self.select(int(self._order[r]))
 
+    def say(self, html: str) -> None:
+        """Show ``html`` under the heatmap (e.g. "computing ..."), until a unit is selected."""
+        self._label.value = html
+
     def select(self, unit: int) -> None:
         """Select ``unit`` as a click would: set `unit`, say what it is, call callbacks."""
         a = self.atlas
@@ -281,24 +292,43 @@ class MethodSelector(W.VBox):
     table : CompareTable or None
         When set (e.g. from `compare_methods` run in the background), the verdict line
         of the chosen method is shown.
+    pending : str
+        While the verdict is computed: what is being done (shown instead of the verdict,
+        with `progress`).
+    note : str
+        Said after the verdict (e.g. why there is none).
     recurrent : bool
-        False hides the methods that need a recurrent model.
+        False hides the methods that need a recurrent model and disables the paper's
+        button.
     """
 
     value = T.Unicode("paper")
     table = T.Instance(CompareTable, allow_none=True)
+    pending = T.Unicode("")
+    note = T.Unicode("")
     recurrent = T.Bool(True)
 
     def __init__(self, value: str = "paper", **kwargs: Any) -> None:
-        self._dropdown = W.Dropdown(description="map", layout=W.Layout(width="330px"))
+        self._dropdown = W.Dropdown(
+            description="map",
+            tooltip="how the map is computed (the verdict below says whether to trust it)",
+            layout=W.Layout(width="100%"),
+        )
         self._paper = W.Button(
             description="the paper's map", tooltip="eq 5, instantaneous (Patil et al.)",
-            layout=W.Layout(width="140px"),
+            layout=W.Layout(width="auto", min_width="120px"),
         )  # fmt: skip
         self._verdict = W.HTML("")
+        self.progress = W.FloatProgress(
+            value=0, min=0, max=1, description="verdict", layout=W.Layout(display="none")
+        )
         self._dropdown.observe(self._on_dropdown, "value")
         self._paper.on_click(lambda _b: setattr(self, "value", "paper"))
-        super().__init__(children=[W.HBox([self._dropdown, self._paper]), self._verdict], **kwargs)
+        super().__init__(
+            children=[W.HBox([self._dropdown, self._paper]), self._verdict, self.progress],
+            **kwargs,
+        )
+        self.add_class("skvis-method-selector")
         self._options()
         self.value = value
         self._show()
@@ -307,6 +337,11 @@ class MethodSelector(W.VBox):
         names = [m for m, i in METHODS.items() if self.recurrent or not i.recurrent_only]
         self._dropdown.options = [(METHODS[m].label, m) for m in names]
         self._paper.disabled = not self.recurrent
+        self._paper.tooltip = (
+            "eq 5, instantaneous (Patil et al.)"
+            if self.recurrent
+            else "the paper's map needs a recurrent model (an LSTM/GRU with an FC head)"
+        )
 
     @T.validate("value")
     def _valid(self, proposal: Any) -> str:
@@ -328,21 +363,28 @@ class MethodSelector(W.VBox):
         if change["new"] is not None:
             self.value = change["new"]
 
-    @T.observe("value", "table")
+    @T.observe("value", "table", "pending", "note")
     def _show(self, _change: Any = None) -> None:
         if self._dropdown.value != self.value:
             self._dropdown.value = self.value
         t = self.table
-        if t is None:
+        if self.pending:
+            text = self.pending
+        elif t is None:
             text = METHODS[self.value].description
         elif self.value in t:
             text = verdict_line(t[self.value], t)
         else:
             text = f"{METHODS[self.value].label}: not in the verdict table"
-        self._verdict.value = f"<span style='font-size:12px;color:#444'>{text}</span>"
+        if self.note:
+            text += f" ({self.note})"
+        self.progress.layout.display = None if self.pending else "none"
+        self._verdict.value = (
+            f"<span class='skvis-verdict' style='font-size:12px;color:#444'>{escape(text)}</span>"
+        )
 
     @property
     def verdict(self) -> str:
         """The line shown under the selector (plain text)."""
         v = self._verdict.value
-        return v[v.index(">") + 1 : v.rindex("<")]
+        return unescape(v[v.index(">") + 1 : v.rindex("<")])
