@@ -175,9 +175,9 @@ class UnitHeatmap(W.VBox):
             ),  # fmt: skip
             selected_style={"stroke": "#1f77b4", "stroke-width": "2px"},
         )
-        self.figure = bq.Figure(
-            marks=[self.mark],
-            axes=[
+        self._height = height
+        self.figure = self._new_figure(
+            [
                 bq.Axis(scale=self._col_scale, tick_rotate=-45, tick_style={"font-size": "9px"}),
                 bq.Axis(
                     scale=self._row_scale,
@@ -185,11 +185,7 @@ class UnitHeatmap(W.VBox):
                     label="unit",
                     tick_style={"font-size": "8px"},
                 ),
-            ],  # fmt: skip
-            fig_margin={"top": 10, "bottom": 80, "left": 50, "right": 10},
-            padding_x=0.0,
-            padding_y=0.0,
-            layout=W.Layout(width="100%", height=height),
+            ]  # fmt: skip
         )
         self._sort = W.Dropdown(description="sort units by", style={"description_width": "initial"})
         self._show = W.ToggleButtons(
@@ -200,12 +196,23 @@ class UnitHeatmap(W.VBox):
         self._sort.observe(self._on_sort, "value")
         self._label = W.HTML("")
         self._order = np.zeros(0, np.int64)
+        self._drawn = False
         self.mark.on_element_click(self._on_click)
         super().__init__(
             children=[W.HBox([self._sort, self._show]), self.figure, self._label], **kwargs
         )
         self.add_class("skvis-unit-atlas")
         self.atlas = atlas
+
+    def _new_figure(self, axes: list[Any]) -> bq.Figure:
+        return bq.Figure(
+            marks=[self.mark],
+            axes=axes,
+            fig_margin={"top": 10, "bottom": 80, "left": 50, "right": 10},
+            padding_x=0.0,
+            padding_y=0.0,
+            layout=W.Layout(width="100%", height=self._height),
+        )
 
     # -- callbacks (ipyleaflet style) ---------------------------------------------------------
     def on_select(self, callback: Callable[[int], Any], remove: bool = False) -> None:
@@ -219,6 +226,13 @@ class UnitHeatmap(W.VBox):
         if a is None:
             self._sort.options = []
             return
+        if len(self.children) == 3 and not self._drawn:
+            # a new figure view, laid out where it is shown: one first laid out in a
+            # collapsed panel (the explorer's accordion) keeps its zero size in bqplot
+            old, self.figure = self.figure, self._new_figure(list(self.figure.axes))
+            self.children = (self.children[0], self.figure, self.children[2])
+            old.close()
+        self._drawn = True
         opts = [("selectivity", "selectivity"), ("preferred class", "preferred_class"),
                 ("peak time", "peak_time"), ("unit", "unit")]  # fmt: skip
         opts += [(f"tuning: {p.replace('_', ' ')}", p) for p in a.part_names]
@@ -316,7 +330,7 @@ class MethodSelector(W.VBox):
         )
         self._paper = W.Button(
             description="the paper's map", tooltip="eq 5, instantaneous (Patil et al.)",
-            layout=W.Layout(width="auto", min_width="120px"),
+            icon="book", layout=W.Layout(width="auto", margin="2px 0 2px 90px"),
         )  # fmt: skip
         self._verdict = W.HTML("")
         self.progress = W.FloatProgress(
@@ -325,8 +339,7 @@ class MethodSelector(W.VBox):
         self._dropdown.observe(self._on_dropdown, "value")
         self._paper.on_click(lambda _b: setattr(self, "value", "paper"))
         super().__init__(
-            children=[W.HBox([self._dropdown, self._paper]), self._verdict, self.progress],
-            **kwargs,
+            children=[self._dropdown, self._paper, self._verdict, self.progress], **kwargs
         )
         self.add_class("skvis-method-selector")
         self._options()
