@@ -78,7 +78,9 @@ def verdict_table(
     base = (_weights_key(model), id(dataset), tuple(sorted(settings.items())))
     with _ROWS_LOCK:
         cache = _ROWS.setdefault(model, {})
-        rows = {name: cache.get((*base, name)) for name in (method, *CONTROLS)}
+        rows: dict[str, CompareRow | None] = {
+            name: cache.get(base + (name,)) for name in (method, *CONTROLS)
+        }
     missing = [name for name, row in rows.items() if row is None]
     if missing:
         table = compare_methods(
@@ -95,10 +97,11 @@ def verdict_table(
             return None
         with _ROWS_LOCK:
             for row in table.rows:
-                cache[(*base, row.method)] = row
+                cache[base + (row.method,)] = row
                 rows[row.method] = row
+    done = [rows[name] for name in (method, *CONTROLS)]
     return CompareTable(
-        rows=tuple(rows[name] for name in (method, *CONTROLS)),
+        rows=tuple(r for r in done if r is not None),
         settings=tuple(settings.items()),
     )
 
