@@ -196,11 +196,8 @@ class UnitHeatmap(W.VBox):
         self._sort.observe(self._on_sort, "value")
         self._label = W.HTML("")
         self._order = np.zeros(0, np.int64)
-        self._drawn = False
         self.mark.on_element_click(self._on_click)
-        super().__init__(
-            children=[W.HBox([self._sort, self._show]), self.figure, self._label], **kwargs
-        )
+        super().__init__(children=[W.HBox([self._sort, self._show]), self._label], **kwargs)
         self.add_class("skvis-unit-atlas")
         self.atlas = atlas
 
@@ -226,13 +223,11 @@ class UnitHeatmap(W.VBox):
         if a is None:
             self._sort.options = []
             return
-        if len(self.children) == 3 and not self._drawn:
-            # a new figure view, laid out where it is shown: one first laid out in a
-            # collapsed panel (the explorer's accordion) keeps its zero size in bqplot
-            old, self.figure = self.figure, self._new_figure(list(self.figure.axes))
-            self.children = (self.children[0], self.figure, self.children[2])
-            old.close()
-        self._drawn = True
+        if self.figure not in self.children:
+            # shown from the first atlas on: a figure first laid out in a collapsed panel
+            # (the explorer's accordion) keeps a zero size in bqplot, and its placeholder
+            # cells would sit among the page's other heatmaps
+            self.children = (self.children[0], self.figure, *self.children[1:])
         opts = [("selectivity", "selectivity"), ("preferred class", "preferred_class"),
                 ("peak time", "peak_time"), ("unit", "unit")]  # fmt: skip
         opts += [(f"tuning: {p.replace('_', ' ')}", p) for p in a.part_names]
