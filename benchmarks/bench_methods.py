@@ -9,7 +9,16 @@ sequence at a time, timed on ``--subset`` sequences and extrapolated to 273).
 "gradient" is compared with Captum's ``Saliency`` and "integrated_gradients" with
 Captum's ``IntegratedGradients`` at equal ``n_steps`` (50) and the same baseline. Times
 are the median of ``--repeats`` calls (the split: one call). Ratios > 1: explain is
-faster. The last block is a profile of where explain's time goes. Not a test.
+faster.
+
+The ``floor`` column is the fused LSTM's forward pass alone, without autograd, on the
+same inputs (for integrated gradients: on the ``n_steps`` points of the path, for the
+split ``n_steps`` times the padded split's forward): any method that needs the gradient
+runs that forward and a backward through time whose recursion
+(``dh_{t-1} = W_hh^T dgates_t``) costs the same matrix-vector products, so
+``Captum / floor`` bounds the ratio any implementation can reach, and ``Captum /
+(2 floor)`` is the realistic bound. The last block is a profile of where explain's time
+goes. Not a test.
 """
 
 from __future__ import annotations
@@ -35,6 +44,17 @@ def median_time(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return float(np.median(times))
+
+
+def forward_time(model, x: torch.Tensor, repeats: int, times: int = 1) -> float:
+    """Median time of ``times`` no-grad forward passes of ``model`` on ``x``."""
+
+    def run() -> None:
+        with torch.no_grad():
+            for _ in range(times):
+                model(x)
+
+    return median_time(run, repeats)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         tg = torch.full((len(x),), 3)
         t_cap = median_time(lambda: sal.attribute(x, target=tg).sum(-1), args.repeats)  # noqa: B023 - called at once
         t_me = median_time(lambda: explain(model, x, target=3, method="gradient"), args.repeats)  # noqa: B023
-        rows.append(("gradient", name, t_cap, t_me))
+        rows.append(("gradient", name, t_cap, t_me, forward_time(model, x, args.repeats)))
     x = cases[0][2]
     base = x.mean(1, keepdim=True).expand_as(x).contiguous()
     ig = IntegratedGradients(msr)
@@ -79,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         lambda: explain(msr, x, target=3, method="integrated_gradients", n_steps=args.steps),
         args.repeats,
     )
-    rows.append((f"integrated_gradients ({args.steps} steps)", cases[0][0], t_cap, t_me))
+    floor = forward_time(msr, x.expand(args.steps, *x.shape[1:]).contiguous(), args.repeats)
+    rows.append((f"integrated_gradients ({args.steps} steps)", cases[0][0], t_cap, t_me, floor))
 
     # the whole split: explain pads it (lengths); Captum runs one sequence at a time
     batch, lengths = test.padded()
@@ -102,15 +123,21 @@ def main(argv: list[str] | None = None) -> int:
         explain(msr, batch, target=targets, lengths=lengths, method=method, **opts)
         t_me = time.perf_counter() - t0
         label = method + (f" ({args.steps} steps)" if opts else "")
+        floor = forward_time(msr, torch.as_tensor(batch), 3, args.steps if opts else 1)
         rows.append(
-            (label, f"MSR test split (273; Captum on {len(sub)}, extrapolated)", t_cap, t_me)
+            (label, f"MSR test split (273; Captum on {len(sub)}, extrapolated)", t_cap, t_me, floor)
         )
 
     print()
-    print("| method | case | Captum | explain | ratio |")
-    print("|---|---|---|---|---|")
-    for method, case, tc, tm in rows:
-        print(f"| {method} | {case} | {tc * 1e3:.1f} ms | {tm * 1e3:.1f} ms | {tc / tm:.2f}x |")
+    print(
+        "| method | case | Captum | explain | ratio | floor | Captum / floor | Captum / 2 floor |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for method, case, tc, tm, tf in rows:
+        print(
+            f"| {method} | {case} | {tc * 1e3:.1f} ms | {tm * 1e3:.1f} ms | {tc / tm:.2f}x "
+            f"| {tf * 1e3:.1f} ms | {tc / tf:.2f}x | {tc / (2 * tf):.2f}x |"
+        )
     print(f"\nload after: {os.getloadavg()}")
 
     from torch.profiler import profile

@@ -1258,6 +1258,7 @@ def compare_methods(
     seed: int = 0,
     progress: bool = True,
     cancel: Any = None,
+    callback: Callable[[int, int], Any] | None = None,
 ) -> CompareTable:
     """Every faithfulness and sanity check, for every method, in one table.
 
@@ -1289,6 +1290,9 @@ def compare_methods(
     progress, cancel
         A tqdm bar over methods; ``cancel`` (a `threading.Event`) is checked between
         sequences; a cancelled run returns the rows it finished, ``cancelled=True``.
+    callback : callable, optional
+        ``callback(done, total)`` after each sequence's deletion and insertion curves
+        (``total``: sequences times rows), e.g. for a widget's progress bar.
 
     Returns
     -------
@@ -1364,6 +1368,8 @@ def compare_methods(
             label = METHODS[name].label
         acc: dict[str, list[float]] = {k: [] for k in ("d", "dr", "dw", "i", "ir", "iw")}
         for s, c in zip(seqs, preds, strict=True):
+            if callback is not None:
+                callback(len(rows) * len(seqs) + len(acc["d"]), len(kinds) * len(seqs))
             if cancel is not None and cancel.is_set():
                 cancelled = True
                 break

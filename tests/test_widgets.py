@@ -48,7 +48,7 @@ def model(make_model):
 def vis(model, dataset):
     from skvis_widgets.widgets import SkeletonVis
 
-    return SkeletonVis(model, dataset, sample=0)
+    return SkeletonVis(model, dataset, sample=0, method="paper")  # the paper's maps are checked
 
 
 def _links():
@@ -445,7 +445,7 @@ def test_a_model_that_raises_is_shown_not_raised(dataset):
             raise RuntimeError("broken preprocess")
 
     torch.manual_seed(0)
-    vis = SkeletonVis(Broken(20, 20, 8).eval(), dataset)
+    vis = SkeletonVis(Broken(20, 20, 8).eval(), dataset, method="paper")
     assert "broken" in vis.error.message
     vis.frame = 3  # still responds
     np.testing.assert_array_equal(vis.scene.positions, dataset.sequences[0][3])
@@ -780,10 +780,11 @@ def test_run_callbacks_can_be_removed_and_panels_added(vis):
     vis.maximization.on_run(count, remove=True)
     vis.maximization.run_button.click()
     assert calls == [1] and not vis.running and vis.result is None
-    assert vis.more.layout.display == "none"  # no empty accordion
+    n = len(vis.more.children)  # the atlases of `vis.method_panels`
+    assert vis.more.layout.display == ("none" if n == 0 else None)  # no empty accordion
     extra = W.HTML("atlas")
-    vis.add_panel(extra, "class atlas")
-    assert vis.more.children == (extra,) and vis.more.get_title(0) == "class atlas"
+    vis.add_panel(extra, "another atlas")
+    assert vis.more.children[n:] == (extra,) and vis.more.get_title(n) == "another atlas"
     assert vis.more.layout.display is None
 
 

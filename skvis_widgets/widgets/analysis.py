@@ -14,8 +14,9 @@ from collections import OrderedDict
 from typing import Any
 
 import numpy as np
+import torch
 
-from .. import metrics, saliency
+from .. import methods, metrics, saliency
 from .._checks import as_sequence, check_index, fc_weight
 from ..errors import SkvisError
 from ..model import probabilities
@@ -42,10 +43,15 @@ class Analysis:
     model : SkeletonLSTM or a wrapped recurrent classifier
     dataset : SkeletonDataset
     mode : str
-        The derivative of the default method: ``"instantaneous"`` (method ``"paper"``)
-        or ``"through_time"`` (``"paper_through_time"``).
+        The derivative of the paper's default method: ``"instantaneous"`` (method
+        ``"paper"``) or ``"through_time"`` (``"paper_through_time"``).
+    method : str, optional
+        The default method, any key of `skvis_widgets.methods.METHODS` (overrides
+        ``mode``); the paper's need a recurrent model.
     cache_size : int
-        How many (sample, method) per-unit sensitivities to keep.
+        How many (sample, method) per-unit sensitivities to keep (the paper's maps);
+        the other methods' maps are kept per (sample, target, unit, method), 16 times
+        as many.
     """
 
     #: method -> derivative kind of `skvis_widgets.saliency.unit_sensitivity`
@@ -55,14 +61,24 @@ class Analysis:
     }
 
     def __init__(
-        self, model: Any, dataset: Any, *, mode: str = "instantaneous", cache_size: int = 4
+        self,
+        model: Any,
+        dataset: Any,
+        *,
+        mode: str = "instantaneous",
+        method: str | None = None,
+        cache_size: int = 4,
     ) -> None:
         self.model = model
         self.dataset = dataset
         if mode not in self.METHODS.values():
             raise SkvisError(f"mode must be one of {tuple(self.METHODS.values())}, got {mode!r}")
         self.mode = mode
+        #: whether the model is an LSTM/GRU with an FC head (units and the paper's maps)
+        self.recurrent = methods.is_recurrent(model)
         self.method = next(m for m, k in self.METHODS.items() if k == mode)
+        if method is not None:
+            self.method = self.check_method(method)
         self.cache_size = int(cache_size)
         self._lock = threading.RLock()
         self.clear()
@@ -76,6 +92,7 @@ class Analysis:
             self._all_probs: np.ndarray | None = None
             self._weight: np.ndarray | None = None
             self._faithfulness: dict[tuple[int, int, str], Any] = {}
+            self._explained: OrderedDict[tuple, np.ndarray] = OrderedDict()
 
     # -- data -----------------------------------------------------------------------------
     def sequence(self, i: int) -> np.ndarray:
@@ -125,6 +142,23 @@ class Analysis:
         return float((probs.argmax(-1) == self.dataset.labels).mean()), "on this data"
 
     # -- sensitivity ------------------------------------------------------------------------
+    def methods(self) -> tuple[str, ...]:
+        """The methods this model allows (the paper's need a recurrent model)."""
+        return tuple(
+            m for m, info in methods.METHODS.items() if self.recurrent or not info.recurrent_only
+        )
+
+    def check_method(self, method: str) -> str:
+        """``method`` if this model allows it, else `SkvisError` saying why."""
+        if method not in methods.METHODS:
+            raise SkvisError(f"method must be one of {tuple(methods.METHODS)}, got {method!r}")
+        if method not in self.methods():
+            raise SkvisError(
+                f"method {method!r} needs a recurrent model (an LSTM/GRU with an FC head); "
+                f"this model allows {self.methods()}"
+            )
+        return method
+
     def _kind(self, method: str | None) -> tuple[str, saliency.Mode]:
         method = self.method if method is None else method
         if method not in self.METHODS:
@@ -170,9 +204,13 @@ class Analysis:
         """``(T, J)`` sensitivity of sample ``i`` to class ``target`` (eq 5) or to one unit
         (eq 4), computed by ``method`` (see `METHODS`; default: the analysis's own).
 
-        The explorer's one source of maps. Re-weights the cached per-unit sensitivity:
-        no gradient is computed here once the sample is cached.
+        The explorer's one source of maps. The paper's re-weight the cached per-unit
+        sensitivity (no gradient once the sample is cached); the other methods are
+        `skvis_widgets.methods.explain` of the sample, cached per (sample, target, unit).
         """
+        method = self.check_method(self.method if method is None else method)
+        if method not in self.METHODS:
+            return self._explain(i, target, unit, method)
         per_joint = self.unit_sensitivity(i, method)
         h = per_joint.shape[0]
         if unit is not None:
@@ -204,12 +242,39 @@ class Analysis:
                 self._classes[key] = maps
         return maps
 
+    def _explain(self, i: int, target: int, unit: int | None, method: str) -> np.ndarray:
+        key = (i, None if unit is not None else target, unit, method)
+        with self._lock:
+            hit = self._explained.get(key)
+            if hit is not None:
+                self._explained.move_to_end(key)
+                return hit
+        if unit is None:
+            if self.recurrent:
+                target = check_index(target, self.weight.shape[0], "target")
+        values = methods.explain(
+            self.model,
+            self.sequence(i),
+            target=None if unit is not None else int(target),
+            unit=unit,
+            method=method,
+        )
+        values = np.asarray(values, dtype=np.float32)
+        if not np.all(np.isfinite(values)):
+            raise SkvisError(f"sample {i}: the {method} map is not finite (NaN in the model?)")
+        values.flags.writeable = False
+        with self._lock:
+            self._explained[key] = values
+            while len(self._explained) > 16 * self.cache_size:
+                self._explained.popitem(last=False)
+        return values
+
     def faithfulness(self, i: int, target: int, method: str | None = None):
         """The deletion check of sample ``i``'s class map for ``target`` (cached).
 
         See `skvis_widgets.metrics.faithfulness_summary`.
         """
-        method = self._kind(method)[0]
+        method = self.check_method(self.method if method is None else method)
         key = (i, target, method)
         with self._lock:
             hit = self._faithfulness.get(key)
@@ -223,6 +288,9 @@ class Analysis:
         return summary
 
     def ranked_units(self, target: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(units, weights)``: hidden units by decreasing ``|W_c^u|``, with ``W_c^u``."""
+        """``(units, weights)``: hidden units by decreasing ``|W_c^u|``, with ``W_c^u``
+        (none for a model that is not recurrent: it has no units to offer)."""
+        if not self.recurrent:
+            return np.zeros(0, np.int64), np.zeros(0)
         ranking = saliency.rank_units(self.weight, target, by="weight")
         return np.asarray(ranking.units), np.asarray(ranking.weights)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from html import escape, unescape
 from typing import Any
 
 import bqplot as bq
@@ -112,7 +113,12 @@ class ClassAtlasGrid(W.VBox):
         self._random_box = W.Checkbox(value=True, description="randomized model", indent=False)
         W.link((self._random_box, "value"), (self, "show_random"))
         super().__init__(children=[self._random_box, self.image, self._caption], **kwargs)
+        self.add_class("skvis-class-atlas")
         self.atlas = atlas
+
+    def say(self, html: str) -> None:
+        """Show ``html`` under the grid (e.g. "computing ..."), until the next atlas."""
+        self._caption.value = html
 
     @T.observe("atlas", "classes", "show_random")
     def _redraw(self, _change: Any = None) -> None:
@@ -164,9 +170,9 @@ class UnitHeatmap(W.VBox):
             labels=("unit", "class", "value"),
             formats=("", "", ".3f"),
         )
-        self.figure = bq.Figure(
-            marks=[self.mark],
-            axes=[
+        self._height = height
+        self.figure = self._new_figure(
+            [
                 bq.Axis(scale=self._col_scale, tick_rotate=-45, tick_style={"font-size": "9px"}),
                 bq.Axis(
                     scale=self._row_scale,
@@ -174,11 +180,7 @@ class UnitHeatmap(W.VBox):
                     label="unit",
                     tick_style={"font-size": "8px"},
                 ),
-            ],  # fmt: skip
-            fig_margin={"top": 10, "bottom": 80, "left": 50, "right": 10},
-            padding_x=0.0,
-            padding_y=0.0,
-            layout=W.Layout(width="100%", height=height),
+            ]  # fmt: skip
         )
         self._sort = W.Dropdown(description="sort units by", style={"description_width": "initial"})
         self._show = W.ToggleButtons(
@@ -190,10 +192,19 @@ class UnitHeatmap(W.VBox):
         self._label = W.HTML("")
         self._order = np.zeros(0, np.int64)
         self.mark.on_element_click(self._on_click)
-        super().__init__(
-            children=[W.HBox([self._sort, self._show]), self.figure, self._label], **kwargs
-        )
+        super().__init__(children=[W.HBox([self._sort, self._show]), self._label], **kwargs)
+        self.add_class("skvis-unit-atlas")
         self.atlas = atlas
+
+    def _new_figure(self, axes: list[Any]) -> bq.Figure:
+        return bq.Figure(
+            marks=[self.mark],
+            axes=axes,
+            fig_margin={"top": 10, "bottom": 80, "left": 50, "right": 10},
+            padding_x=0.0,
+            padding_y=0.0,
+            layout=W.Layout(width="100%", height=self._height),
+        )
 
     # -- callbacks (ipyleaflet style) ---------------------------------------------------------
     def on_select(self, callback: Callable[[int], Any], remove: bool = False) -> None:
@@ -207,6 +218,12 @@ class UnitHeatmap(W.VBox):
         if a is None:
             self._sort.options = []
             return
+        kids = tuple(self.children)  # type: ignore[has-type]  # a traitlets descriptor
+        if self.figure not in kids:
+            # shown from the first atlas on: a figure first laid out in a collapsed panel
+            # (the explorer's accordion) keeps a zero size in bqplot, and its placeholder
+            # cells would sit among the page's other heatmaps
+            self.children = (kids[0], self.figure, *kids[1:])
         opts = [("selectivity", "selectivity"), ("preferred class", "preferred_class"),
                 ("peak time", "peak_time"), ("unit", "unit")]  # fmt: skip
         opts += [(f"tuning: {p.replace('_', ' ')}", p) for p in a.part_names]
@@ -249,6 +266,10 @@ class UnitHeatmap(W.VBox):
         if 0 <= r < len(self._order):
             self.select(int(self._order[r]))
 
+    def say(self, html: str) -> None:
+        """Show ``html`` under the heatmap (e.g. "computing ..."), until a unit is selected."""
+        self._label.value = html
+
     def select(self, unit: int) -> None:
         """Select ``unit`` as a click would: set `unit`, say what it is, call callbacks."""
         a = self.atlas
@@ -276,24 +297,42 @@ class MethodSelector(W.VBox):
     table : CompareTable or None
         When set (e.g. from `compare_methods` run in the background), the verdict line
         of the chosen method is shown.
+    pending : str
+        While the verdict is computed: what is being done (shown instead of the verdict,
+        with `progress`).
+    note : str
+        Said after the verdict (e.g. why there is none).
     recurrent : bool
-        False hides the methods that need a recurrent model.
+        False hides the methods that need a recurrent model and disables the paper's
+        button.
     """
 
     value = T.Unicode("paper")
     table = T.Instance(CompareTable, allow_none=True)
+    pending = T.Unicode("")
+    note = T.Unicode("")
     recurrent = T.Bool(True)
 
     def __init__(self, value: str = "paper", **kwargs: Any) -> None:
-        self._dropdown = W.Dropdown(description="map", layout=W.Layout(width="330px"))
+        self._dropdown = W.Dropdown(
+            description="map",
+            tooltip="how the map is computed (the verdict below says whether to trust it)",
+            layout=W.Layout(width="100%"),
+        )
         self._paper = W.Button(
             description="the paper's map", tooltip="eq 5, instantaneous (Patil et al.)",
-            layout=W.Layout(width="140px"),
+            icon="book", layout=W.Layout(width="auto", margin="2px 0 2px 90px"),
         )  # fmt: skip
         self._verdict = W.HTML("")
+        self.progress = W.FloatProgress(
+            value=0, min=0, max=1, description="verdict", layout=W.Layout(display="none")
+        )
         self._dropdown.observe(self._on_dropdown, "value")
         self._paper.on_click(lambda _b: setattr(self, "value", "paper"))
-        super().__init__(children=[W.HBox([self._dropdown, self._paper]), self._verdict], **kwargs)
+        super().__init__(
+            children=[self._dropdown, self._paper, self._verdict, self.progress], **kwargs
+        )
+        self.add_class("skvis-method-selector")
         self._options()
         self.value = value
         self._show()
@@ -302,6 +341,11 @@ class MethodSelector(W.VBox):
         names = [m for m, i in METHODS.items() if self.recurrent or not i.recurrent_only]
         self._dropdown.options = [(METHODS[m].label, m) for m in names]
         self._paper.disabled = not self.recurrent
+        self._paper.tooltip = (
+            "eq 5, instantaneous (Patil et al.)"
+            if self.recurrent
+            else "the paper's map needs a recurrent model (an LSTM/GRU with an FC head)"
+        )
 
     @T.validate("value")
     def _valid(self, proposal: Any) -> str:
@@ -323,21 +367,28 @@ class MethodSelector(W.VBox):
         if change["new"] is not None:
             self.value = change["new"]
 
-    @T.observe("value", "table")
+    @T.observe("value", "table", "pending", "note")
     def _show(self, _change: Any = None) -> None:
         if self._dropdown.value != self.value:
             self._dropdown.value = self.value
         t = self.table
-        if t is None:
+        if self.pending:
+            text = self.pending
+        elif t is None:
             text = METHODS[self.value].description
         elif self.value in t:
             text = verdict_line(t[self.value], t)
         else:
             text = f"{METHODS[self.value].label}: not in the verdict table"
-        self._verdict.value = f"<span style='font-size:12px;color:#444'>{text}</span>"
+        if self.note:
+            text += f" ({self.note})"
+        self.progress.layout.display = None if self.pending else "none"
+        self._verdict.value = (
+            f"<span class='skvis-verdict' style='font-size:12px;color:#444'>{escape(text)}</span>"
+        )
 
     @property
     def verdict(self) -> str:
         """The line shown under the selector (plain text)."""
         v = self._verdict.value
-        return v[v.index(">") + 1 : v.rindex("<")]
+        return unescape(v[v.index(">") + 1 : v.rindex("<")])

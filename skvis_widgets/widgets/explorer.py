@@ -45,8 +45,8 @@ from ..webpage import write_html
 from .analysis import Analysis, hidden_size
 from .animation import AnimatedSkeleton
 from .jobs import Job, Jobs
+from .method_panel import DEFAULT_METHOD, MethodPanels
 from .panels import (
-    METHODS,
     VIEWS,
     ColorLegend,
     ErrorArea,
@@ -134,9 +134,13 @@ class SkeletonVis(W.VBox):
         The first target class (default: the sample's label). An out-of-range ``sample``
         or ``target`` raises `SkvisError`; later, out-of-range values are shown in the
         error area and not applied.
-    method : str
-        The map's method: ``"paper"`` (eq 5 with the instantaneous derivative, eq 1) or
-        ``"paper_through_time"``.
+    method : str, optional
+        The map's method, a key of `skvis_widgets.methods.METHODS`: ``"paper"`` (eq 5
+        with the instantaneous derivative, eq 1; a click away, labelled as the paper's),
+        ``"paper_through_time"``, ``"gradient"`` (the default, `DEFAULT_METHOD`: it
+        passes every check of `compare_methods`), ``"integrated_gradients"``, ...
+        A model that is not recurrent (any module mapping ``(N, T, J, 3)`` to ``(N, C)``)
+        gets the model-agnostic methods only, and no unit targets.
     sensitivity_mode : str, optional
         The same, by its derivative's name (``"instantaneous"`` or ``"through_time"``).
 
@@ -205,12 +209,12 @@ class SkeletonVis(W.VBox):
         check_model_topology(model, dataset.topology, "the dataset")  # same joints, order
         if method is not None and sensitivity_mode is not None:
             raise SkvisError("give method or sensitivity_mode, not both")
-        mode = sensitivity_mode or Analysis.METHODS.get(method or "paper")
-        if mode is None:
-            raise SkvisError(f"method must be one of {tuple(Analysis.METHODS)}, got {method!r}")
+        mode = sensitivity_mode or Analysis.METHODS.get(method or "", "instantaneous")
         self.model = model
         self.dataset = dataset
-        self.analysis = Analysis(model, dataset, mode=mode)
+        self.analysis = Analysis(
+            model, dataset, mode=mode, method=None if sensitivity_mode else method or DEFAULT_METHOD
+        )
         first = (
             self._first_sample() if sample is None else check_index(sample, len(dataset), "sample")
         )
@@ -294,7 +298,7 @@ class SkeletonVis(W.VBox):
         self.set_trait("sample", first)
         self.set_trait("target", target)
         self.set_trait("method", self.analysis.method)
-        self.views.set_methods([m for m in METHODS if m[1] in Analysis.METHODS])
+        self.method_panels = MethodPanels(self)  # the method selector, verdicts, atlases
         for a in [
             ("sample", self.samples),
             ("target", self.targets),
@@ -376,16 +380,18 @@ class SkeletonVis(W.VBox):
         if u is None:
             return None
         h = hidden_size(self.model)
+        if not self.analysis.recurrent:
+            raise T.TraitError("unit targets need a recurrent model (an LSTM/GRU with an FC head)")
         if u < 0 or (h is not None and u >= h):
             raise T.TraitError(f"unit {u} is out of range 0..{(h or 1) - 1}")
         return int(u)
 
     @T.validate("method")
     def _valid_method(self, proposal) -> str:
-        m = str(proposal["value"])
-        if m not in Analysis.METHODS:
-            raise T.TraitError(f"method must be one of {tuple(Analysis.METHODS)}, got {m!r}")
-        return m
+        try:
+            return self.analysis.check_method(str(proposal["value"]))
+        except SkvisError as exc:
+            raise T.TraitError(str(exc)) from None
 
     @T.validate("frame")
     def _valid_frame(self, proposal) -> int:
@@ -492,6 +498,7 @@ class SkeletonVis(W.VBox):
         with self._lock:
             self._detach_run()
         self._jobs.close(timeout)
+        self.method_panels.close(timeout)
         super().close()
 
     def animated(self, **kwargs: Any) -> AnimatedSkeleton:

@@ -708,7 +708,7 @@ class FaithfulnessPanel(W.VBox):
         # lays out a hidden figure at zero size, with negative <rect> sizes for its margins.
         plot = self.summary is not None and not self._collapsed
         children = (self._title, self.message, *((self.legend, self.figure) if plot else ()))
-        if children != self.children:
+        if children != self.children:  # type: ignore[has-type]  # a traitlets descriptor
             self.children = children
 
 
