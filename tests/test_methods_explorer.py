@@ -90,6 +90,8 @@ def test_the_selector_changes_the_map(vis, model, dataset, method):
         expected = explain(model, seq, target=2, method=method)
     np.testing.assert_allclose(vis.shown.values, expected, rtol=1e-4, atol=1e-7)
     assert not np.allclose(vis.shown.values, before)
+    # the legend calls only the paper's eq-3 maps "normalized"
+    assert vis.shown.scale.units == ("normalized" if method.startswith("paper") else "")
     vis.method = "gradient"  # and back, from the explorer's side
     assert sel.value == "gradient" and sel._dropdown.value == "gradient"
 

@@ -742,6 +742,8 @@ class SkeletonVis(W.VBox):
                 scaling=self.scaling,
                 dataset_vmax=self._dataset_vmax.get(self._scale_key()),
                 camera=camera,
+                # eq 3 normalizes only the paper's maps
+                units="normalized" if self.method.startswith("paper") else "",
             )
         self._shown_key = key
         # the colour scaling applies to maps; a run has one scale for its whole history

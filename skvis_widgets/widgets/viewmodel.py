@@ -83,6 +83,7 @@ def sensitivity_view(
     scaling: str = "robust",
     dataset_vmax: float | None = None,
     camera: tuple = (),
+    units: str = "normalized",
 ) -> Shown:
     """The input coloured by its sensitivity map.
 
@@ -98,10 +99,13 @@ def sensitivity_view(
     scaling : str
         A `skvis_widgets.colors.SCALINGS` value; ``"dataset"`` needs ``dataset_vmax``
         (without it, the robust scale is used and the legend says so).
+    units : str
+        The map's units for the legend: ``"normalized"`` for the paper's eq-3 maps, ``""``
+        for methods whose values are raw gradients or attributions.
     """
     quantity = f"sensitivity to {what}, {method}"
     if scaling == "dataset" and dataset_vmax is None:
-        scale = fit_scale(values, "robust", quantity=quantity, units="normalized")
+        scale = fit_scale(values, "robust", quantity=quantity, units=units)
         scale = ColorScale(
             scale.scaling, scale.vmax, scale.quantity, scale.units, scale.cmap,
             scale.note + " (the dataset-wide scale is being computed)",
@@ -112,7 +116,7 @@ def sensitivity_view(
             scaling,
             vmax=dataset_vmax if scaling == "dataset" else None,
             quantity=quantity,
-            units="normalized",
+            units=units,
         )
     return Shown(
         positions=sequence,
