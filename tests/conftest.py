@@ -505,6 +505,39 @@ def hover_a_joint(page, canvas, img, ramp_mask, waits) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# A small slice of the bundled MSR Action3D, shared by the explorer's tests
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def msr_slice():
+    """``msr_slice(frames)``: 2 samples of each of the first 4 MSR Action3D classes, cut to
+    ``frames`` frames, as an unnormalized `SkeletonDataset` (cached per ``frames``)."""
+    import functools
+    import warnings
+
+    from skvis_widgets.data import SkeletonDataset, load_msr_action3d
+    from skvis_widgets.skeleton import MSR_ACTION3D
+
+    @functools.cache
+    def make(frames: int):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            full = load_msr_action3d()
+        idx = np.concatenate([full.indices_of_class(c)[:2] for c in range(4)])
+        small = full.subset(idx)
+        return SkeletonDataset.from_arrays(
+            [s[:frames] for s in small.sequences],
+            small.labels,
+            MSR_ACTION3D,
+            full.class_names,
+            normalize=False,
+            name="MSR slice",
+            ids=small.ids,
+        )
+
+    return make
+
+
+# ---------------------------------------------------------------------------------------------
 # Models, rest poses and the compiled solver, shared by the numerical tests
 #
 # skvis_widgets is imported inside the fixtures: a browser-only session needs no torch.

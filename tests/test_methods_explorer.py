@@ -4,36 +4,21 @@ browser): driven through traits, maps checked against `explain` called in the te
 from __future__ import annotations
 
 import threading
-import warnings
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from skvis_widgets.data import SkeletonDataset, load_msr_action3d
 from skvis_widgets.methods import DEFAULT_METHOD, METHODS, explain
 from skvis_widgets.model import SkeletonLSTM
 from skvis_widgets.saliency import joint_sensitivity
-from skvis_widgets.skeleton import MSR_ACTION3D
 
 
 @pytest.fixture(scope="module")
-def dataset():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        full = load_msr_action3d()
-    idx = np.concatenate([full.indices_of_class(c)[:2] for c in range(4)])
-    small = full.subset(idx)
-    return SkeletonDataset.from_arrays(
-        [s[:30] for s in small.sequences],
-        small.labels,
-        MSR_ACTION3D,
-        full.class_names,
-        normalize=False,
-        name="MSR slice",
-        ids=small.ids,
-    )
+def dataset(msr_slice):
+    """2 samples of each of the first 4 classes, cut to 30 frames."""
+    return msr_slice(30)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 import threading
-import warnings
 from types import SimpleNamespace
 
 import ipywidgets as W
@@ -13,29 +12,16 @@ import pytest
 import torch
 from torch import nn
 
-from skvis_widgets.data import SkeletonDataset, load_msr_action3d
+from skvis_widgets.data import SkeletonDataset
 from skvis_widgets.model import SkeletonLSTM
 from skvis_widgets.skeleton import MSR_ACTION3D
 
 
 # -- fixtures ------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def dataset():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        full = load_msr_action3d()
-    # A small, fast slice: 2 samples of each of the first 4 classes, cut to 40 frames.
-    idx = np.concatenate([full.indices_of_class(c)[:2] for c in range(4)])
-    small = full.subset(idx)
-    return SkeletonDataset.from_arrays(
-        [s[:40] for s in small.sequences],
-        small.labels,
-        MSR_ACTION3D,
-        full.class_names,
-        normalize=False,
-        name="MSR slice",
-        ids=small.ids,
-    )
+def dataset(msr_slice):
+    """2 samples of each of the first 4 classes, cut to 40 frames."""
+    return msr_slice(40)
 
 
 @pytest.fixture
