@@ -31,6 +31,7 @@ from ..errors import SkvisError
 from ..methods import METHODS
 from ..metrics import CompareTable, verdict_line
 from .heatmap import grid_heatmap
+from .panels import labelled_tooltip
 
 __all__ = ["ClassAtlasGrid", "UnitHeatmap", "MethodSelector", "render_class_atlas"]
 
@@ -182,9 +183,20 @@ class UnitHeatmap(W.VBox):
                 ),
             ]  # fmt: skip
         )
-        self._sort = W.Dropdown(description="sort units by", style={"description_width": "initial"})
+        self._sort = labelled_tooltip(
+            W.Dropdown(
+                description="sort units by",
+                tooltip="the order of the heatmap's columns",
+                style={"description_width": "initial"},
+            )
+        )
         self._show = W.ToggleButtons(
             options=[("z-score", "zscore"), ("|h|", "magnitude"), ("h", "activation")],
+            tooltips=[
+                "mean |activation| per class, z-scored across the classes of each unit",
+                "mean |activation| per class",
+                "mean signed activation per class",
+            ],
             style={"button_width": "70px"},
         )
         W.link((self._show, "value"), (self, "values"))
@@ -314,10 +326,12 @@ class MethodSelector(W.VBox):
     recurrent = T.Bool(True)
 
     def __init__(self, value: str = "paper", **kwargs: Any) -> None:
-        self._dropdown = W.Dropdown(
-            description="map",
-            tooltip="how the map is computed (the verdict below says whether to trust it)",
-            layout=W.Layout(width="100%"),
+        self._dropdown = labelled_tooltip(
+            W.Dropdown(
+                description="map",
+                tooltip="how the map is computed (the verdict below says whether to trust it)",
+                layout=W.Layout(width="100%"),
+            )
         )
         self._paper = W.Button(
             description="the paper's map", tooltip="eq 5, instantaneous (Patil et al.)",
