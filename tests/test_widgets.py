@@ -806,3 +806,51 @@ def test_the_first_screen_is_a_correct_sample_whose_map_beats_random(model, data
     else:
         assert vis.sample == 0
     vis.close()
+
+
+def test_the_first_run_starts_while_the_solver_compiles(model, dataset, monkeypatch):
+    # A fresh environment: the explorer starts the solver's compile in the background when
+    # it opens (an Event stands for numba's seconds). Its first maximization must not wait
+    # for it: every frame is projected by SLSQP, the compiled solver is never asked.
+    from skvis_widgets.anatomy import projection, solver
+    from skvis_widgets.widgets import SkeletonVis
+
+    started, release = threading.Event(), threading.Event()
+
+    def held_compile():
+        started.set()
+        if not release.wait(600):
+            raise RuntimeError("the test never released the compile")
+
+    state = solver._State(held_compile)
+    monkeypatch.setattr(solver, "_STATE", state)
+    # which threads projected with which solver (the explorer's other background jobs,
+    # e.g. the verdict's stability check, project too)
+    slsqp, compiled = set(), set()
+    real_slsqp, real_compiled = projection.slsqp_frame, projection.solve_compiled
+
+    def counted(calls, real):
+        def call(*args, **kwargs):
+            calls.add(threading.current_thread())
+            return real(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(projection, "slsqp_frame", counted(slsqp, real_slsqp))
+    monkeypatch.setattr(projection, "solve_compiled", counted(compiled, real_compiled))
+    try:
+        vis = SkeletonVis(model, dataset, sample=0)
+        assert started.wait(60) and solver.compile_in_progress()
+        assert state.thread is not None  # the explorer started it, in the background
+        vis.select(view="maximization")
+        vis.iterations = 2
+        run = vis.run_maximization()
+        assert run is not None
+        assert vis.wait(120) and vis.error.message == "", vis.error.message
+        assert len(vis.result.history) >= 2 and not state.ready.is_set()  # done, compile held
+        assert run in slsqp and run not in compiled
+    finally:
+        release.set()
+    state.thread.join(timeout=60)
+    assert state.ready.is_set() and not solver.compile_in_progress()
+    vis.close()

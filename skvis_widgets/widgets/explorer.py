@@ -65,30 +65,6 @@ from .viewmodel import Shown, maximization_view, sensitivity_view
 
 __all__ = ["SkeletonVis"]
 
-_warm_up_lock = threading.Lock()
-_warm_up: threading.Thread | None = None
-
-
-def _prepare_solver() -> None:
-    """`anatomy.prepare_solver`, quietly: a failure shows where the solver is used."""
-    try:
-        anatomy.prepare_solver()
-    except Exception:  # noqa: BLE001 - reported by the maximization that needs it
-        pass
-
-
-def _warm_up_solver() -> None:
-    """Compile (or load) the projection solver in the background, once per process (the
-    first explorer starts it; it ends by itself), so that the first maximization does not
-    wait for it."""
-    global _warm_up
-    with _warm_up_lock:
-        if _warm_up is None:
-            _warm_up = threading.Thread(
-                target=_prepare_solver, name="skvis-prepare-solver", daemon=True
-            )
-            _warm_up.start()
-
 
 def _shows_errors(source: str, context: str = ""):
     """Run an update; show any exception in the explorer's error area (under ``source``)
@@ -210,6 +186,9 @@ class SkeletonVis(W.VBox):
         if method is not None and sensitivity_mode is not None:
             raise SkvisError("give method or sensitivity_mode, not both")
         mode = sensitivity_mode or Analysis.METHODS.get(method or "", "instantaneous")
+        # compile (or load) the projection solver in the background, once per process, before
+        # any job projects: until it is ready, projections use SLSQP instead of waiting for it
+        anatomy.prepare_solver(background=True)
         self.model = model
         self.dataset = dataset
         self.analysis = Analysis(
@@ -321,7 +300,6 @@ class SkeletonVis(W.VBox):
         if self._update_view():
             self._update_prediction()
         self._ready = True  # from now on, refused values are shown, not raised
-        _warm_up_solver()
 
     def _first_sample(self, candidates: int = 6) -> int:
         """The first correctly classified sample whose class map beats random deletion
@@ -489,7 +467,7 @@ class SkeletonVis(W.VBox):
         """Stop the explorer's background jobs and close the widget.
 
         Cancels the maximization and the deletion check and waits (up to ``timeout`` s
-        each) for their threads to end. The solver's one-off warm-up thread, shared by
+        each) for their threads to end. The solver's one-off compile thread, shared by
         every explorer of the process, ends by itself.
         """
         if "_lock" not in self.__dict__:  # __init__ failed (close is also called by __del__)
