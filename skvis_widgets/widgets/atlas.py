@@ -398,7 +398,8 @@ class MethodSelector(W.VBox):
             text += f" ({self.note})"
         self.progress.layout.display = None if self.pending else "none"
         self._verdict.value = (
-            f"<span class='skvis-verdict' style='font-size:12px;color:#444'>{escape(text)}</span>"
+            f"<div class='skvis-verdict' style='font-size:12px;line-height:1.35;color:#444'>"
+            f"{escape(text)}</div>"
         )
 
     @property
