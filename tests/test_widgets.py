@@ -811,7 +811,7 @@ def test_the_first_screen_is_a_correct_sample_whose_map_beats_random(model, data
 def test_the_first_run_starts_while_the_solver_compiles(model, dataset, monkeypatch):
     # A fresh environment: the explorer starts the solver's compile in the background when
     # it opens (an Event stands for numba's seconds). Its first maximization must not wait
-    # for it: every frame is projected by SLSQP, the compiled solver is never asked.
+    # for it: the run's thread projects with SLSQP and never asks the compiled solver.
     from skvis_widgets.anatomy import projection, solver
     from skvis_widgets.widgets import SkeletonVis
 

@@ -18,6 +18,7 @@ import numpy as np
 from ..colors import DEFAULT_JOINT_COLOR
 from ..errors import SkvisError
 from ..skeleton import Topology
+from ..webpage import write_html
 
 __all__ = ["AnimatedSkeleton"]
 
@@ -126,8 +127,6 @@ class AnimatedSkeleton(W.VBox):
         """Write the animation as one HTML page that plays offline, in these colours (see
         `skvis_widgets.webpage.write_html`; give ``values=`` for a colour bar instead of
         the colours). Returns the path."""
-        from ..webpage import write_html
-
         if "values" not in kwargs:
             kwargs["colors"] = self.colors
         kwargs.setdefault("fps", 1000.0 / max(self.interval, 1))
