@@ -662,3 +662,29 @@ def compiled_solver() -> bool:
     from skvis_widgets.anatomy import prepare_solver
 
     return prepare_solver()
+
+
+@pytest.fixture(params=["kernel", "torch"])
+def engine(request, monkeypatch):
+    """Which path computes an LSTM's all-unit instantaneous maps on the CPU: the compiled
+    kernel (`skvis_widgets._lstm_kernel`, compiled first and waited for) or the torch path
+    (the kernel reported not ready). The value is a dict: ``path`` and ``calls``, the
+    number of sequences the kernel wrote (it must stay 0 on the torch path)."""
+    import numpy as np
+
+    from skvis_widgets import _lstm_kernel
+
+    calls = {"path": request.param, "calls": 0}
+    if request.param == "kernel":
+        assert _lstm_kernel.ready(np.float32, wait=True)
+        assert _lstm_kernel.ready(np.float64, wait=True)
+    else:
+        monkeypatch.setattr(_lstm_kernel, "ready", lambda *a, **k: False)
+    real = _lstm_kernel.unit_blocks
+
+    def counted(*args):
+        calls["calls"] += 1
+        return real(*args)
+
+    monkeypatch.setattr(_lstm_kernel, "unit_blocks", counted)
+    return calls

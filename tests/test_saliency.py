@@ -89,7 +89,7 @@ def autograd_through_time(model, x: torch.Tensor, lengths, layer: int) -> np.nda
 
 # -- exactness ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("cell,layers", CONFIGS)
-def test_instantaneous_equals_one_step_replay(cell, layers, small_model):
+def test_instantaneous_equals_one_step_replay(cell, layers, small_model, engine):
     model = small_model(cell, layers)
     x = torch.as_tensor(make_seq())
     for layer in range(layers):
@@ -98,6 +98,11 @@ def test_instantaneous_equals_one_step_replay(cell, layers, small_model):
         assert got.shape == (H, T, J, 3) and got.dtype == np.float64
         np.testing.assert_allclose(got, ref, rtol=0, atol=EXACT)
         assert ref.max() > 0.05  # a test that can fail
+        signed = instantaneous_jacobian(model, x, layer=layer)
+        np.testing.assert_allclose(signed, replay_jacobian(model, x, layer), rtol=0, atol=EXACT)
+    # the kernel serves an LSTM's first layer (both calls), the torch path the rest
+    kernel = engine["path"] == "kernel" and cell == "lstm"
+    assert engine["calls"] == (2 if kernel else 0)
 
 
 @pytest.mark.parametrize("cell,layers", CONFIGS)
@@ -527,7 +532,9 @@ def _ragged(n: int = 5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.mark.parametrize("cell,layers", CONFIGS)
 @pytest.mark.parametrize("mode", ["instantaneous", "through_time"])
-def test_every_batched_function_equals_a_loop_over_sequences(cell, layers, mode, small_model):
+def test_every_batched_function_equals_a_loop_over_sequences(
+    cell, layers, mode, small_model, engine
+):
     """Batch == one sequence at a time (1e-12 abs on O(1) float64 values), any chunk size."""
     model = small_model(cell, layers)
     xs, lengths = _ragged()
@@ -681,3 +688,114 @@ def test_class_map_peak_memory_does_not_grow_with_units_times_frames(frames):
     whole = 256 * frames * 20 * 3 * 4  # the all-unit intermediate, for scale
     assert grew < 32 * 2**20, f"peak grew {grew / 2**20:.1f} MiB for a {out_bytes} B result"
     assert grew < whole / 8
+
+
+# -- the compiled kernel -----------------------------------------------------------------------
+def test_the_kernel_forward_is_the_lstm_forward():
+    """`_lstm_kernel.forward`'s outputs are nn.LSTM's (float64: 1e-13; float32: 2e-6 abs
+    on outputs in [-1, 1]), and its coefficients are `_local`'s, which the replay test checks."""
+    from skvis_widgets import _lstm_kernel
+    from skvis_widgets.saliency import _local, _weights
+
+    for dtype, tol in ((torch.float64, 1e-13), (torch.float32, 2e-6)):
+        torch.manual_seed(3)
+        rnn = nn.LSTM(6, 8, batch_first=True).to(dtype)
+        with torch.no_grad():
+            for p in rnn.parameters():
+                p.mul_(4)  # saturating gates: tanh and sigmoid near +-1 too
+        x = torch.randn(1, 40, 6, dtype=dtype) * 2
+        w = _weights(rnn, 0)
+        with torch.no_grad():
+            ref = rnn(x)[0][0]
+            coef_ref = _local("lstm", x, ref[None], w)["coef"][0]  # (T, G, H)
+            xp = (x[0] @ w[0].T + w[2] + w[3]).numpy()
+        h, coef = np.empty((40, 8), xp.dtype), np.empty((40, 32), xp.dtype)
+        assert _lstm_kernel.ready(xp.dtype, wait=True)
+        _lstm_kernel.forward(xp, w[1].T.contiguous().numpy(), h, coef)
+        assert np.abs(ref.numpy()).max() > 0.9  # saturated units are in the test
+        np.testing.assert_allclose(h, ref.numpy(), rtol=0, atol=tol)
+        np.testing.assert_allclose(coef.reshape(40, 4, 8), coef_ref.numpy(), rtol=0, atol=tol)
+
+
+def test_the_kernel_equals_the_torch_path_on_a_float32_batch(monkeypatch):
+    """Every kernel case against the torch path on a float32 NTU-like model: all units,
+    normalized or not, signed, a ragged batch in chunks, into a caller's array.
+    Tolerance 2e-6 relative to each result's largest value (float32 rounding)."""
+    from skvis_widgets import _lstm_kernel
+    from skvis_widgets.model import SkeletonLSTM
+
+    torch.manual_seed(0)
+    model = SkeletonLSTM(25, 10, 24).eval()
+    rng = np.random.default_rng(0)
+    xs = np.cumsum(rng.normal(0, 0.02, (3, 60, 25, 3)), 1).astype(np.float32)
+    lengths = [60, 33, 7]
+    calls = {
+        "all": lambda: unit_sensitivity(model, xs, lengths=lengths),
+        "raw": lambda: unit_sensitivity(model, xs, lengths=lengths, normalize=False),
+        "one chunk each": lambda: unit_sensitivity(model, xs, lengths=lengths, chunk_size=1),
+        "signed": lambda: instantaneous_jacobian(model, xs, lengths=lengths),
+        "out": lambda: unit_sensitivity(
+            model, xs, lengths=lengths, out=np.full((3, 24, 60, 25, 3), 7.0, np.float32)
+        ),
+    }
+    assert _lstm_kernel.ready(np.float32, wait=True)
+    real = _lstm_kernel.unit_blocks
+    used = []
+    monkeypatch.setattr(_lstm_kernel, "unit_blocks", lambda *a: (used.append(1), real(*a)))
+    fast = {name: call() for name, call in calls.items()}
+    assert len(used) == 5 * 3  # one per sequence: the kernel did them all
+    monkeypatch.setattr(_lstm_kernel, "ready", lambda *a, **k: False)
+    for name, call in calls.items():
+        ref = call()
+        assert fast[name].dtype == ref.dtype == np.float32 and fast[name].shape == ref.shape
+        scale = np.abs(ref).max()
+        assert scale > 0, name
+        np.testing.assert_allclose(fast[name], ref, rtol=0, atol=2e-6 * scale, err_msg=name)
+        past = fast[name][2, :, 7:] if ref.ndim == 5 else fast[name][2, 7:]
+        assert not past.any(), name  # padding frames are zero, whatever out held
+    assert len(used) == 15  # the torch path never called the kernel
+
+
+def test_a_call_during_the_kernels_compile_takes_the_torch_path_at_once(monkeypatch):
+    """The kernel's compile held in a background thread (an Event stands for the seconds
+    numba takes): a call answers at once through the torch path; once the compile is done,
+    calls take the kernel; `prepare_kernel` says which."""
+    import threading
+
+    from skvis_widgets import _lstm_kernel
+    from skvis_widgets._compiled import BackgroundCompile
+    from skvis_widgets.saliency import prepare_kernel
+
+    started, release = threading.Event(), threading.Event()
+
+    def held_compile():
+        started.set()
+        if not release.wait(600):
+            raise RuntimeError("the test never released the compile")
+        _lstm_kernel._warm_up(np.float32)
+
+    state = BackgroundCompile(held_compile, "test-compile")
+    monkeypatch.setitem(_lstm_kernel._COMPILES, np.float32, state)
+    real = _lstm_kernel.unit_blocks
+    used = []
+    monkeypatch.setattr(_lstm_kernel, "unit_blocks", lambda *a: (used.append(1), real(*a)))
+    from skvis_widgets.model import SkeletonLSTM
+
+    torch.manual_seed(1)
+    model = SkeletonLSTM(20, 5, 12).eval()
+    seq = np.random.default_rng(2).normal(0, 0.1, (30, 20, 3)).astype(np.float32)
+    try:
+        assert prepare_kernel(background=True) is False
+        assert started.wait(60) and state.in_progress()
+        during = unit_sensitivity(model, seq)  # returns while the compile is held
+        assert not release.is_set() and state.thread is not None and state.thread.is_alive()
+        assert not used
+    finally:
+        release.set()
+    state.thread.join(timeout=120)
+    assert state.ready.is_set() and prepare_kernel() is True
+    used.clear()  # (the compile's own warm-up calls)
+    after = unit_sensitivity(model, seq)
+    assert len(used) == 1
+    np.testing.assert_allclose(after, during, rtol=0, atol=2e-6 * np.abs(during).max())
+    assert prepare_kernel(torch.float16) is False  # no kernel for other dtypes

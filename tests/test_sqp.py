@@ -11,6 +11,7 @@ import pytest
 from test_anatomy import assert_valid, load_msr, load_ntu  # the same real files and checks
 
 import skvis_widgets.anatomy as anatomy
+from skvis_widgets._compiled import BackgroundCompile
 from skvis_widgets.anatomy import _kernel as _sqp
 from skvis_widgets.anatomy import (
     anatomical_constraints,
@@ -225,13 +226,15 @@ import warnings
 warnings.simplefilter("always")
 with warnings.catch_warnings(record=True) as caught:
     import skvis_widgets.anatomy as anatomy
+    import skvis_widgets.saliency  # its kernel is decorated at import too
+    from skvis_widgets import _compiled
     from skvis_widgets.anatomy import _kernel as _sqp
 import numpy as np
 assert anatomy.__file__.startswith({root!r}), anatomy.__file__
 notes = [str(w.message) for w in caught if "cannot cache" in str(w.message)]
 assert len(notes) == 1, notes  # said once, not once per function
 assert "NUMBA_CACHE_DIR" in notes[0]
-assert _sqp._CACHED is False
+assert _compiled.cached() is False
 # the kernel's functions still compile and run (uncached): forward kinematics of a chain
 x, u = np.zeros((3, 3)), np.zeros((3, 3))
 u[1:, 1] = 1.0
@@ -316,7 +319,7 @@ def test_auto_does_not_wait_for_a_compile_in_another_thread(monkeypatch):
         started.set()
         assert release.wait(timeout=600)
 
-    state = solver._State(held_compile)
+    state = BackgroundCompile(held_compile, "test-compile")
     monkeypatch.setattr(solver, "_STATE", state)
     try:
         assert anatomy.prepare_solver(background=True) is False
@@ -344,7 +347,7 @@ def test_a_failed_background_compile_is_raised_by_the_next_blocking_call(monkeyp
     def broken():
         raise RuntimeError("no compiler here")
 
-    state = solver._State(broken)
+    state = BackgroundCompile(broken, "test-compile")
     monkeypatch.setattr(solver, "_STATE", state)
     anatomy.prepare_solver(background=True)
     state.thread.join(timeout=60)
@@ -371,7 +374,7 @@ def test_auto_hands_the_frames_left_to_the_compiled_solver_once_it_is_ready(monk
         assert release.wait(timeout=600)
         solver._warm_up()  # the real kernel (from numba's cache by now)
 
-    state = solver._State(held_compile)
+    state = BackgroundCompile(held_compile, "test-compile")
     monkeypatch.setattr(solver, "_STATE", state)
     real = projection.slsqp_frame
     calls = []

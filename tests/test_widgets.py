@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from skvis_widgets._compiled import BackgroundCompile
 from skvis_widgets.data import SkeletonDataset
 from skvis_widgets.model import SkeletonLSTM
 from skvis_widgets.skeleton import MSR_ACTION3D
@@ -822,7 +823,7 @@ def test_the_first_run_starts_while_the_solver_compiles(model, dataset, monkeypa
         if not release.wait(600):
             raise RuntimeError("the test never released the compile")
 
-    state = solver._State(held_compile)
+    state = BackgroundCompile(held_compile, "test-compile")
     monkeypatch.setattr(solver, "_STATE", state)
     # which threads projected with which solver (the explorer's other background jobs,
     # e.g. the verdict's stability check, project too)

@@ -37,66 +37,22 @@ Cold start: numba compiles every jitted function for each distinct set of argume
 types it is called with, and a constant argument (``0``, ``True``) is typed as a literal,
 i.e. a separate specialization of the callee. The kernel therefore passes run-time values
 (``zero``, ``yes``, ``no`` below) where it would pass constants, and its internal helpers
-have no CPython wrapper (``_jit_inner``): each costs a compile and an optimized module
+have no CPython wrapper (`jit_inner`): each costs a compile and an optimized module
 of its own. The helpers the tests call from Python keep theirs.
 """
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 from numpy.typing import NDArray
 
-try:  # numba is a dependency; without it `project` uses SLSQP
-    from numba import njit
-except ImportError:  # pragma: no cover - exercised only where numba is missing
-    njit = None  # type: ignore[assignment]
-
-#: Whether numba could cache the kernel on disk (False: compiled in every process).
-_CACHED = True
-
-
-def _jit(f, **extra):
-    """``numba.njit`` with a disk cache where numba finds a writable place for one.
-
-    Numba decides at decoration time: with no writable ``__pycache__`` beside this file,
-    no writable user cache directory and no ``NUMBA_CACHE_DIR`` (a read-only install
-    without a home, as in many containers), ``cache=True`` raises ``RuntimeError: cannot
-    cache function ...: no locator available``, which would break importing the package.
-    Then every function is compiled without a cache, with one warning the first time.
-    """
-    global _CACHED
-    if njit is None:  # pragma: no cover - exercised only where numba is missing
-        return f
-    opts = {"nogil": True, "error_model": "numpy", **extra}
-    if _CACHED:
-        try:
-            return njit(cache=True, **opts)(f)
-        except RuntimeError as exc:
-            if "cannot cache" not in str(exc):
-                raise
-            _CACHED = False
-            warnings.warn(
-                f"skvis_widgets: numba cannot cache the projection solver on disk ({exc}); "
-                "it is compiled in each new process instead (some seconds on the first "
-                "projection). Set NUMBA_CACHE_DIR to a writable folder to cache it.",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-    return njit(cache=False, **opts)(f)
-
-
-def _jit_inner(f):
-    """`_jit` for a helper only called from compiled code: no CPython wrapper to build."""
-    return _jit(f, no_cpython_wrapper=True)
-
+from .._compiled import jit, jit_inner
 
 # ---------------------------------------------------------------------------------------
 # The kernel. Plain loops over small arrays, written for numba's nopython mode.
 
 
-@_jit
+@jit
 def _fk(x, r, u, pl_parent, pl_length, fk, root):
     """Joint positions from the root r (3,) and unit bone directions u (J, 3) (row j:
     the bone ending at joint j)."""
@@ -111,7 +67,7 @@ def _fk(x, r, u, pl_parent, pl_length, fk, root):
             x[j, d] = x[p, d] + L * u[j, d]
 
 
-@_jit
+@jit
 def _rows(x, ang_idx, ang_sn, ang_sc, plane_idx, plane_inv, h, A, grad):
     """Inequality values h (m,) and, with ``grad``, their gradients A (m, J, 3) (zero
     off the rows' joints)."""
@@ -149,7 +105,7 @@ def _rows(x, ang_idx, ang_sn, ang_sc, plane_idx, plane_inv, h, A, grad):
                 A[i, sb, d] = -s * (ga[d] + gb[d] + gc[d])
 
 
-@_jit_inner
+@jit_inner
 def _add_iso(K, i, j, w):
     """K[i, j] += w I3 and K[j, i] += w I3 (once if i == j)."""
     for d in range(3):
@@ -158,7 +114,7 @@ def _add_iso(K, i, j, w):
             K[j, i, d, d] += w
 
 
-@_jit_inner
+@jit_inner
 def _skew_add(K, i, j, w, p0, p1, p2):
     """K[i, j] += w [p]x and K[j, i] += (w [p]x)' = -w [p]x, with
     [p]x = [[0, -p2, p1], [p2, 0, -p0], [-p1, p0, 0]]."""
@@ -172,7 +128,7 @@ def _skew_add(K, i, j, w, p0, p1, p2):
         K[a, b, 2, 1] += v * p0
 
 
-@_jit
+@jit
 def _assemble(K, x, u, lam, mu, caug, A, m, convex, geo):
     """The KKT blocks K (J, J, 4, 4) of the equality part, on the pattern. With
     ``convex`` the Hessian keeps only its positive semidefinite parts (the bones whose
@@ -253,7 +209,7 @@ def _assemble(K, x, u, lam, mu, caug, A, m, convex, geo):
                         K[r, q, d, e] += ard * A[i, q, e]
 
 
-@_jit_inner
+@jit_inner
 def _pivot(P, is_root, out, delta):
     """out = inverse of the 4 x 4 pivot P, made safely definite where needed.
 
@@ -349,7 +305,7 @@ def _pivot(P, is_root, out, delta):
     return shifted
 
 
-@_jit
+@jit
 def _factor(K, Pinv, T, order, nb_ptr, nb_idx, root, delta):
     """Block elimination of K in place. Pinv (J, 4, 4): pivot inverses; T (J, deg, 4, 4):
     K[i, c] Pinv_c for the later neighbours i of c. Returns whether any pivot was shifted.
@@ -390,7 +346,7 @@ def _factor(K, Pinv, T, order, nb_ptr, nb_idx, root, delta):
     return shifted
 
 
-@_jit
+@jit
 def _solve1(fac, R, X, q):
     """Solve K X = R for column q with the factors of `_factor` (R[..., q] is
     overwritten). Forward: from the leaves, each joint's block pushes into its later
@@ -431,7 +387,7 @@ def _solve1(fac, R, X, q):
             )
 
 
-@_jit_inner
+@jit_inner
 def _small_solve(M, b, n, out):
     """Solve the n x n system M y = b (copies; partial pivoting)."""
     A = np.empty((n, n))
@@ -470,7 +426,7 @@ def _small_solve(M, b, n, out):
         out[k] = acc / piv
 
 
-@_jit_inner
+@jit_inner
 def _dot_row(A, row_j, i, X, q):
     """a_i . (displacement part of column q of X), over the row's joints only."""
     acc = 0.0
@@ -483,7 +439,7 @@ def _dot_row(A, row_j, i, X, q):
     return acc
 
 
-@_jit_inner
+@jit_inner
 def _column(fac, R, X, A, row_j, i):
     """Column 1 + i of X: the solution for [a_i; 0]."""
     q = 1 + i
@@ -499,7 +455,7 @@ def _column(fac, R, X, A, row_j, i):
     _solve1(fac, R, X, q)
 
 
-@_jit_inner
+@jit_inner
 def _active_set(fac, R, X, A, row_j, have, S, s, h, work, m, mu, wl, scratch):
     """Multipliers mu (m,) and working set wl (m,) of the inequality QP: rows
     ``h + S mu - s >= 0`` with ``S = a K^-1 a'``, held at 0 in the working set, mu >= 0
@@ -558,13 +514,13 @@ def _active_set(fac, R, X, A, row_j, have, S, s, h, work, m, mu, wl, scratch):
             return
 
 
-@_jit_inner
+@jit_inner
 def _dist2(x, x0, j):
     """|x_j - x0_j|^2."""
     return (x[j, 0] - x0[j, 0]) ** 2 + (x[j, 1] - x0[j, 1]) ** 2 + (x[j, 2] - x0[j, 2]) ** 2
 
 
-@_jit_inner
+@jit_inner
 def _merit(x, x0, h, m, rho):
     f = 0.0
     for j in range(x.shape[0]):
@@ -578,7 +534,7 @@ def _merit(x, x0, h, m, rho):
     return 0.5 * f + rho * v
 
 
-@_jit_inner
+@jit_inner
 def _unit_rows(u, y, fallback, parent):
     for j in range(u.shape[0]):
         if parent[j] < 0:
@@ -592,7 +548,7 @@ def _unit_rows(u, y, fallback, parent):
                 u[j, d] = fallback[j, d]
 
 
-@_jit
+@jit
 def _solve_frames(
     x0s,
     u0s,
@@ -815,11 +771,6 @@ def _solve_frames(
                 out[t, j, d] = x[j, d]
         conv[t] = done
         iters[t] = it
-
-
-def available() -> bool:
-    """Whether the compiled solver can run (numba is importable)."""
-    return njit is not None
 
 
 def solve(x0: NDArray, u0: NDArray, r0: NDArray, pl, tol: float, max_iter: int):

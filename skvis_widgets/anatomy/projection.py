@@ -18,8 +18,8 @@ from typing import Literal, overload
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .._compiled import available
 from ..errors import SkvisError
-from . import _kernel
 from .constraints import (
     ConstraintSet,
     check_constraints,
@@ -220,7 +220,7 @@ def _solve(
     x, it = xt.copy(), np.zeros(n, dtype=np.intp)
     fallback = np.zeros(n, dtype=bool)
     compiled = solver == "compiled" or (
-        solver == "auto" and _kernel.available() and not compile_in_progress()
+        solver == "auto" and available() and not compile_in_progress()
     )
     if not compiled:
         # SLSQP from each frame (unstuck), until the compile in another thread is done

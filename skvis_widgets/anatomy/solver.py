@@ -9,11 +9,10 @@ thread (`prepare_solver(background=True)`, as the explorer does when it opens) w
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 from numpy.typing import NDArray
 
+from .._compiled import BackgroundCompile, available
 from . import _kernel
 from .program import Plan, Program, fk, start_dirs
 
@@ -33,48 +32,7 @@ def _warm_up() -> None:
     _run(x0, prog, pl, 1e-6, 2)
 
 
-class _State:
-    """Whether the kernel is compiled in this process, and the compile under way."""
-
-    def __init__(self, compile_fn=_warm_up) -> None:
-        self.compile_fn = compile_fn
-        self.lock = threading.Lock()  # held for the whole compile
-        self.start_lock = threading.Lock()  # one background thread at a time
-        self.ready = threading.Event()
-        self.thread: threading.Thread | None = None
-        self.error: BaseException | None = None
-
-    def ensure(self) -> None:
-        """Compile now, or wait for the compile under way; raise what it raised."""
-        if self.ready.is_set():
-            return
-        with self.lock:
-            if not self.ready.is_set():
-                try:
-                    self.compile_fn()
-                except BaseException as exc:
-                    self.error = exc
-                    raise
-                self.error = None
-                self.ready.set()
-
-    def start(self) -> None:
-        """`ensure` in a daemon thread, once (a thread that is still running is kept)."""
-        with self.start_lock:
-            if self.ready.is_set() or (self.thread is not None and self.thread.is_alive()):
-                return
-
-            def run() -> None:
-                try:
-                    self.ensure()
-                except Exception:  # noqa: BLE001 - kept in `error`; a blocking call re-raises
-                    pass
-
-            self.thread = threading.Thread(target=run, name="skvis-prepare-solver", daemon=True)
-            self.thread.start()
-
-
-_STATE = _State()
+_STATE = BackgroundCompile(_warm_up, "skvis-prepare-solver")
 
 
 def prepare_solver(background: bool = False) -> bool:
@@ -98,7 +56,7 @@ def prepare_solver(background: bool = False) -> bool:
         Whether the compiled solver is ready (always True without ``background``, where
         numba is available; False where numba is missing: `project` then uses SLSQP).
     """
-    if not _kernel.available():
+    if not available():
         return False
     if background:
         _STATE.start()
@@ -114,7 +72,7 @@ def solver_ready() -> bool:
 
 def compile_in_progress() -> bool:
     """Whether another call is compiling the solver right now."""
-    return not _STATE.ready.is_set() and _STATE.lock.locked()
+    return _STATE.in_progress()
 
 
 def _run(

@@ -40,6 +40,7 @@ from .. import anatomy, optimize
 from .._checks import check_index
 from ..errors import SkvisError
 from ..export import save_animation as _save_animation
+from ..saliency import prepare_kernel
 from ..skeleton import check_model_topology
 from ..webpage import write_html
 from .analysis import Analysis, hidden_size
@@ -186,8 +187,10 @@ class SkeletonVis(W.VBox):
         if method is not None and sensitivity_mode is not None:
             raise SkvisError("give method or sensitivity_mode, not both")
         mode = sensitivity_mode or Analysis.METHODS.get(method or "", "instantaneous")
-        # compile (or load) the projection solver in the background, once per process, before
-        # any job projects: until it is ready, projections use SLSQP instead of waiting for it
+        # compile (or load) the sensitivity kernel and the projection solver in the
+        # background, once per process, before any job needs them: until each is ready,
+        # its callers take the torch path / SLSQP instead of waiting for it
+        prepare_kernel(next(model.parameters()).dtype, background=True)
         anatomy.prepare_solver(background=True)
         self.model = model
         self.dataset = dataset
