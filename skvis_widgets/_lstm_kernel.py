@@ -107,7 +107,9 @@ def unit_blocks(coef, w, row_scale, signed, out, t_stop):
                 for q in range(nf):
                     ot[q] = abs(a0 * w0[q] + a1 * w1[q] + a2 * w2[q] + a3 * w3[q])
         for t in range(n_t, t_stop):
-            out[u, t, :] = 0.0
+            ot = out[u, t]
+            for q in range(nf):
+                ot[q] = 0.0
 
 
 def _warm_up(dtype: Any) -> None:
