@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
 from ._compiled import BackgroundCompile, available, jit
 
-__all__ = ["ready", "forward", "unit_blocks"]
+__all__ = ["ready", "forward", "unit_blocks", "parallel"]
 
 #: tanh(x) is computed as ``expm1(2x) / (expm1(2x) + 2)`` on 2x clipped to +-40 (where
 #: tanh is 1 to double precision), in double: within 5e-16 of ``numpy.tanh`` everywhere
@@ -80,8 +83,8 @@ def forward(xp, whh_t, h, coef):
 
 
 @jit
-def unit_blocks(coef, w, row_scale, signed, out, t_stop):
-    """``out[u, t] = |sum_g coef[t, g, u] w[g, u]| * row_scale[u]`` for every unit u.
+def unit_blocks(coef, w, row_scale, signed, out, t_stop, u0, u1):
+    """``out[u, t] = |sum_g coef[t, g, u] w[g, u]| * row_scale[u]`` for units ``u0..u1-1``.
 
     ``coef`` (T, 4H) from `forward`; ``w`` (4, H, F) is ``W_ih`` with the input's
     Jacobian and eq 3's ``sigma_x`` in its columns, ``row_scale`` eq 3's ``1 / sigma_h``.
@@ -92,7 +95,7 @@ def unit_blocks(coef, w, row_scale, signed, out, t_stop):
     hd = coef.shape[1] // 4
     nf = w.shape[2]
     k4 = np.empty(4, out.dtype)  # the coefficients in the result's dtype
-    for u in range(hd):
+    for u in range(u0, u1):
         w0, w1, w2, w3 = w[0, u], w[1, u], w[2, u], w[3, u]
         s = row_scale[u]
         for t in range(n_t):
@@ -119,8 +122,28 @@ def _warm_up(dtype: Any) -> None:
     forward(x, np.zeros((2, 8), dtype), h, k)
     out = np.empty((2, 3, 3), dtype)
     for signed in (True, False):
-        unit_blocks(k, np.zeros((4, 2, 3), dtype), np.ones(2, dtype), signed, out, 3)
+        unit_blocks(k, np.zeros((4, 2, 3), dtype), np.ones(2, dtype), signed, out, 3, 0, 2)
 
+
+def parallel(calls: Sequence[Callable[[], object]], threads: int) -> None:
+    """Run ``calls`` (compiled kernels: they release the GIL) on ``threads`` threads, or
+    one after the other with one thread. Each call writes its own part of the result, so
+    the result does not depend on the number of threads."""
+    if threads <= 1 or len(calls) <= 1:
+        for call in calls:
+            call()
+        return
+    with _POOL_LOCK:
+        size, pool = _POOL.get("size", 0), _POOL.get("pool")
+        if pool is None or size < threads:
+            pool = ThreadPoolExecutor(threads, thread_name_prefix="skvis-lstm-kernel")
+            _POOL.update(size=threads, pool=pool)
+    for future in [pool.submit(call) for call in calls]:
+        future.result()
+
+
+_POOL: dict[str, Any] = {}  # the shared thread pool and its size, made on first use
+_POOL_LOCK = threading.Lock()
 
 _COMPILES = {
     dt: BackgroundCompile(functools.partial(_warm_up, dt), f"skvis-lstm-kernel-{dt.__name__}")

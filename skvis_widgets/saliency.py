@@ -48,6 +48,7 @@ A data set larger than memory streams through `iter_unit_sensitivity` or
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -868,7 +869,9 @@ def _compiled_units(
     The same quantities as `_local` and `_tiles`, computed on the CPU in compiled loops:
     the forward keeps its local derivatives, and each unit's ``(T, F)`` block of the
     result is written once. Each sequence runs to its own length; its padding frames
-    (up to the chunk's ``t``) are set to zero.
+    (up to the chunk's ``t``) are set to zero. With torch's intra-op threads above one,
+    the sequences' forwards, and each sequence's units, are shared among that many
+    threads (as the torch path's matmuls would be).
     """
     model, x = job.model, job.x
     n, t = x.shape[:2]
@@ -884,8 +887,16 @@ def _compiled_units(
     h = np.zeros((n, t, hdim), dtype)
     coef = np.empty((n, t, 4 * hdim), dtype)
     lens = job.lens.tolist()
-    for i, length in enumerate(lens):
-        _lstm_kernel.forward(xp[i, :length], whh_t, h[i, :length], coef[i, :length])
+    threads = torch.get_num_threads()
+    _lstm_kernel.parallel(
+        [
+            functools.partial(
+                _lstm_kernel.forward, xp[i, :length], whh_t, h[i, :length], coef[i, :length]
+            )
+            for i, length in enumerate(lens)
+        ],
+        threads,
+    )
     row_scale = np.ones((n, hdim), dtype)
     cols = pj.expand(n, -1)
     if job.normalize:
@@ -894,10 +905,14 @@ def _compiled_units(
         row_scale = rs.numpy()
         cols = cols * cs
     w4 = w_ih.reshape(4, hdim, -1)  # (G, H, F)
+    cuts = np.linspace(0, hdim, min(threads, hdim) + 1).round().astype(int).tolist()
+    calls = []
     for i, length in enumerate(lens):
-        wi = (w4 * cols[i]).numpy()
+        args = (coef[i, :length], (w4 * cols[i]).numpy(), row_scale[i], job.signed)
         out = whole[i].numpy()
-        _lstm_kernel.unit_blocks(coef[i, :length], wi, row_scale[i], job.signed, out, t)
+        for u0, u1 in zip(cuts[:-1], cuts[1:], strict=True):
+            calls.append(functools.partial(_lstm_kernel.unit_blocks, *args, out, t, u0, u1))
+    _lstm_kernel.parallel(calls, threads)
 
 
 def _store(job: _Job, m: torch.Tensor, dest: torch.Tensor, t0: int) -> None:

@@ -741,7 +741,9 @@ def test_the_kernel_equals_the_torch_path_on_a_float32_batch(monkeypatch):
     assert _lstm_kernel.ready(np.float32, wait=True)
     real = _lstm_kernel.unit_blocks
     used = []
-    monkeypatch.setattr(_lstm_kernel, "unit_blocks", lambda *a: (used.append(1), real(*a)))
+    monkeypatch.setattr(  # one entry per sequence (its call for the first units, u0 = 0)
+        _lstm_kernel, "unit_blocks", lambda *a: (a[-2] == 0 and used.append(1), real(*a))
+    )
     fast = {name: call() for name, call in calls.items()}
     assert len(used) == 5 * 3  # one per sequence: the kernel did them all
     monkeypatch.setattr(_lstm_kernel, "ready", lambda *a, **k: False)
@@ -778,7 +780,9 @@ def test_a_call_during_the_kernels_compile_takes_the_torch_path_at_once(monkeypa
     monkeypatch.setitem(_lstm_kernel._COMPILES, np.float32, state)
     real = _lstm_kernel.unit_blocks
     used = []
-    monkeypatch.setattr(_lstm_kernel, "unit_blocks", lambda *a: (used.append(1), real(*a)))
+    monkeypatch.setattr(  # one entry per sequence (its call for the first units, u0 = 0)
+        _lstm_kernel, "unit_blocks", lambda *a: (a[-2] == 0 and used.append(1), real(*a))
+    )
     from skvis_widgets.model import SkeletonLSTM
 
     torch.manual_seed(1)
@@ -799,3 +803,39 @@ def test_a_call_during_the_kernels_compile_takes_the_torch_path_at_once(monkeypa
     assert len(used) == 1
     np.testing.assert_allclose(after, during, rtol=0, atol=2e-6 * np.abs(during).max())
     assert prepare_kernel(torch.float16) is False  # no kernel for other dtypes
+
+
+def test_the_kernel_on_several_threads_gives_the_same_maps(monkeypatch):
+    """With torch's intra-op threads above one, the kernel shares sequences and units among
+    threads: every value is computed by one call, as with one thread (bit for bit)."""
+    import threading
+
+    from skvis_widgets import _lstm_kernel
+    from skvis_widgets.model import SkeletonLSTM
+
+    torch.manual_seed(4)
+    model = SkeletonLSTM(20, 6, 17).eval()
+    xs = np.random.default_rng(5).normal(0, 0.1, (3, 25, 20, 3)).astype(np.float32)
+    lengths = [25, 9, 16]
+    assert _lstm_kernel.ready(np.float32, wait=True)
+    workers = set()
+    real = _lstm_kernel.unit_blocks
+
+    def counted(*args):
+        workers.add(threading.current_thread().name)
+        return real(*args)
+
+    monkeypatch.setattr(_lstm_kernel, "unit_blocks", counted)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = unit_sensitivity(model, xs, lengths=lengths)
+        assert workers == {threading.current_thread().name}
+        torch.set_num_threads(3)
+        workers.clear()
+        three = unit_sensitivity(model, xs, lengths=lengths)
+    finally:
+        torch.set_num_threads(before)
+    assert workers and all(name.startswith("skvis-lstm-kernel") for name in workers)
+    assert np.abs(one).max() > 0
+    np.testing.assert_array_equal(three, one)
