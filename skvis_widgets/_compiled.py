@@ -10,6 +10,7 @@ path meanwhile instead of waiting on another thread's compile.
 
 from __future__ import annotations
 
+import collections
 import threading
 import warnings
 from collections.abc import Callable
@@ -74,17 +75,20 @@ class BackgroundCompile:
     """A compile (``compile_fn``) run once per process: whether it is done, the one under way.
 
     ``ensure`` compiles in the caller's thread, or waits for the compile under way, and
-    raises what it raised; ``start`` runs ``ensure`` in a daemon thread and returns at
-    once; ``in_progress`` tells a caller that would otherwise wait.
+    raises what it raised; ``start`` queues it for the one background thread and returns
+    at once; ``in_progress`` (queued or compiling) tells a caller that would otherwise
+    wait. Background compiles run one after the other in the order they were started
+    (numba compiles one function at a time anyway): the explorer starts the sensitivity
+    kernel's (2 s) before the solver's (10 s), so that it is not left waiting behind it.
     """
 
     def __init__(self, compile_fn: Callable[[], object], name: str) -> None:
         self.compile_fn = compile_fn
         self.name = name
         self.lock = threading.Lock()  # held for the whole compile
-        self.start_lock = threading.Lock()  # one background thread at a time
         self.ready = threading.Event()
-        self.thread: threading.Thread | None = None
+        self.queued = False
+        self.thread: threading.Thread | None = None  # the background thread that has it
         self.error: BaseException | None = None
 
     def ensure(self) -> None:
@@ -102,20 +106,42 @@ class BackgroundCompile:
                 self.ready.set()
 
     def start(self) -> None:
-        """`ensure` in a daemon thread, once (a thread that is still running is kept)."""
-        with self.start_lock:
-            if self.ready.is_set() or (self.thread is not None and self.thread.is_alive()):
+        """Queue `ensure` for the background thread (once: a queued compile stays queued)."""
+        with _QUEUE_LOCK:
+            if self.ready.is_set() or self.queued:
                 return
-
-            def run() -> None:
-                try:
-                    self.ensure()
-                except Exception:  # noqa: BLE001 - kept in `error`; a blocking call re-raises
-                    pass
-
-            self.thread = threading.Thread(target=run, name=self.name, daemon=True)
-            self.thread.start()
+            self.queued = True
+            _QUEUE.append(self)
+            worker = _WORKER.get("thread")
+            if worker is None:  # (a worker leaves the dict, under this lock, as it ends)
+                worker = threading.Thread(target=_work, name="skvis-compile", daemon=True)
+                _WORKER["thread"] = worker
+                worker.start()
+            self.thread = worker
 
     def in_progress(self) -> bool:
-        """Whether a compile is running right now (in any thread)."""
-        return not self.ready.is_set() and self.lock.locked()
+        """Whether a compile is queued or running right now (in any thread)."""
+        return not self.ready.is_set() and (self.queued or self.lock.locked())
+
+
+_QUEUE: collections.deque[BackgroundCompile] = collections.deque()
+_QUEUE_LOCK = threading.Lock()
+_WORKER: dict[str, threading.Thread] = {}
+
+
+def _work() -> None:
+    """The background thread: the queued compiles in order; it ends when none is left."""
+    while True:
+        with _QUEUE_LOCK:
+            if not _QUEUE:
+                del _WORKER["thread"]
+                return
+            job = _QUEUE[0]
+        try:
+            job.ensure()
+        except Exception:  # noqa: BLE001 - kept in `error`; a blocking call re-raises
+            pass
+        finally:
+            with _QUEUE_LOCK:
+                _QUEUE.popleft()
+                job.queued = False

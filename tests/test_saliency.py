@@ -790,13 +790,13 @@ def test_a_call_during_the_kernels_compile_takes_the_torch_path_at_once(monkeypa
     seq = np.random.default_rng(2).normal(0, 0.1, (30, 20, 3)).astype(np.float32)
     try:
         assert prepare_kernel(background=True) is False
-        assert started.wait(60) and state.in_progress()
+        assert started.wait(600) and state.in_progress()
         during = unit_sensitivity(model, seq)  # returns while the compile is held
         assert not release.is_set() and state.thread is not None and state.thread.is_alive()
         assert not used
     finally:
         release.set()
-    state.thread.join(timeout=120)
+    state.thread.join(timeout=600)
     assert state.ready.is_set() and prepare_kernel() is True
     used.clear()  # (the compile's own warm-up calls)
     after = unit_sensitivity(model, seq)

@@ -323,7 +323,7 @@ def test_auto_does_not_wait_for_a_compile_in_another_thread(monkeypatch):
     monkeypatch.setattr(solver, "_STATE", state)
     try:
         assert anatomy.prepare_solver(background=True) is False
-        assert started.wait(timeout=60)
+        assert started.wait(timeout=600)
         assert not anatomy.solver_ready() and solver.compile_in_progress()
         ntu = load_ntu("S001C001P001R001A001.skeleton")[:6]
         cs = anatomical_constraints(KINECT_V2)
@@ -336,7 +336,7 @@ def test_auto_does_not_wait_for_a_compile_in_another_thread(monkeypatch):
         np.testing.assert_allclose(x, project(x0, cs, ref, solver="slsqp"))
     finally:
         release.set()
-    state.thread.join(timeout=60)
+    state.thread.join(timeout=600)
     assert anatomy.solver_ready() and not solver.compile_in_progress()
     assert anatomy.prepare_solver(background=True) is True  # nothing more to do
 
@@ -350,7 +350,7 @@ def test_a_failed_background_compile_is_raised_by_the_next_blocking_call(monkeyp
     state = BackgroundCompile(broken, "test-compile")
     monkeypatch.setattr(solver, "_STATE", state)
     anatomy.prepare_solver(background=True)
-    state.thread.join(timeout=60)
+    state.thread.join(timeout=600)
     assert not anatomy.solver_ready() and isinstance(state.error, RuntimeError)
     with pytest.raises(RuntimeError, match="no compiler here"):
         anatomy.prepare_solver()
@@ -397,3 +397,32 @@ def test_auto_hands_the_frames_left_to_the_compiled_solver_once_it_is_ready(monk
     moved = np.nonzero(~info.unchanged)[0]
     assert len(calls) == 1 and info.fallback[moved[0]] and not info.fallback[moved[1:]].any()
     assert (info.iterations[moved[1:]] > 0).all()
+
+
+def test_background_compiles_run_in_the_order_they_were_started():
+    """The explorer starts the sensitivity kernel's compile before the solver's: the second
+    waits, queued (and says it is in progress, so that no caller compiles it meanwhile),
+    until the first is done; one background thread runs both and then ends."""
+    import threading
+
+    order, release = [], threading.Event()
+
+    def first():
+        order.append("first")
+        assert release.wait(600)
+
+    a = BackgroundCompile(first, "test-first")
+    b = BackgroundCompile(lambda: order.append("second"), "test-second")
+    a.start()
+    b.start()
+    b.start()  # queued once
+    assert a.thread is b.thread and a.in_progress() and b.in_progress()
+    assert not b.ready.is_set() and order in ([], ["first"])
+    release.set()
+    a.thread.join(600)
+    assert order == ["first", "second"] and a.ready.is_set() and b.ready.is_set()
+    assert not a.in_progress() and not b.in_progress() and not a.thread.is_alive()
+    c = BackgroundCompile(lambda: order.append("third"), "test-third")
+    c.start()  # a new worker once the last one ended
+    c.thread.join(600)
+    assert order[-1] == "third" and c.ready.is_set() and c.thread is not a.thread

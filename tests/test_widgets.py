@@ -841,7 +841,7 @@ def test_the_first_run_starts_while_the_solver_compiles(model, dataset, monkeypa
     monkeypatch.setattr(projection, "solve_compiled", counted(compiled, real_compiled))
     try:
         vis = SkeletonVis(model, dataset, sample=0)
-        assert started.wait(60) and solver.compile_in_progress()
+        assert started.wait(600) and solver.compile_in_progress()
         assert state.thread is not None  # the explorer started it, in the background
         vis.select(view="maximization")
         vis.iterations = 2
@@ -852,6 +852,6 @@ def test_the_first_run_starts_while_the_solver_compiles(model, dataset, monkeypa
         assert run in slsqp and run not in compiled
     finally:
         release.set()
-    state.thread.join(timeout=60)
+    state.thread.join(timeout=600)
     assert state.ready.is_set() and not solver.compile_in_progress()
     vis.close()
