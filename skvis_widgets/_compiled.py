@@ -82,9 +82,8 @@ class BackgroundCompile:
     kernel's (2 s) before the solver's (10 s), so that it is not left waiting behind it.
     """
 
-    def __init__(self, compile_fn: Callable[[], object], name: str) -> None:
+    def __init__(self, compile_fn: Callable[[], object]) -> None:
         self.compile_fn = compile_fn
-        self.name = name
         self.lock = threading.Lock()  # held for the whole compile
         self.ready = threading.Event()
         self.queued = False

@@ -29,12 +29,6 @@ from ._compiled import BackgroundCompile, available, jit
 
 __all__ = ["ready", "forward", "unit_blocks", "parallel"]
 
-#: tanh(x) is computed as ``expm1(2x) / (expm1(2x) + 2)`` on 2x clipped to +-40 (where
-#: tanh is 1 to double precision), in double: within 5e-16 of ``numpy.tanh`` everywhere
-#: (expm1 keeps small arguments exact), and a third faster than libm's tanh, which took
-#: a quarter of the forward's time.
-_TANH = "expm1"
-
 
 @jit
 def forward(xp, whh_t, h, coef):
@@ -48,7 +42,10 @@ def forward(xp, whh_t, h, coef):
         coef_i = o (1 - tanh^2 c) g i (1 - i)       coef_g = o (1 - tanh^2 c) i (1 - g^2)
         coef_f = o (1 - tanh^2 c) c' f (1 - f)      coef_o = tanh(c) o (1 - o)
 
-    (the same as `saliency._local`'s, which the tests compare).
+    (the same as `saliency._local`'s, which the tests compare). tanh is computed as
+    ``expm1(2x) / (expm1(2x) + 2)`` on 2x clipped to +-40 (where tanh is 1 to double
+    precision), in double: within 5e-16 of ``numpy.tanh`` (expm1 keeps small arguments
+    exact), and a third faster than libm's tanh, which took a quarter of the forward.
     """
     n_t = xp.shape[0]
     hd = whh_t.shape[0]
@@ -63,7 +60,7 @@ def forward(xp, whh_t, h, coef):
         for u in range(2 * hd):
             a[u] = 1.0 / (1.0 + np.exp(-a[u]))
         for u in range(2 * hd, 3 * hd):
-            e = math.expm1(min(max(2.0 * a[u], -40.0), 40.0))  # tanh, see `_TANH`
+            e = math.expm1(min(max(2.0 * a[u], -40.0), 40.0))  # tanh (docstring)
             a[u] = e / (e + 2.0)
         for u in range(3 * hd, 4 * hd):
             a[u] = 1.0 / (1.0 + np.exp(-a[u]))
@@ -136,6 +133,8 @@ def parallel(calls: Sequence[Callable[[], object]], threads: int) -> None:
     with _POOL_LOCK:
         size, pool = _POOL.get("size", 0), _POOL.get("pool")
         if pool is None or size < threads:
+            if pool is not None:
+                pool.shutdown(wait=False)  # its threads end once idle
             pool = ThreadPoolExecutor(threads, thread_name_prefix="skvis-lstm-kernel")
             _POOL.update(size=threads, pool=pool)
     for future in [pool.submit(call) for call in calls]:
@@ -146,8 +145,7 @@ _POOL: dict[str, Any] = {}  # the shared thread pool and its size, made on first
 _POOL_LOCK = threading.Lock()
 
 _COMPILES = {
-    dt: BackgroundCompile(functools.partial(_warm_up, dt), f"skvis-lstm-kernel-{dt.__name__}")
-    for dt in (np.float32, np.float64)
+    dt: BackgroundCompile(functools.partial(_warm_up, dt)) for dt in (np.float32, np.float64)
 }
 
 

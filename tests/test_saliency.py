@@ -776,7 +776,7 @@ def test_a_call_during_the_kernels_compile_takes_the_torch_path_at_once(monkeypa
             raise RuntimeError("the test never released the compile")
         _lstm_kernel._warm_up(np.float32)
 
-    state = BackgroundCompile(held_compile, "test-compile")
+    state = BackgroundCompile(held_compile)
     monkeypatch.setitem(_lstm_kernel._COMPILES, np.float32, state)
     real = _lstm_kernel.unit_blocks
     used = []

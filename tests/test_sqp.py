@@ -319,7 +319,7 @@ def test_auto_does_not_wait_for_a_compile_in_another_thread(monkeypatch):
         started.set()
         assert release.wait(timeout=600)
 
-    state = BackgroundCompile(held_compile, "test-compile")
+    state = BackgroundCompile(held_compile)
     monkeypatch.setattr(solver, "_STATE", state)
     try:
         assert anatomy.prepare_solver(background=True) is False
@@ -347,7 +347,7 @@ def test_a_failed_background_compile_is_raised_by_the_next_blocking_call(monkeyp
     def broken():
         raise RuntimeError("no compiler here")
 
-    state = BackgroundCompile(broken, "test-compile")
+    state = BackgroundCompile(broken)
     monkeypatch.setattr(solver, "_STATE", state)
     anatomy.prepare_solver(background=True)
     state.thread.join(timeout=600)
@@ -374,7 +374,7 @@ def test_auto_hands_the_frames_left_to_the_compiled_solver_once_it_is_ready(monk
         assert release.wait(timeout=600)
         solver._warm_up()  # the real kernel (from numba's cache by now)
 
-    state = BackgroundCompile(held_compile, "test-compile")
+    state = BackgroundCompile(held_compile)
     monkeypatch.setattr(solver, "_STATE", state)
     real = projection.slsqp_frame
     calls = []
@@ -411,8 +411,8 @@ def test_background_compiles_run_in_the_order_they_were_started():
         order.append("first")
         assert release.wait(600)
 
-    a = BackgroundCompile(first, "test-first")
-    b = BackgroundCompile(lambda: order.append("second"), "test-second")
+    a = BackgroundCompile(first)
+    b = BackgroundCompile(lambda: order.append("second"))
     a.start()
     b.start()
     b.start()  # queued once
@@ -422,7 +422,7 @@ def test_background_compiles_run_in_the_order_they_were_started():
     a.thread.join(600)
     assert order == ["first", "second"] and a.ready.is_set() and b.ready.is_set()
     assert not a.in_progress() and not b.in_progress() and not a.thread.is_alive()
-    c = BackgroundCompile(lambda: order.append("third"), "test-third")
+    c = BackgroundCompile(lambda: order.append("third"))
     c.start()  # a new worker once the last one ended
     c.thread.join(600)
     assert order[-1] == "third" and c.ready.is_set() and c.thread is not a.thread

@@ -823,7 +823,7 @@ def test_the_first_run_starts_while_the_solver_compiles(model, dataset, monkeypa
         if not release.wait(600):
             raise RuntimeError("the test never released the compile")
 
-    state = BackgroundCompile(held_compile, "test-compile")
+    state = BackgroundCompile(held_compile)
     monkeypatch.setattr(solver, "_STATE", state)
     # which threads projected with which solver (the explorer's other background jobs,
     # e.g. the verdict's stability check, project too)

@@ -32,7 +32,7 @@ def _warm_up() -> None:
     _run(x0, prog, pl, 1e-6, 2)
 
 
-_STATE = BackgroundCompile(_warm_up, "skvis-prepare-solver")
+_STATE = BackgroundCompile(_warm_up)
 
 
 def prepare_solver(background: bool = False) -> bool:

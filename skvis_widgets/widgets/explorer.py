@@ -190,7 +190,9 @@ class SkeletonVis(W.VBox):
         # compile (or load) the sensitivity kernel and the projection solver in the
         # background, once per process, before any job needs them: until each is ready,
         # its callers take the torch path / SLSQP instead of waiting for it
-        prepare_kernel(next(model.parameters()).dtype, background=True)
+        param = next(model.parameters(), None)  # (any module opens: maybe none)
+        if param is not None:
+            prepare_kernel(param.dtype, background=True)
         anatomy.prepare_solver(background=True)
         self.model = model
         self.dataset = dataset
